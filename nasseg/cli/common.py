@@ -1,0 +1,48 @@
+"""Helpers shared by the CLI modules: one console, one way to report errors, HxW parsing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from nasseg.errors import NassegError
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Exit codes: 0 success, 1 a check failed (e.g. a figure outside tolerance), 2 bad input.
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a NassegError into one red line on stderr and exit code 2 (no traceback)."""
+    try:
+        yield
+    except NassegError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024): height first, as in the papers' tables."""
+    try:
+        h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
+    return h, w
+
+
+def print_json(data: Any) -> None:
+    """One JSON object on stdout, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+

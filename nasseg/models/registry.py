@@ -1,0 +1,97 @@
+"""One registry of model families: a model is an ``ArchConfig`` plus its family's builder."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from nasseg.errors import ConfigError, InfeasibleArchitecture
+
+# Family name -> module under nasseg.models that defines ``FAMILY``.
+FAMILY_MODULES: dict[str, str] = {
+    "espnet": "nasseg.models.espnet",
+    "ejpnet": "nasseg.models.ejpnet",
+    "fassd": "nasseg.models.fassd",
+    "jetseg": "nasseg.models.jetseg",
+    "pyramid_shufflenet": "nasseg.models.pyramid_shufflenet",
+}
+
+BuildFn = Callable[[Mapping[str, Any], int], nn.Module]
+CheckFn = Callable[[Mapping[str, Any], tuple[int, int]], list[str]]
+
+
+@dataclass(frozen=True)
+class Family:
+    """A parameterised network family.
+
+    ``build(params, num_classes)`` returns the network. ``check(params, (h, w))`` returns the
+    reasons the architecture cannot work at that input size (empty when it can), so a search
+    rejects impossible points before spending anything on them.
+    """
+
+    name: str
+    build: BuildFn
+    check: CheckFn
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A point of a search space: family, parameter values (JSON types only) and class count."""
+
+    family: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    num_classes: int = 19
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "num_classes": self.num_classes, "params": dict(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArchConfig:
+        try:
+            return cls(family=str(data["family"]), params=dict(data["params"]), num_classes=int(data["num_classes"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"an architecture needs 'family', 'num_classes' and 'params'; got keys {sorted(data)}"
+            ) from exc
+
+    def arch_hash(self) -> str:
+        """A stable short hash of the architecture (used to key caches and deduplicate trials)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_classes(self, num_classes: int) -> ArchConfig:
+        return ArchConfig(self.family, dict(self.params), num_classes)
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``; an unknown name lists the known ones."""
+    if name not in FAMILY_MODULES:
+        raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(FAMILY_MODULES)}")
+    module = importlib.import_module(FAMILY_MODULES[name])
+    return module.FAMILY
+
+
+def family_names() -> list[str]:
+    return list(FAMILY_MODULES)
+
+
+def build(config: ArchConfig) -> nn.Module:
+    """Build the network a config describes (no input-size checks: see ``check``)."""
+    family = get_family(config.family)
+    if config.num_classes < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {config.num_classes}")
+    return family.build(config.params, config.num_classes)
+
+
+def check(config: ArchConfig, input_hw: tuple[int, int]) -> None:
+    """Raise ``InfeasibleArchitecture`` listing every reason the config cannot work at ``input_hw``."""
+    reasons = get_family(config.family).check(config.params, tuple(input_hw))
+    if reasons:
+        raise InfeasibleArchitecture(config.family, reasons)

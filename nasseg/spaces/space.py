@@ -1,0 +1,256 @@
+"""A search space: parameter domains from a YAML file, sampled define-by-run with Optuna."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pydantic
+import yaml
+
+from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
+from nasseg.models.registry import ArchConfig, Family, family_names, get_family
+from nasseg.spaces.schema import Baseline, ParamSpec, SpaceFile
+
+SPACES_DIR = Path(os.environ.get("NASSEG_SPACES_DIR", Path(__file__).resolve().parents[2] / "search_spaces"))
+
+
+def _is_primitive(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+class SearchSpace:
+    """The domains of one family's design choices, its baselines, and their published figures."""
+
+    def __init__(self, spec: SpaceFile, path: Path) -> None:
+        self.spec = spec
+        self.path = path
+        self.name = path.stem
+        self._check_file()
+
+    # ----- loading -------------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path) -> SearchSpace:
+        path = Path(path)
+        if not path.is_file():
+            raise SpaceFileError(f"{path}: no such search-space file")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise SpaceFileError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise SpaceFileError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+        try:
+            spec = SpaceFile.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}" for err in exc.errors()
+            )
+            raise SpaceFileError(f"{path}: {problems}") from None
+        return cls(spec, path)
+
+    def _fail(self, where: str, message: str) -> SpaceFileError:
+        return SpaceFileError(f"{self.path}: {where}: {message}")
+
+    def _check_file(self) -> None:
+        """Cross-entry checks the schema cannot express: conditions, baselines, ablation rows."""
+        if self.spec.family not in family_names():
+            raise self._fail("family", f"unknown family {self.spec.family!r}; known: {', '.join(family_names())}")
+        seen: list[str] = []
+        for name, spec in self.spec.parameters.items():
+            for other, values in (spec.when or {}).items():
+                if other not in seen:
+                    raise self._fail(
+                        f"parameters.{name}.when",
+                        f"refers to {other!r}, which must be a parameter declared before {name!r}",
+                    )
+                for value in values:
+                    if not self._in_domain(self.spec.parameters[other], value):
+                        raise self._fail(
+                            f"parameters.{name}.when",
+                            f"{other}={value!r} is not allowed: {other} is {self.spec.parameters[other].describe()}",
+                        )
+            seen.append(name)
+        for name, baseline in self.spec.baselines.items():
+            try:
+                self.validate(baseline.params)
+            except ConfigError as exc:
+                raise self._fail(f"baselines.{name}", f"not a point of this space: {exc}") from None
+        for ablation in self.spec.ablations:
+            for row in ablation.rows:
+                if row not in self.spec.baselines:
+                    raise self._fail(f"ablations.{ablation.name}", f"row {row!r} is not a baseline of this file")
+
+    # ----- domains -------------------------------------------------------------------------
+    @property
+    def family(self) -> Family:
+        return get_family(self.spec.family)
+
+    @property
+    def parameters(self) -> dict[str, ParamSpec]:
+        return dict(self.spec.parameters)
+
+    @property
+    def baselines(self) -> dict[str, Baseline]:
+        return dict(self.spec.baselines)
+
+    @staticmethod
+    def _in_domain(spec: ParamSpec, value: Any) -> bool:
+        if spec.type == "categorical":
+            return any(value == c and type(value) is type(c) or _same_number(value, c) for c in spec.choices or [])
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if spec.type == "int" and not float(value).is_integer():
+            return False
+        if not spec.low <= value <= spec.high:
+            return False
+        if spec.step is not None:
+            k = (value - spec.low) / spec.step
+            return math.isclose(k, round(k), abs_tol=1e-9)
+        return True
+
+    def active(self, params: Mapping[str, Any], name: str) -> bool:
+        """Whether ``name`` exists given the values of the parameters before it."""
+        when = self.spec.parameters[name].when or {}
+        return all(params.get(other) in values for other, values in when.items())
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check that ``params`` is exactly a point a sampler could produce; return it in file order.
+
+        Errors name the parameter and what is allowed: unknown names, missing or inactive
+        parameters, and values outside their domain.
+        """
+        unknown = sorted(set(params) - set(self.spec.parameters))
+        if unknown:
+            raise ConfigError(
+                f"{self.path.name}: unknown parameter(s) {', '.join(unknown)}; "
+                f"this space has: {', '.join(self.spec.parameters)}"
+            )
+        point: dict[str, Any] = {}
+        for name, spec in self.spec.parameters.items():
+            is_active = self.active(point, name)
+            if not is_active:
+                if name in params:
+                    raise ConfigError(
+                        f"{self.path.name}: parameter {name!r} only exists when {_fmt_when(spec.when)}"
+                    )
+                continue
+            if name not in params:
+                raise ConfigError(f"{self.path.name}: parameter {name!r} is missing; it is {spec.describe()}")
+            value = params[name]
+            if not self._in_domain(spec, value):
+                raise ConfigError(f"{self.path.name}: {name}={value!r} is not allowed; {name} is {spec.describe()}")
+            point[name] = value
+        return point
+
+    # ----- sampling ------------------------------------------------------------------------
+    @staticmethod
+    def _encoded_choices(spec: ParamSpec) -> dict[Any, Any]:
+        """Optuna takes only primitive categorical choices: encode lists as JSON strings."""
+        return {c if _is_primitive(c) else json.dumps(c): c for c in spec.choices or []}
+
+    def encode(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameter values as Optuna records them (e.g. for ``optuna.trial.FixedTrial``)."""
+        encoded = {}
+        for name, value in params.items():
+            spec = self.spec.parameters[name]
+            encoded[name] = value if _is_primitive(value) or spec.type != "categorical" else json.dumps(value)
+        return encoded
+
+    def sample_params(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """Sample every active parameter, define-by-run."""
+        point: dict[str, Any] = {}
+        for name, spec in self.spec.parameters.items():
+            if not self.active(point, name):
+                continue
+            if spec.type == "categorical":
+                choices = self._encoded_choices(spec)
+                point[name] = choices[trial.suggest_categorical(name, list(choices))]
+            elif spec.type == "int":
+                point[name] = trial.suggest_int(
+                    name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log
+                )
+            else:
+                point[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+        return point
+
+    def sample(self, trial: optuna.trial.BaseTrial, num_classes: int | None = None) -> ArchConfig:
+        """A sampled architecture; raises ``InfeasibleArchitecture`` with its reasons when it cannot
+        work at the space's search input (the study records it as a rejected trial)."""
+        config = ArchConfig(self.spec.family, self.sample_params(trial), num_classes or self.spec.num_classes)
+        self.check(config, self.spec.search_input)
+        return config
+
+    def check(self, config: ArchConfig, input_hw: tuple[int, int]) -> None:
+        reasons = self.family.check(config.params, tuple(input_hw))
+        if reasons:
+            raise InfeasibleArchitecture(self.spec.family, reasons)
+
+    # ----- baselines -----------------------------------------------------------------------
+    def baseline(self, name: str, num_classes: int | None = None) -> ArchConfig:
+        if name not in self.spec.baselines:
+            raise ConfigError(
+                f"{self.path.name}: no baseline {name!r}; baselines: {', '.join(self.spec.baselines)}"
+            )
+        b = self.spec.baselines[name]
+        return ArchConfig(self.spec.family, self.validate(b.params), num_classes or b.num_classes)
+
+    def ablation_of(self, baseline: str) -> list[str]:
+        """Rows of the first published table that contains ``baseline`` (just itself if none)."""
+        for ablation in self.spec.ablations:
+            if baseline in ablation.rows:
+                return list(ablation.rows)
+        return [baseline]
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    numeric = (int, float)
+    return (
+        isinstance(a, numeric) and isinstance(b, numeric)
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+    )
+
+
+def _fmt_when(when: dict[str, list[Any]] | None) -> str:
+    return " and ".join(f"{k} is one of {v}" for k, v in (when or {}).items())
+
+
+@cache
+def _load_cached(path: str, mtime: float) -> SearchSpace:
+    return SearchSpace.from_file(path)
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A space by family name (``search_spaces/<name>.yaml``) or by file path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SPACES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"no search space {str(name_or_path)!r}; spaces: {', '.join(space_names())}")
+    if not path.is_file():
+        raise SpaceFileError(f"{path}: no such search-space file")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime)
+
+
+def space_names() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def all_spaces() -> list[SearchSpace]:
+    return [load_space(name) for name in space_names()]
+
+
+def find_baseline(name: str) -> tuple[SearchSpace, str]:
+    """The space that holds the baseline called ``name`` (names are unique across spaces)."""
+    known = []
+    for space in all_spaces():
+        if name in space.spec.baselines:
+            return space, name
+        known.extend(space.spec.baselines)
+    raise ConfigError(f"no baseline {name!r}; baselines: {', '.join(known)}")
