@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nasseg.cli import zoo
+from nasseg.cli import latency, train, zoo
 
 app = typer.Typer(
     name="nasseg",
@@ -14,5 +14,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (zoo,):
+for module in (zoo, train, latency):
     module.register(app)
