@@ -112,6 +112,10 @@ class Published(_Strict):
     macs: float | None = None
     macs_input: HW | None = None
     macs_note: str | None = None
+    # Which of our counts the published MACs compare with: "conv" (convolution and linear
+    # multiply-accumulates only, as ESPNet/EdgeNets count) or "all" (fvcore's total, which also
+    # charges batch-norm and resizing, closest to thop as FASSD-Net counts).
+    macs_kind: Literal["conv", "all"] = "all"
     miou: list[MIoUFigure] = []
     fps: list[FPSFigure] = []
     note: str | None = None
