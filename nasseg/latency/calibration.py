@@ -1,0 +1,291 @@
+"""Fitting the predictor's efficiencies and overheads to measured latencies.
+
+One fit covers one or several targets at once. Each target's log-parameters are a shared value
+plus a per-target deviation; the deviations are pulled towards zero and the shared values
+towards a prior, so a target with five published points borrows strength from the targets with
+thirty, and a parameter no measurement constrains (an op class absent from the data) stays at the
+prior instead of drifting. The residual is the log ratio of predicted to measured latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+from torch import nn
+
+from nasseg.latency.costs import OP_CLASSES
+from nasseg.latency.predictor import (
+    CALIBRATIONS_DIR,
+    Calibration,
+    CalibrationError,
+    LayerTable,
+    layer_table,
+    layer_times_ms,
+)
+from nasseg.latency.reference_nets import reference_net
+from nasseg.latency.targets import get_target
+
+PUBLISHED_JETSON = CALIBRATIONS_DIR / "published_jetson.json"
+# Parameters beside the per-class efficiencies, in the order of the parameter vector.
+_EXTRA = ("memory_efficiency", "layer_overhead_ms", "fixed_overhead_ms")
+_N_CLASS = len(OP_CLASSES)
+
+# Priors: where a fit starts and what an unconstrained parameter keeps. TensorRT on a Jetson:
+# dense convs reach 20-100 % of peak, depthwise/shuffle nets a few % (jetson.md section 4);
+# the 1.2-2.5 ms floors of small nets on Xavier/Orin set the launch overheads' scale.
+JETSON_PRIOR = {
+    "efficiency": {
+        "conv": 0.5, "conv1x1": 0.4, "conv_dilated": 0.5, "conv_asym": 0.4, "conv_depthwise": 0.2,
+        "conv_grouped": 0.25, "conv_transposed": 0.3, "matmul": 0.4,
+        "elementwise": 0.5, "pool": 0.5, "reduce": 0.5, "resize": 0.5, "copy": 0.5,
+    },
+    "memory_efficiency": 0.6,
+    "layer_overhead_ms": 0.02,
+    "fixed_overhead_ms": 0.1,
+}
+# PyTorch eager on a CPU: every operator is a dispatch (microseconds) and a separate pass over memory.
+HOST_PRIOR = {
+    "efficiency": {c: 0.3 for c in OP_CLASSES},
+    "memory_efficiency": 0.5,
+    "layer_overhead_ms": 0.01,
+    "fixed_overhead_ms": 0.05,
+}
+# Targets without a spec sheet (host-cpu, a local cuda GPU): nominal peaks; the fitted
+# efficiencies then carry the machine's real speed.
+_NOMINAL_FLOPS, _NOMINAL_BANDWIDTH = 1e11, 2e10
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured latency and the layer table of what was measured."""
+
+    id: str
+    target: str
+    table: LayerTable
+    ms: float
+
+
+def target_specs(target: str, precision: str) -> tuple[float, float, float]:
+    """(tensor-core peak, CUDA-core peak, memory bandwidth) from the targets registry.
+
+    CUDA cores run FP16 as paired FP32 (fp16x2), so their FP16 peak is twice the FP32 one; on
+    GPUs without tensor cores that is the FP16 headline itself.
+    """
+    spec = get_target(target).gpu
+    if spec is None:
+        return _NOMINAL_FLOPS, _NOMINAL_FLOPS, _NOMINAL_BANDWIDTH
+    fp32 = spec.fp32_tflops * 1e12
+    if precision == "fp32":
+        peak = cuda = fp32
+    elif precision == "fp16":
+        peak, cuda = spec.fp16_tflops * 1e12, (spec.fp16_tflops * 1e12 if spec.tensor_cores == 0 else 2 * fp32)
+    elif precision == "int8" and spec.int8_tops:
+        peak, cuda = spec.int8_tops * 1e12, 2 * fp32
+    else:
+        raise CalibrationError(f"{target} has no {precision} path to calibrate")
+    return peak, cuda, spec.mem_bandwidth_gbs * 1e9
+
+
+def template(
+    target: str, precision: str, runtime: str, timed: str, fuse_pointwise: bool, prior: dict, cal_id: str
+) -> Calibration:
+    """A calibration holding the target's specs and the prior's values, ready to be fitted."""
+    peak, cuda, bandwidth = target_specs(target, precision)
+    return Calibration(
+        id=cal_id, target=target, precision=precision, runtime=runtime, timed=timed,
+        fuse_pointwise=fuse_pointwise, peak_flops=peak, cuda_core_flops=cuda, bandwidth=bandwidth,
+        efficiency=dict(prior["efficiency"]), **{k: prior[k] for k in _EXTRA},
+    )
+
+
+def _to_vector(cal: Calibration | dict) -> np.ndarray:
+    get = (lambda k: getattr(cal, k)) if isinstance(cal, Calibration) else cal.__getitem__
+    return np.log([get("efficiency")[c] for c in OP_CLASSES] + [get(k) for k in _EXTRA])
+
+
+def _from_vector(base: Calibration, theta: np.ndarray, fitted_on: dict) -> Calibration:
+    values = np.exp(theta)
+    return dataclasses.replace(
+        base,
+        efficiency={c: float(v) for c, v in zip(OP_CLASSES, values[:_N_CLASS], strict=True)},
+        **{k: float(v) for k, v in zip(_EXTRA, values[_N_CLASS:], strict=True)},
+        fitted_on=fitted_on,
+    )
+
+
+@dataclass(frozen=True)
+class FitWeights:
+    """Pull of each target's deviation towards the shared values, and of those towards the prior,
+    relative to a unit log-error of one measurement."""
+
+    deviation: float = 0.3
+    prior: float = 0.1
+
+
+class _Problem:
+    """The stacked layer tables of every measurement, and the residuals of a parameter vector."""
+
+    def __init__(self, measurements: list[Measurement], templates: dict[str, Calibration]) -> None:
+        self.targets = list(templates)
+        self.table = LayerTable.concat([m.table for m in measurements])
+        self.measured = np.array([m.ms for m in measurements])
+        sample_target = np.array([self.targets.index(m.target) for m in measurements])
+        self.sample_target = sample_target
+        self.layer_target = sample_target[self.table.sample]
+        self.peaks = np.array([templates[t].class_peaks() for t in self.targets])  # T x C
+        self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
+
+    def predict(self, theta: np.ndarray) -> np.ndarray:
+        """theta: targets x parameters (log)."""
+        values = np.exp(theta)
+        flops = (self.peaks * values[:, :_N_CLASS])[self.layer_target, self.table.op_class]
+        bandwidth = (self.bandwidth * values[:, _N_CLASS])[self.layer_target]
+        overhead = values[:, _N_CLASS + 1][self.layer_target]
+        times = layer_times_ms(self.table, flops, bandwidth, overhead)
+        per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
+        return per_sample + values[self.sample_target, _N_CLASS + 2]
+
+
+def fit(
+    measurements: list[Measurement],
+    templates: dict[str, Calibration],
+    prior: dict,
+    weights: FitWeights = FitWeights(),
+    start: np.ndarray | None = None,
+) -> tuple[dict[str, Calibration], np.ndarray]:
+    """Fit every target's calibration to its measurements (jointly, see the module doc).
+
+    Returns the fitted calibrations and the solution vector (to warm-start a refit).
+    """
+    if not measurements:
+        raise CalibrationError("no measurements to fit a calibration to")
+    problem = _Problem(measurements, templates)
+    n_targets, n_params = len(problem.targets), _N_CLASS + len(_EXTRA)
+    prior_theta = _to_vector(prior)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        shared, deviation = x[:n_params], x[n_params:].reshape(n_targets, n_params)
+        predicted = problem.predict(shared + deviation)
+        return np.concatenate([
+            np.log(predicted / problem.measured),
+            weights.deviation * deviation.ravel(),
+            weights.prior * (shared - prior_theta),
+        ])
+
+    x0 = start if start is not None else np.concatenate([prior_theta, np.zeros(n_targets * n_params)])
+    solution = least_squares(residuals, x0, method="trf", x_scale=1.0, max_nfev=400)
+    shared, deviation = solution.x[:n_params], solution.x[n_params:].reshape(n_targets, n_params)
+    predicted = problem.predict(shared + deviation)
+    fitted = {}
+    for i, target in enumerate(problem.targets):
+        mine = problem.sample_target == i
+        rel = np.abs(predicted[mine] / problem.measured[mine] - 1)
+        fitted[target] = _from_vector(templates[target], shared + deviation[i], {
+            "points": [m.id for m, keep in zip(measurements, mine, strict=True) if keep],
+            "fit_mape_percent": round(float(rel.mean() * 100), 2) if rel.size else None,
+            "weights": dataclasses.asdict(weights),
+        })
+    return fitted, solution.x
+
+
+def predict_measurements(cal_by_target: dict[str, Calibration], measurements: list[Measurement]) -> np.ndarray:
+    templates = {t: cal_by_target[t] for t in dict.fromkeys(m.target for m in measurements)}
+    problem = _Problem(measurements, templates)
+    theta = np.array([_to_vector(templates[t]) for t in problem.targets])
+    return problem.predict(theta)
+
+
+def leave_one_out(
+    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The prediction of every measurement by a fit that did not see it."""
+    _, full = fit(measurements, templates, prior, weights)
+    predictions = np.empty(len(measurements))
+    for i, held_out in enumerate(measurements):
+        rest = measurements[:i] + measurements[i + 1:]
+        fitted, _ = fit(rest, templates, prior, weights, start=full)
+        predictions[i] = predict_measurements(fitted, [held_out])[0]
+        if progress:
+            progress(i + 1, len(measurements))
+    return predictions
+
+
+# ----- published Jetson measurements ------------------------------------------------------------
+def published_points() -> list[dict]:
+    """The published latencies of ``calibrations/published_jetson.json`` with their sources' settings."""
+    data = json.loads(PUBLISHED_JETSON.read_text())
+    return [{**point, **{f"source_{k}": v for k, v in data["sources"][point["source"]].items()}} for point in data["points"]]
+
+
+JETSON_TIMED = "engine execute + sync, batch 1 (TensorRT; fitted on published engine timings)"
+
+
+def jetson_templates(targets: list[str]) -> dict[str, Calibration]:
+    return {
+        t: template(t, "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, f"{t}/trt-fp16/published-v1")
+        for t in targets
+    }
+
+
+def published_measurements() -> list[Measurement]:
+    """Layer tables of the reference networks at every published point (TensorRT FP16, fused)."""
+    tables: dict[tuple[str, tuple[int, int]], LayerTable] = {}
+    probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "probe")
+    out = []
+    for point in published_points():
+        key = (point["net"], tuple(point["input_hw"]))
+        if key not in tables:
+            tables[key] = layer_table(reference_net(point["net"]), key[1], probe)[1]
+        out.append(Measurement(point["id"], point["target"], tables[key], float(point["ms"])))
+    return out
+
+
+def fit_published_jetson(weights: FitWeights = FitWeights()) -> dict[str, Calibration]:
+    """The packaged Jetson calibrations: one joint fit over every published point."""
+    measurements = published_measurements()
+    targets = list(dict.fromkeys(m.target for m in measurements))
+    fitted, _ = fit(measurements, jetson_templates(targets), JETSON_PRIOR, weights)
+    return fitted
+
+
+# ----- fitting from the user's own measurements -------------------------------------------------
+MeasureFn = Callable[[nn.Module, tuple[int, int]], float]
+
+
+def measure_and_fit(
+    target: str,
+    cases: list[tuple[str, nn.Module, tuple[int, int]]],
+    measure: MeasureFn,
+    *,
+    precision: str,
+    runtime: str,
+    timed: str,
+    cal_id: str,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Calibration, list[Measurement]]:
+    """Measure every case with ``measure`` (ms), then fit a calibration for ``target`` to them.
+
+    TensorRT runtimes fuse element-wise ops into convolutions; eager PyTorch does not.
+    """
+    fuse = runtime in ("tensorrt", "torch2trt")
+    prior = JETSON_PRIOR if get_target(target).is_jetson else HOST_PRIOR
+    base = template(target, precision, runtime, timed, fuse, prior, cal_id)
+    measurements = []
+    for name, model, input_hw in cases:
+        if progress:
+            progress(name)
+        measurements.append(Measurement(name, target, layer_table(model, input_hw, base)[1], measure(model, input_hw)))
+    fitted, _ = fit(measurements, {target: base}, prior)
+    return fitted[target], measurements
+
+
+def write_published_calibrations(folder: Path = CALIBRATIONS_DIR) -> list[Path]:
+    """Refit the packaged Jetson calibrations from the published points and write them."""
+    return [cal.save(folder / f"{target}.json") for target, cal in fit_published_jetson().items()]

@@ -1,0 +1,213 @@
+"""What each operator of the layer graph asks of the hardware: its op class, arithmetic and bytes.
+
+Every operator is either free (a view: no kernel runs), or a layer of one op class with its
+floating-point operations and the bytes it reads and writes. An operator that is neither is an
+error naming it and the layer that ran it: nothing is ever silently costed at 0 ms.
+
+With ``fuse_pointwise`` (TensorRT), element-wise operators that directly follow a convolution
+or matrix product whose output nothing else reads (batch-norm, activation, residual add) run
+inside that kernel, as TensorRT's conv+BN+activation(+add) fusions do: they cost only the
+extra tensors they read and no launch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nasseg.errors import NassegError
+from nasseg.latency.graph import OpNode
+
+# Op classes. Convolutions split by the shape of their work, because kernels differ (and papers
+# measure them differently): a depthwise conv is memory bound, a dilated one loses Winograd and
+# (on Volta) tensor cores, a factorised 3x1 is two launches for 2/3 of the work.
+CONV_CLASSES = ("conv", "conv1x1", "conv_dilated", "conv_asym", "conv_depthwise", "conv_grouped", "conv_transposed")
+OTHER_CLASSES = ("matmul", "elementwise", "pool", "reduce", "resize", "copy")
+OP_CLASSES = CONV_CLASSES + OTHER_CLASSES
+
+# Views and bookkeeping: no kernel runs.
+_FREE = {
+    "view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "expand_as", "slice", "select",
+    "unsqueeze", "squeeze", "alias", "detach", "split", "split_with_sizes", "chunk", "unbind", "narrow",
+    "as_strided", "flatten", "unflatten", "empty", "empty_like", "empty_strided", "zeros", "ones", "full",
+    "zeros_like", "ones_like", "full_like", "arange", "scalar_tensor", "lift_fresh", "lift_fresh_copy",
+    "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel", "dim", "size", "stride", "numel",
+    "is_same_size", "view_as", "movedim", "squeeze_copy", "new_empty", "new_zeros", "new_ones",
+}
+_ELEMENTWISE = {
+    "add", "sub", "rsub", "mul", "div", "relu", "relu6", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
+    "gelu", "prelu", "_prelu_kernel", "leaky_relu", "hardtanh", "clamp", "clamp_min", "clamp_max", "exp", "log",
+    "abs", "neg", "pow", "sqrt", "rsqrt", "reciprocal", "where", "gt", "lt", "ge", "le", "eq", "ne", "minimum",
+    "maximum", "elu", "selu", "celu", "softplus", "erf", "mish", "masked_fill", "fill", "sign", "floor", "ceil",
+    "round", "threshold", "addcmul", "addcdiv", "lerp", "native_batch_norm", "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training", "native_layer_norm", "native_group_norm", "sin", "cos",
+    "logical_and", "logical_or", "logical_not", "bitwise_and", "bitwise_or", "_to_copy", "to", "glu",
+    "hardshrink", "softshrink", "log_sigmoid_forward", "log1p", "expm1", "copysign", "fmod", "remainder",
+    "floor_divide", "square", "exp2", "tanh_backward",
+}
+_POOL = {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "max_pool1d", "avg_pool1d", "max_pool3d",
+         "avg_pool3d", "max_pool3d_with_indices", "lp_pool2d"}
+_ADAPTIVE_POOL = {"adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
+                  "adaptive_max_pool1d", "adaptive_avg_pool3d", "_adaptive_avg_pool3d"}
+_REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "_softmax", "_safe_softmax", "softmax", "_log_softmax",
+           "log_softmax", "var", "std", "var_mean", "std_mean", "norm", "linalg_vector_norm", "argmax", "argmin",
+           "logsumexp", "prod", "cumsum", "any", "all"}
+_RESIZE = {"upsample_bilinear2d", "upsample_nearest2d", "upsample_bicubic2d", "_upsample_bilinear2d_aa",
+           "_upsample_nearest_exact2d", "upsample_nearest1d", "upsample_linear1d", "grid_sampler_2d",
+           "upsample_trilinear3d", "upsample_nearest3d"}
+_COPY = {"cat", "stack", "clone", "copy", "contiguous", "constant_pad_nd", "reflection_pad2d", "replication_pad2d",
+         "reflection_pad1d", "replication_pad1d", "channel_shuffle", "native_channel_shuffle", "pixel_shuffle",
+         "pixel_unshuffle", "repeat", "index_select", "index", "gather", "flip", "roll", "im2col", "col2im",
+         "tril", "triu", "masked_scatter", "scatter", "slice_scatter", "select_scatter"}
+_MATMUL = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "addbmm", "dot", "mv", "einsum"}
+_ATTENTION = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+              "scaled_dot_product_attention", "_scaled_dot_product_attention_math"}
+# Ops TensorRT folds into the producing convolution / matrix product.
+_FUSABLE = _ELEMENTWISE - {"_to_copy", "to"}
+
+# Floating-point operations per output element for memory-bound classes (their compute term).
+_FLOPS_PER_ELEMENT = {"elementwise": 1.0, "copy": 0.0, "resize": 4.0}
+
+
+class UnsupportedLayer(NassegError):
+    """The predictor has no cost model for an operator."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One costed kernel: the op class, its arithmetic and its memory traffic."""
+
+    node: int  # index into the traced graph
+    op: str
+    op_class: str
+    flops: float
+    bytes: float
+    fused: bool = False  # runs inside the previous kernel: extra bytes only, no launch
+    where: str = ""
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+def _base_name(op: str) -> str:
+    """'aten.relu_' -> 'relu': in-place variants cost what their functional form costs."""
+    name = op.split(".", 1)[-1]
+    return name[:-1] if name.endswith("_") else name
+
+
+def _conv_class(node: OpNode) -> tuple[str, float]:
+    """Class and FLOPs of an ``aten.convolution`` (args: stride, padding, dilation, transposed,
+    output_padding, groups)."""
+    x_shape, w_shape = node.in_shapes[0], node.in_shapes[1]
+    _stride, _padding, dilation, transposed, _out_pad, groups = node.args[-6:]
+    out = node.out_shapes[0]
+    kernel = w_shape[2:]
+    in_ch = x_shape[1]
+    macs_per_out = _numel(kernel) * (w_shape[1] if not transposed else w_shape[0] // groups)
+    if transposed:
+        flops = 2.0 * _numel(x_shape) * (w_shape[1]) * _numel(kernel)
+        return "conv_transposed", flops
+    flops = 2.0 * _numel(out) * macs_per_out
+    if groups > 1 and groups == in_ch:
+        return "conv_depthwise", flops
+    if groups > 1:
+        return "conv_grouped", flops
+    if any(d > 1 for d in dilation):
+        return "conv_dilated", flops
+    if len(set(kernel)) > 1:
+        return "conv_asym", flops
+    if all(k == 1 for k in kernel):
+        return "conv1x1", flops
+    return "conv", flops
+
+
+def _matmul_flops(node: OpNode) -> float:
+    """2 x the multiply-accumulates of a (batched) matrix product: output elements x inner size."""
+    name = _base_name(node.op)
+    shapes = node.in_shapes
+    if name in ("addmm", "baddbmm", "addbmm"):
+        shapes = shapes[1:]
+    inner = shapes[0][-1] if shapes and shapes[0] else 1
+    return 2.0 * _numel(node.out_shapes[0]) * inner
+
+
+def _attention_flops(node: OpNode) -> float:
+    """Q (..., L, E), K (..., S, E), V (..., S, Ev): QK^T and PV."""
+    q, k, v = node.in_shapes[:3]
+    batch = _numel(q[:-2])
+    return 2.0 * batch * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+def _classify(node: OpNode) -> tuple[str, float] | None:
+    """(op class, FLOPs), or None for a free op. Raises for an op with no cost model."""
+    name = _base_name(node.op)
+    out_elems = float(sum(_numel(s) for s in node.out_shapes))
+    if name in _FREE:
+        return None
+    if name == "convolution" or name == "_convolution":
+        return _conv_class(node)
+    if name in _MATMUL:
+        return "matmul", _matmul_flops(node)
+    if name in _ATTENTION:
+        return "matmul", _attention_flops(node)
+    if name in _POOL:
+        kernel = node.args[0] if node.args else (1, 1)
+        return "pool", out_elems * _numel(tuple(kernel) if isinstance(kernel, list | tuple) else (kernel,))
+    if name in _ADAPTIVE_POOL or name in _REDUCE:
+        return ("pool" if name in _ADAPTIVE_POOL else "reduce"), float(_numel(node.in_shapes[0]))
+    for op_class, names in (("elementwise", _ELEMENTWISE), ("resize", _RESIZE), ("copy", _COPY)):
+        if name in names:
+            return op_class, out_elems * _FLOPS_PER_ELEMENT[op_class]
+    raise UnsupportedLayer(
+        f"no latency cost model for operator {node.op} (called by layer {node.where}); "
+        "the predictor never costs an unknown operator at 0 ms"
+    )
+
+
+def _bytes(node: OpNode, bytes_per_element: float) -> float:
+    elements = sum(_numel(s) for s in node.in_shapes) + sum(_numel(s) for s in node.out_shapes)
+    return elements * bytes_per_element
+
+
+def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: bool) -> list[Layer]:
+    """Cost rows of every kernel the graph runs (free ops dropped, fusions applied)."""
+    classified = {node.index: _classify(node) for node in nodes}
+    # A view's output is its input's data: look through views to the kernel that wrote it.
+    source: dict[int, int | None] = {}
+    for node in nodes:
+        first = node.producers[0] if node.producers else None
+        source[node.index] = node.index if classified[node.index] else source.get(first) if first is not None else None
+    readers: dict[int, int] = {}
+    for node in nodes:
+        if classified[node.index]:
+            for producer in {source.get(p) for p in node.producers if p is not None} - {None}:
+                readers[producer] = readers.get(producer, 0) + 1
+    in_fusable_kernel: dict[int, bool] = {}  # node -> its output is written by a conv/matmul kernel
+    layers: list[Layer] = []
+    for node in nodes:
+        if classified[node.index] is None:
+            continue
+        op_class, flops = classified[node.index]
+        first = source.get(node.producers[0]) if node.producers and node.producers[0] is not None else None
+        fused = (
+            fuse_pointwise
+            and _base_name(node.op) in _FUSABLE
+            and first is not None
+            and in_fusable_kernel.get(first, False)
+            and readers.get(first, 0) == 1
+            and _numel(node.out_shapes[0]) == _numel(node.in_shapes[0])
+        )
+        if fused:
+            # The fused kernel still reads any other full-size operand (a residual branch).
+            out_elems = _numel(node.out_shapes[0])
+            extra = sum(
+                _numel(s) for s, weight in zip(node.in_shapes[1:], node.is_weight[1:], strict=False)
+                if not weight and _numel(s) == out_elems
+            )
+            layers.append(Layer(node.index, node.op, op_class, 0.0, extra * bytes_per_element, True, node.where))
+        else:
+            layers.append(Layer(node.index, node.op, op_class, flops, _bytes(node, bytes_per_element), False, node.where))
+        in_fusable_kernel[node.index] = fused or op_class in CONV_CLASSES or op_class == "matmul"
+    return layers

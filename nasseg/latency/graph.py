@@ -1,0 +1,136 @@
+"""The real layer graph of a network: every ATen operator one forward pass runs, with shapes.
+
+The model runs once on fake tensors (no memory, no arithmetic), so tracing works for any module
+that can run a forward pass, whatever Python control flow it uses, and costs nothing at
+1024x2048. Each operator records its input and output shapes, its non-tensor arguments
+(stride, dilation, groups, ...), the module that called it and which earlier operator produced
+each of its inputs, so fusion and consumer counts can be worked out afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from nasseg.errors import NassegError
+
+
+class UntraceableModel(NassegError):
+    """The predictor could not run the model's forward pass on fake tensors."""
+
+
+@dataclass
+class OpNode:
+    """One ATen operator call of the forward pass."""
+
+    index: int
+    op: str  # e.g. "aten.convolution"
+    module: str  # dotted path of the innermost module that ran it ("" for the root)
+    module_type: str
+    in_shapes: list[tuple[int, ...]]
+    out_shapes: list[tuple[int, ...]]
+    producers: list[int | None]  # for each tensor input: the node that made it (None: input/weight)
+    args: list[Any] = field(default_factory=list)  # non-tensor positional arguments, in order
+    is_weight: list[bool] = field(default_factory=list)  # per tensor input: a parameter or buffer
+
+    @property
+    def where(self) -> str:
+        return f"{self.module or '<root>'} ({self.module_type})"
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, module_stack: list[tuple[str, str]], weight_ids: set[int]) -> None:
+        super().__init__()
+        self.nodes: list[OpNode] = []
+        self.module_stack = module_stack
+        self.weight_ids = weight_ids
+        self.producer_of: dict[int, int] = {}
+        self.keep_alive: list[torch.Tensor] = []  # ids stay unique while the trace lives
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        op = str(func.overloadpacket)
+        if op.startswith("prim."):
+            return out
+        flat_args, _ = tree_flatten((args, kwargs or {}))
+        tensors = [a for a in flat_args if isinstance(a, torch.Tensor)]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        path, kind = self.module_stack[-1]
+        node = OpNode(
+            index=len(self.nodes),
+            op=op,
+            module=path,
+            module_type=kind,
+            in_shapes=[tuple(t.shape) for t in tensors],
+            out_shapes=[tuple(t.shape) for t in outs],
+            producers=[self.producer_of.get(id(t)) for t in tensors],
+            args=[a for a in args if not isinstance(a, torch.Tensor) and not _is_tensor_list(a)],
+            is_weight=[id(t) in self.weight_ids for t in tensors],
+        )
+        self.nodes.append(node)
+        for t in outs:
+            self.producer_of[id(t)] = node.index
+            self.keep_alive.append(t)
+        return out
+
+
+def _is_tensor_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and any(isinstance(v, torch.Tensor) for v in value)
+
+
+@contextmanager
+def _module_stack(model: nn.Module) -> Iterator[list[tuple[str, str]]]:
+    """Track which module is running, through global forward hooks removed afterwards."""
+    names = {id(m): name for name, m in model.named_modules()}
+    stack: list[tuple[str, str]] = [("", type(model).__name__)]
+
+    def enter(module: nn.Module, _inputs: Any) -> None:
+        stack.append((names.get(id(module), "?"), type(module).__name__))
+
+    def leave(_module: nn.Module, _inputs: Any, _output: Any) -> None:
+        if len(stack) > 1:
+            stack.pop()
+
+    pre = nn.modules.module.register_module_forward_pre_hook(enter)
+    post = nn.modules.module.register_module_forward_hook(leave)
+    try:
+        yield stack
+    finally:
+        pre.remove()
+        post.remove()
+
+
+def trace(model: nn.Module, input_hw: tuple[int, int], in_channels: int = 3) -> list[OpNode]:
+    """The operators of one inference forward pass at batch 1 and ``input_hw``.
+
+    Raises ``UntraceableModel`` naming the model, the layer that failed and why (for example a
+    forward pass that reads tensor values with ``.item()``, which fake tensors do not have).
+    """
+    was_training = model.training
+    model.eval()
+    weight_ids = {id(t) for t in (*model.parameters(), *model.buffers())}
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+    try:
+        with _module_stack(model) as stack, torch.no_grad(), fake_mode:
+            x = torch.empty(1, in_channels, *input_hw)
+            recorder = _Recorder(stack, weight_ids)
+            try:
+                with recorder:
+                    model(x)
+            except Exception as exc:  # any failure of the user's forward pass, reported by name
+                path, kind = stack[-1]
+                raise UntraceableModel(
+                    f"cannot trace {type(model).__name__} at {input_hw[0]}x{input_hw[1]}: layer "
+                    f"{path or '<root>'} ({kind}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                ) from exc
+    finally:
+        model.train(was_training)
+    return recorder.nodes

@@ -1,0 +1,225 @@
+"""Latency predictor: a calibrated roofline over the real layer graph.
+
+Every kernel ``l`` of op class ``c`` takes
+
+    t_l = max(flops_l / (peak_c * efficiency_c), bytes_l / (bandwidth * memory_efficiency)) + layer_overhead
+
+and the network takes ``sum(t_l) + fixed_overhead``. ``peak_c`` is the tensor-core peak for the
+classes whose kernels use tensor cores and the CUDA-core peak for depthwise and dilated
+convolutions (cuDNN/TensorRT run those without tensor cores; jetson.md section 5). Efficiencies,
+overheads and the fusion rule come from a ``Calibration`` fitted to measurements
+(``nasseg.latency.calibration``); every estimate names the calibration it used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nasseg.errors import NassegError
+from nasseg.latency.costs import OP_CLASSES, Layer, layers_of
+from nasseg.latency.graph import trace
+from nasseg.latency.result import LatencyResult
+
+PREDICTOR = "nasseg-roofline-v1"
+CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
+# Fitted on a user's board by `nasseg calibrate`; searched before the packaged calibrations.
+USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() / ".nasseg" / "calibrations"))
+# Kernels that run on CUDA cores even where tensor cores exist.
+CUDA_CORE_CLASSES = ("conv_depthwise", "conv_dilated", "elementwise", "pool", "reduce", "resize", "copy")
+BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
+
+
+class CalibrationError(NassegError):
+    """A calibration is missing, malformed, or cannot be fitted."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted constants of the cost model for one target, precision and runtime."""
+
+    id: str
+    target: str
+    precision: str
+    runtime: str  # what the calibration measurements ran on, e.g. "tensorrt" or "torch-eager"
+    timed: str  # the timing scope of those measurements (engine, GPU compute, forward, ...)
+    fuse_pointwise: bool
+    peak_flops: float  # tensor-core (or SIMD) peak at this precision, FLOP/s
+    cuda_core_flops: float  # peak for CUDA_CORE_CLASSES, FLOP/s
+    bandwidth: float  # bytes/s
+    efficiency: dict[str, float]  # op class -> fraction of its peak
+    memory_efficiency: float
+    layer_overhead_ms: float
+    fixed_overhead_ms: float
+    fitted_on: dict[str, Any] = field(default_factory=dict)  # data set, points, fit error
+
+    def __post_init__(self) -> None:
+        missing = [c for c in OP_CLASSES if c not in self.efficiency]
+        if missing:
+            raise CalibrationError(f"calibration {self.id}: no efficiency for op class(es) {', '.join(missing)}")
+        if self.precision not in BYTES_PER_ELEMENT:
+            raise CalibrationError(f"calibration {self.id}: unknown precision {self.precision!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Calibration:
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise CalibrationError(f"{source}: not a calibration: {exc}") from None
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise CalibrationError(f"{path}: no such calibration file") from None
+        except json.JSONDecodeError as exc:
+            raise CalibrationError(f"{path}: not valid JSON: {exc}") from None
+        return cls.from_dict(data, str(path))
+
+    def class_peaks(self) -> np.ndarray:
+        return np.array([self.cuda_core_flops if c in CUDA_CORE_CLASSES else self.peak_flops for c in OP_CLASSES])
+
+
+def calibration_files() -> list[Path]:
+    """Every calibration file: the user's first, then the packaged ones."""
+    files = []
+    for folder in (USER_CALIBRATIONS_DIR, CALIBRATIONS_DIR):
+        if folder.is_dir():
+            files += sorted(p for p in folder.glob("*.json") if not p.name.startswith("published"))
+    return files
+
+
+@cache
+def _load_cached(path: str, mtime: float) -> Calibration:
+    return Calibration.load(Path(path))
+
+
+def available_calibrations() -> list[Calibration]:
+    return [_load_cached(str(p), p.stat().st_mtime) for p in calibration_files()]
+
+
+def find_calibration(target: str, precision: str | None = None, calibration: str | Path | None = None) -> Calibration:
+    """The calibration to use: a file path or id if given, else the first one for the target
+    (and precision), the user's own fits before the packaged ones."""
+    if calibration is not None and Path(calibration).suffix == ".json":
+        return Calibration.load(Path(calibration))
+    known = available_calibrations()
+    for cal in known:
+        if calibration is not None and cal.id != calibration:
+            continue
+        if cal.target == target and (precision is None or cal.precision == precision):
+            return cal
+    what = f"calibration {calibration!r}" if calibration else "a calibration"
+    have = ", ".join(f"{c.id} ({c.target}, {c.precision})" for c in known) or "none"
+    raise CalibrationError(
+        f"no {what} for target {target!r}" + (f" at {precision}" if precision else "")
+        + f"; available: {have}. Fit one with `nasseg calibrate --target {target}`"
+    )
+
+
+# ----- the cost model ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerTable:
+    """The costed kernels of one or more networks as flat arrays (``sample`` says whose)."""
+
+    op_class: np.ndarray  # index into OP_CLASSES
+    flops: np.ndarray
+    bytes: np.ndarray
+    launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
+    sample: np.ndarray
+
+    @classmethod
+    def from_layers(cls, layers: list[Layer], sample: int = 0) -> LayerTable:
+        index = {c: i for i, c in enumerate(OP_CLASSES)}
+        return cls(
+            op_class=np.array([index[layer.op_class] for layer in layers], dtype=np.int64),
+            flops=np.array([layer.flops for layer in layers], dtype=float),
+            bytes=np.array([layer.bytes for layer in layers], dtype=float),
+            launched=np.array([0.0 if layer.fused else 1.0 for layer in layers]),
+            sample=np.full(len(layers), sample, dtype=np.int64),
+        )
+
+    @classmethod
+    def concat(cls, tables: list[LayerTable]) -> LayerTable:
+        return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
+                   sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]))
+
+
+def layer_times_ms(
+    table: LayerTable, flops_per_s: np.ndarray, bytes_per_s: float | np.ndarray, layer_overhead_ms: float | np.ndarray
+) -> np.ndarray:
+    """Per-kernel time: roofline of compute (at each layer's effective FLOP/s) and memory traffic,
+    plus the launch overhead of launched kernels."""
+    return np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
+
+
+def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
+    effective = cal.class_peaks() * np.array([cal.efficiency[c] for c in OP_CLASSES])
+    return layer_times_ms(table, effective[table.op_class], cal.bandwidth * cal.memory_efficiency, cal.layer_overhead_ms)
+
+
+def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:
+    """Latency of every sample in the table under a calibration."""
+    return np.bincount(table.sample, weights=_per_layer_times(table, cal), minlength=samples) + cal.fixed_overhead_ms
+
+
+def layer_table(model: nn.Module, input_hw: tuple[int, int], cal: Calibration, in_channels: int = 3) -> tuple[list[Layer], LayerTable]:
+    layers = layers_of(trace(model, input_hw, in_channels), BYTES_PER_ELEMENT[cal.precision], cal.fuse_pointwise)
+    return layers, LayerTable.from_layers(layers)
+
+
+def estimate(
+    model: nn.Module,
+    input_hw: tuple[int, int],
+    target: str,
+    *,
+    precision: str | None = None,
+    calibration: str | Path | None = None,
+    in_channels: int = 3,
+) -> LatencyResult:
+    """Estimated batch-1 inference latency of ``model`` at ``input_hw`` (H, W) on ``target``.
+
+    ``calibration`` is a calibration id or JSON path; by default the first calibration for the
+    target (and ``precision``) is used. Raises ``UntraceableModel`` or ``UnsupportedLayer``
+    naming the layer when the model cannot be costed, ``CalibrationError`` when none fits.
+    """
+    cal = find_calibration(target, precision, calibration)
+    layers, table = layer_table(model, tuple(input_hw), cal, in_channels)
+    total = float(predict_ms(table, cal)[0])
+    per_layer = _per_layer_times(table, cal)
+    by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
+    return LatencyResult(
+        kind="estimated",
+        median_ms=total,
+        target=target,
+        input_hw=tuple(input_hw),
+        precision=cal.precision,
+        timed=cal.timed,
+        predictor=PREDICTOR,
+        calibration=cal.id,
+        extra={
+            "kernels": int(table.launched.sum()),
+            "fused_ops": int(len(layers) - table.launched.sum()),
+            "gflops": float(table.flops.sum() / 1e9),
+            "mbytes": float(table.bytes.sum() / 1e6),
+            "ms_by_op_class": by_class,
+            "fixed_overhead_ms": cal.fixed_overhead_ms,
+            "runtime": cal.runtime,
+        },
+    )

@@ -1,0 +1,273 @@
+"""The networks the published Jetson measurements were taken on, written without torchvision.
+
+The predictor is calibrated on published latencies of these networks
+(``calibrations/published_jetson.json``). Only the layer graph matters for latency, so these are
+the standard ImageNet definitions (ResNet v1.5 with the stride on the 3x3, VGG without BN, ...) and
+FCN-ResNet18 as jetson-inference exports it (no dilation, FCN head, stride-32 logits without
+upsampling). ``tests/test_latency_predictor_reference.py`` checks their MACs against the GMAC
+figures published with the measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nasseg.blocks.ops import channel_shuffle
+
+
+def _cbr(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
+    if act is not None:
+        layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _classifier(in_ch: int, hidden: int | None = None, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if hidden:
+        head += [nn.Linear(in_ch, hidden), act()]
+        in_ch = hidden
+    return nn.Sequential(*head, nn.Linear(in_ch, 1000))
+
+
+# ----- ResNet --------------------------------------------------------------------------------------
+class _Residual(nn.Module):
+    def __init__(self, body: nn.Module, shortcut: nn.Module) -> None:
+        super().__init__()
+        self.body, self.shortcut, self.act = body, shortcut, nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+def _res_block(in_ch: int, width: int, stride: int, bottleneck: bool) -> _Residual:
+    out_ch = width * 4 if bottleneck else width
+    if bottleneck:
+        body = nn.Sequential(_cbr(in_ch, width, 1), _cbr(width, width, 3, stride), _cbr(width, out_ch, 1, act=None))
+    else:
+        body = nn.Sequential(_cbr(in_ch, width, 3, stride), _cbr(width, width, 3, act=None))
+    shortcut = _cbr(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
+    return _Residual(body, shortcut)
+
+
+def resnet_features(depths: tuple[int, int, int, int], bottleneck: bool) -> tuple[nn.Sequential, int]:
+    """Stem and the four stages (output stride 32), and the channels they end with."""
+    layers: list[nn.Module] = [_cbr(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1)]
+    in_ch = 64
+    for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+        for i in range(depth):
+            block = _res_block(in_ch, width, 2 if stage > 0 and i == 0 else 1, bottleneck)
+            layers.append(block)
+            in_ch = width * 4 if bottleneck else width
+    return nn.Sequential(*layers), in_ch
+
+
+def resnet(depths: tuple[int, int, int, int], bottleneck: bool) -> nn.Module:
+    features, channels = resnet_features(depths, bottleneck)
+    return nn.Sequential(features, _classifier(channels))
+
+
+def fcn_resnet18(num_classes: int = 21) -> nn.Module:
+    """jetson-inference's FCN-ResNet18: ResNet-18 (no dilation) + FCN head, stride-32 logits."""
+    features, channels = resnet_features((2, 2, 2, 2), bottleneck=False)
+    head = nn.Sequential(_cbr(channels, 128, 3), nn.Dropout(0.1), nn.Conv2d(128, num_classes, 1))
+    return nn.Sequential(features, head)
+
+
+# ----- VGG, AlexNet, SqueezeNet ---------------------------------------------------------------------
+def vgg(convs_per_stage: tuple[int, ...]) -> nn.Module:
+    layers: list[nn.Module] = []
+    in_ch = 3
+    for width, n in zip((64, 128, 256, 512, 512), convs_per_stage, strict=True):
+        for _ in range(n):
+            layers += [nn.Conv2d(in_ch, width, 3, padding=1), nn.ReLU()]
+            in_ch = width
+        layers.append(nn.MaxPool2d(2))
+    fc = [nn.Flatten(), nn.Linear(512 * 49, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7), *fc)
+
+
+def alexnet() -> nn.Module:
+    convs = [(3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1)]
+    layers: list[nn.Module] = []
+    for i, (cin, cout, k, s, p) in enumerate(convs):
+        layers += [nn.Conv2d(cin, cout, k, s, p), nn.ReLU()]
+        if i in (0, 1, 4):
+            layers.append(nn.MaxPool2d(3, 2))
+    fc = [nn.Flatten(), nn.Linear(256 * 36, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000)]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(6), *fc)
+
+
+class _Fire(nn.Module):
+    def __init__(self, in_ch: int, squeeze: int, expand: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Sequential(nn.Conv2d(in_ch, squeeze, 1), nn.ReLU())
+        self.expand1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
+        self.expand3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(x)
+        return torch.cat([self.expand1(s), self.expand3(s)], 1)
+
+
+def squeezenet(version: str) -> nn.Module:
+    pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+    fires = [(16, 64), (16, 64), (32, 128), (32, 128), (48, 192), (48, 192), (64, 256), (64, 256)]
+    if version == "1_0":
+        layers: list[nn.Module] = [nn.Conv2d(3, 96, 7, 2), nn.ReLU(), pool()]
+        in_ch, pool_after = 96, (2, 6)
+    else:
+        layers = [nn.Conv2d(3, 64, 3, 2), nn.ReLU(), pool()]
+        in_ch, pool_after = 64, (1, 3)
+    for i, (sq, ex) in enumerate(fires):
+        layers.append(_Fire(in_ch, sq, ex))
+        in_ch = 2 * ex
+        if i in pool_after:
+            layers.append(pool())
+    head = [nn.Dropout(0.5), nn.Conv2d(512, 1000, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers, *head)
+
+
+# ----- MobileNetV2 / V3 ---------------------------------------------------------------------------
+def _divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class _SqueezeExcite(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        mid = _divisible(channels / 4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Conv2d(channels, mid, 1), nn.ReLU(), nn.Conv2d(mid, channels, 1), nn.Hardsigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(self.pool(x))
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, in_ch: int, expanded: int, out_ch: int, kernel: int, stride: int,
+                 act: type[nn.Module], se: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [] if expanded == in_ch else [_cbr(in_ch, expanded, 1, act=act)]
+        layers.append(_cbr(expanded, expanded, kernel, stride, groups=expanded, act=act))
+        if se:
+            layers.append(_SqueezeExcite(expanded))
+        layers.append(_cbr(expanded, out_ch, 1, act=None))
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def mobilenet_v2() -> nn.Module:
+    layers: list[nn.Module] = [_cbr(3, 32, 3, 2, act=nn.ReLU6)]
+    in_ch = 32
+    for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        for i in range(n):
+            layers.append(_InvertedResidual(in_ch, in_ch * t, c, 3, s if i == 0 else 1, nn.ReLU6))
+            in_ch = c
+    layers.append(_cbr(in_ch, 1280, 1, act=nn.ReLU6))
+    return nn.Sequential(*layers, _classifier(1280))
+
+
+# (kernel, expanded, out, squeeze-excite, hard-swish, stride)
+_MNV3_LARGE = [
+    (3, 16, 16, 0, 0, 1), (3, 64, 24, 0, 0, 2), (3, 72, 24, 0, 0, 1), (5, 72, 40, 1, 0, 2), (5, 120, 40, 1, 0, 1),
+    (5, 120, 40, 1, 0, 1), (3, 240, 80, 0, 1, 2), (3, 200, 80, 0, 1, 1), (3, 184, 80, 0, 1, 1), (3, 184, 80, 0, 1, 1),
+    (3, 480, 112, 1, 1, 1), (3, 672, 112, 1, 1, 1), (5, 672, 160, 1, 1, 2), (5, 960, 160, 1, 1, 1), (5, 960, 160, 1, 1, 1),
+]
+_MNV3_SMALL = [
+    (3, 16, 16, 1, 0, 2), (3, 72, 24, 0, 0, 2), (3, 88, 24, 0, 0, 1), (5, 96, 40, 1, 1, 2), (5, 240, 40, 1, 1, 1),
+    (5, 240, 40, 1, 1, 1), (5, 120, 48, 1, 1, 1), (5, 144, 48, 1, 1, 1), (5, 288, 96, 1, 1, 2), (5, 576, 96, 1, 1, 1),
+    (5, 576, 96, 1, 1, 1),
+]
+
+
+def mobilenet_v3(large: bool) -> nn.Module:
+    config, last, hidden = (_MNV3_LARGE, 960, 1280) if large else (_MNV3_SMALL, 576, 1024)
+    layers: list[nn.Module] = [_cbr(3, 16, 3, 2, act=nn.Hardswish)]
+    in_ch = 16
+    for kernel, expanded, out_ch, se, hs, stride in config:
+        act = nn.Hardswish if hs else nn.ReLU
+        layers.append(_InvertedResidual(in_ch, expanded, out_ch, kernel, stride, act, bool(se)))
+        in_ch = out_ch
+    layers.append(_cbr(in_ch, last, 1, act=nn.Hardswish))
+    return nn.Sequential(*layers, _classifier(last, hidden, nn.Hardswish))
+
+
+# ----- ShuffleNetV2 -------------------------------------------------------------------------------
+class _ShuffleUnit(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        half = out_ch // 2
+        self.stride = stride
+        branch_in = in_ch if stride > 1 else half
+        self.branch2 = nn.Sequential(
+            _cbr(branch_in, half, 1), _cbr(half, half, 3, stride, groups=half, act=None), _cbr(half, half, 1)
+        )
+        self.branch1 = (
+            nn.Sequential(_cbr(in_ch, in_ch, 3, stride, groups=in_ch, act=None), _cbr(in_ch, half, 1))
+            if stride > 1 else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.branch1 is None:
+            keep, x2 = x.chunk(2, dim=1)
+            out = torch.cat([keep, self.branch2(x2)], 1)
+        else:
+            out = torch.cat([self.branch1(x), self.branch2(x)], 1)
+        return channel_shuffle(out, 2)
+
+
+_SHUFFLE_WIDTHS = {"0.5": (48, 96, 192, 1024), "1.0": (116, 232, 464, 1024),
+                   "1.5": (176, 352, 704, 1024), "2.0": (244, 488, 976, 2048)}
+
+
+def shufflenet_v2(width: str) -> nn.Module:
+    *stages, last = _SHUFFLE_WIDTHS[width]
+    layers: list[nn.Module] = [_cbr(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)]
+    in_ch = 24
+    for out_ch, repeats in zip(stages, (4, 8, 4), strict=True):
+        for i in range(repeats):
+            layers.append(_ShuffleUnit(in_ch, out_ch, 2 if i == 0 else 1))
+            in_ch = out_ch
+    layers.append(_cbr(in_ch, last, 1))
+    return nn.Sequential(*layers, _classifier(last))
+
+
+REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
+    "resnet18": lambda: resnet((2, 2, 2, 2), bottleneck=False),
+    "resnet34": lambda: resnet((3, 4, 6, 3), bottleneck=False),
+    "resnet50": lambda: resnet((3, 4, 6, 3), bottleneck=True),
+    "resnet101": lambda: resnet((3, 4, 23, 3), bottleneck=True),
+    "resnet152": lambda: resnet((3, 8, 36, 3), bottleneck=True),
+    "fcn-resnet18": fcn_resnet18,
+    "vgg11": lambda: vgg((1, 1, 2, 2, 2)),
+    "vgg13": lambda: vgg((2, 2, 2, 2, 2)),
+    "vgg16": lambda: vgg((2, 2, 3, 3, 3)),
+    "vgg19": lambda: vgg((2, 2, 4, 4, 4)),
+    "alexnet": alexnet,
+    "squeezenet1_0": lambda: squeezenet("1_0"),
+    "squeezenet1_1": lambda: squeezenet("1_1"),
+    "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v3_small": lambda: mobilenet_v3(large=False),
+    "mobilenet_v3_large": lambda: mobilenet_v3(large=True),
+    **{f"shufflenet_v2_x{w}": (lambda w=w: shufflenet_v2(w)) for w in _SHUFFLE_WIDTHS},
+}
+
+
+def reference_net(name: str) -> nn.Module:
+    """A reference network by name (see ``REFERENCE_NETS``)."""
+    from nasseg.errors import ConfigError
+
+    if name not in REFERENCE_NETS:
+        raise ConfigError(f"no reference network {name!r}; known: {', '.join(REFERENCE_NETS)}")
+    return REFERENCE_NETS[name]()
