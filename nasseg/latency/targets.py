@@ -11,17 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nasseg.errors import NassegError
+from nasseg.latency.errors import UnknownPowerMode, UnknownTarget
 
 TargetKind = Literal["jetson", "host-cpu", "cuda"]
-
-
-class UnknownTarget(NassegError):
-    """A target name that is not in the registry (the message lists the valid ones)."""
-
-
-class UnknownPowerMode(NassegError):
-    """A power mode the target does not have (the message lists the target's modes)."""
 
 
 @dataclass(frozen=True)

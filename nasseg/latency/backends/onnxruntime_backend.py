@@ -1,0 +1,74 @@
+"""onnxruntime: CPU, and the CUDA / TensorRT execution providers where this onnxruntime build has them."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nasseg.latency.backends.onnx_export import INPUT_NAME, export_onnx
+from nasseg.latency.device import cpu_device, power_mode, software_versions
+from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.result import LatencyResult
+from nasseg.latency.targets import Target
+from nasseg.latency.timing import TimingSettings, time_repeatedly
+
+
+def choose_providers(target: Target, precision: str, available: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Execution providers for a target, best first; raises when this build has none that fits."""
+    if target.kind == "host-cpu":
+        return [("CPUExecutionProvider", {})]
+    if "TensorrtExecutionProvider" in available:
+        # CUDA stays as fallback for any node TensorRT does not take.
+        fallback = [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
+        return [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), *fallback]
+    if precision == "fp32" and "CUDAExecutionProvider" in available:
+        return [("CUDAExecutionProvider", {})]
+    need = "the TensorRT execution provider" if precision != "fp32" else "the CUDA or TensorRT execution provider"
+    raise BackendUnavailable(
+        "onnxruntime", f"{need} for {target.name} at {precision} (this onnxruntime has {', '.join(available)})"
+    )
+
+
+def measure(
+    model: nn.Module, input_hw: tuple[int, int], target: Target, precision: str, settings: TimingSettings
+) -> LatencyResult:
+    import onnxruntime as ort
+
+    providers = choose_providers(target, precision, ort.get_available_providers())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    with tempfile.TemporaryDirectory(prefix="nasseg-onnx-") as tmp:
+        path = export_onnx(model, input_hw, Path(tmp) / "model.onnx")
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    x = np.random.default_rng(0).standard_normal((1, 3, *input_hw), dtype=np.float32)
+
+    def run_once() -> float:
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: x})
+        return (time.perf_counter() - start) * 1e3
+
+    stats = time_repeatedly(run_once, settings)
+    used = session.get_providers()[0]
+    on_cpu = used == "CPUExecutionProvider"
+    return LatencyResult(
+        kind="measured",
+        median_ms=stats.median_ms,
+        target=target.name,
+        input_hw=input_hw,
+        precision=precision,
+        backend="onnxruntime",
+        device=cpu_device(settings.threads) if on_cpu else f"{target.name} GPU via {used}",
+        timed="session.run, wall clock" + ("" if on_cpu else " (includes host-device copies)"),
+        spread_ms=stats.iqr_ms,
+        repeats=stats.kept,
+        power_mode=power_mode(),
+        versions=software_versions("onnxruntime", "onnx"),
+        extra={**stats.as_extra(), "threads": settings.threads, "provider": used},
+    )

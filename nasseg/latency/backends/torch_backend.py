@@ -1,0 +1,83 @@
+"""PyTorch eager on the host CPU (wall clock) or a CUDA GPU (CUDA events after a synchronise)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from nasseg.latency.device import cpu_device, power_mode, software_versions
+from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.result import LatencyResult
+from nasseg.latency.targets import Target
+from nasseg.latency.timing import TimingSettings, fixed_threads, time_repeatedly
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def _device_for(target: Target) -> torch.device:
+    if target.kind == "host-cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("torch", f"a CUDA device for target {target.name} (torch.cuda.is_available() is False)")
+    return torch.device("cuda")
+
+
+def cpu_timer(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
+    def run_once() -> float:
+        start = time.perf_counter()
+        model(x)
+        return (time.perf_counter() - start) * 1e3
+
+    return run_once
+
+
+def cuda_timer(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def run_once() -> float:
+        torch.cuda.synchronize()
+        start.record()
+        model(x)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+    return run_once
+
+
+def measure(
+    model: nn.Module, input_hw: tuple[int, int], target: Target, precision: str, settings: TimingSettings
+) -> LatencyResult:
+    if precision not in _DTYPES:
+        raise BackendUnavailable("torch", f"TensorRT for {precision} (PyTorch eager runs fp32 and fp16)")
+    device = _device_for(target)
+    # A copy, so the caller's model keeps its device, dtype and training mode.
+    net = copy.deepcopy(model).eval().to(device=device, dtype=_DTYPES[precision])
+    x = torch.randn(1, 3, *input_hw, device=device, dtype=_DTYPES[precision])
+    threads = settings.threads
+    timer = cpu_timer(net, x) if device.type == "cpu" else cuda_timer(net, x)
+    with fixed_threads(threads), torch.inference_mode():
+        stats = time_repeatedly(timer, settings)
+    if device.type == "cpu":
+        device_name, timed = cpu_device(threads), "forward, wall clock"
+    else:
+        device_name, timed = torch.cuda.get_device_name(device), "forward, CUDA events after synchronize"
+    return LatencyResult(
+        kind="measured",
+        median_ms=stats.median_ms,
+        target=target.name,
+        input_hw=input_hw,
+        precision=precision,
+        backend="torch",
+        device=device_name,
+        timed=timed,
+        spread_ms=stats.iqr_ms,
+        repeats=stats.kept,
+        power_mode=power_mode(),
+        versions=software_versions(),
+        extra={**stats.as_extra(), "threads": threads},
+    )

@@ -1,0 +1,96 @@
+"""Repeat a timed call until its median is stable, reject outliers, and summarise.
+
+Latency samples are skewed to the right (interrupts, other processes, clock changes), so the
+summary is the median of the samples inside Tukey's fences, with the interquartile range as spread.
+Repeats stop once the median is known to ``rel_precision`` (its standard error, estimated as
+1.253 σ/√n of the kept samples) or when the repeat or time budget runs out.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    warmup_runs: int = 5
+    warmup_s: float = 0.5  # warm up for at least this long too (caches, clocks, allocator, autotuning)
+    min_repeats: int = 20
+    max_repeats: int = 300
+    max_seconds: float = 10.0
+    rel_precision: float = 0.005  # stop when the median's standard error is below this share of it
+    # CPU threads. One by default: a single thread gives the most repeatable figure on a shared
+    # machine (several threads on a busy host wait on each other in OpenMP barriers).
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    median_ms: float
+    iqr_ms: float
+    mean_ms: float
+    kept: int
+    rejected: int
+    converged: bool  # the median reached rel_precision before the budget ran out
+
+    def as_extra(self) -> dict[str, float | int | bool]:
+        return {"mean_ms": self.mean_ms, "outliers_rejected": self.rejected, "converged": self.converged}
+
+
+def _quartiles(samples: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def summarise(samples_ms: list[float], rel_precision: float = 0.005) -> TimingStats:
+    """Median and IQR of the samples inside Tukey's fences (1.5 IQR beyond the quartiles)."""
+    if len(samples_ms) < 2:
+        raise ValueError("need at least two timed runs to summarise")
+    q1, _, q3 = _quartiles(samples_ms)
+    low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+    kept = [s for s in samples_ms if low <= s <= high]
+    k1, median, k3 = _quartiles(kept)
+    standard_error = 1.253 * statistics.stdev(kept) / math.sqrt(len(kept))
+    return TimingStats(
+        median_ms=median,
+        iqr_ms=k3 - k1,
+        mean_ms=statistics.fmean(kept),
+        kept=len(kept),
+        rejected=len(samples_ms) - len(kept),
+        converged=standard_error <= rel_precision * median,
+    )
+
+
+def time_repeatedly(run_once: Callable[[], float], settings: TimingSettings) -> TimingStats:
+    """Warm up, then call ``run_once`` (which returns one latency in ms) until the median is stable."""
+    warmup_end = time.perf_counter() + settings.warmup_s
+    for i in range(10_000):
+        run_once()
+        if i + 1 >= settings.warmup_runs and time.perf_counter() >= warmup_end:
+            break
+    samples: list[float] = []
+    deadline = time.perf_counter() + settings.max_seconds
+    while len(samples) < settings.max_repeats:
+        samples.append(run_once())
+        if len(samples) >= settings.min_repeats:
+            if summarise(samples, settings.rel_precision).converged or time.perf_counter() >= deadline:
+                break
+    return summarise(samples, settings.rel_precision)
+
+
+@contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Pin torch's intra-op thread count for the measurement and restore it afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,181 @@
+"""Host measurements: the repeat loop's statistics, the torch and onnxruntime backends, the cache."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+from latency_fixtures import QUICK, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from torch import nn
+
+from nasseg.errors import ConfigError, InfeasibleArchitecture, NassegError
+from nasseg.latency import measure as measure_module
+from nasseg.latency.backends import measure_model
+from nasseg.latency.backends.onnxruntime_backend import choose_providers
+from nasseg.latency.cache import CacheError, CacheKey, LatencyCache
+from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.measure import measure_config
+from nasseg.latency.result import LatencyResult
+from nasseg.latency.targets import get_target
+from nasseg.latency.timing import TimingSettings, summarise, time_repeatedly
+
+
+def small_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+
+# ----- statistics ------------------------------------------------------------------------------
+def test_outliers_beyond_tukey_fences_are_rejected() -> None:
+    samples = [10.0, 10.2, 9.9, 10.1, 10.0, 10.3, 9.8, 10.1, 55.0, 10.0, 80.0]
+    stats = summarise(samples)
+    assert stats.rejected == 2
+    assert stats.median_ms == pytest.approx(10.0)
+    assert stats.mean_ms < 10.2  # the two stalls no longer drag the mean
+    assert stats.iqr_ms == pytest.approx(0.1)
+
+
+def test_repeats_stop_once_the_median_is_stable() -> None:
+    steady = itertools.cycle([5.0, 5.01, 4.99])
+    calls = 0
+
+    def run_once() -> float:
+        nonlocal calls
+        calls += 1
+        return next(steady)
+
+    settings = TimingSettings(warmup_runs=3, warmup_s=0.0, min_repeats=10, max_repeats=100, max_seconds=60.0)
+    stats = time_repeatedly(run_once, settings)
+    assert stats.converged and stats.kept == 10
+    assert calls == 3 + 10
+
+
+def test_noisy_timings_stop_at_the_repeat_budget_and_say_so() -> None:
+    noisy = itertools.cycle([1.0, 3.0, 2.0, 5.0, 4.0])
+    settings = TimingSettings(warmup_runs=1, warmup_s=0.0, min_repeats=5, max_repeats=20, max_seconds=60.0)
+    stats = time_repeatedly(lambda: next(noisy), settings)
+    assert stats.kept + stats.rejected == 20
+    assert not stats.converged
+
+
+# ----- backends --------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_host_cpu_measurement_carries_full_provenance(backend: str) -> None:
+    model = small_net().train()
+    before = copy.deepcopy(model.state_dict())
+    result = measure_model(model, (32, 48), "host-cpu", backend, settings=QUICK)
+    assert result.kind == "measured" and result.backend == backend
+    assert result.target == "host-cpu" and result.input_hw == (32, 48) and result.precision == "fp32"
+    assert result.median_ms > 0 and result.spread_ms >= 0
+    assert 5 <= result.repeats <= 8
+    assert "1 thread" in result.device and result.extra["threads"] == 1
+    assert result.versions["torch"] == torch.__version__
+    assert LatencyResult.from_dict(result.to_dict()) == result
+    # The caller's model is left as it was: still training, same weights (BN statistics untouched).
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_torch_backend_without_cuda_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="CUDA device.*predictor"):
+        measure_model(small_net(), (32, 32), "cuda", "torch", settings=QUICK)
+
+
+def test_jetson_target_off_the_board_points_to_the_agent_and_predictor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nasseg.latency.backends.jetson_model", lambda: None)
+    with pytest.raises(BackendUnavailable) as info:
+        measure_model(small_net(), (32, 32), "jetson-agx-orin", "tensorrt")
+    assert "nasseg agent" in str(info.value) and "--backend predictor" in str(info.value)
+
+
+def test_measuring_on_the_wrong_jetson_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nasseg.latency.backends.jetson_model", lambda: "NVIDIA Jetson Xavier NX Developer Kit")
+    with pytest.raises(ConfigError, match="not jetson-agx-orin"):
+        measure_model(small_net(), (32, 32), "jetson-agx-orin", "torch")
+
+
+def test_unknown_backend_and_unsupported_precision_are_named() -> None:
+    with pytest.raises(ConfigError, match="torch, onnxruntime, tensorrt, torch2trt"):
+        measure_model(small_net(), (32, 32), "host-cpu", "tflite")
+    with pytest.raises(ConfigError, match="fp16"):
+        measure_model(small_net(), (32, 32), "host-cpu", "torch", precision="fp16")
+
+
+def test_torch2trt_missing_says_where_to_get_it() -> None:
+    from nasseg.latency.backends.torch2trt_backend import _torch2trt
+
+    with pytest.raises(BackendUnavailable, match="NVIDIA-AI-IOT/torch2trt"):
+        _torch2trt()
+
+
+def test_onnxruntime_providers_follow_the_target_and_build() -> None:
+    cpu_only = ["CPUExecutionProvider"]
+    assert choose_providers(get_target("host-cpu"), "fp32", cpu_only) == [("CPUExecutionProvider", {})]
+    with pytest.raises(BackendUnavailable, match="CUDA or TensorRT execution provider.*CPUExecutionProvider"):
+        choose_providers(get_target("cuda"), "fp32", cpu_only)
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = choose_providers(get_target("jetson-orin-nano"), "fp16", gpu)
+    assert chosen[0] == ("TensorrtExecutionProvider", {"trt_fp16_enable": True})
+    assert chosen[1][0] == "CUDAExecutionProvider"
+    with pytest.raises(BackendUnavailable, match="TensorRT execution provider"):
+        choose_providers(get_target("cuda"), "fp16", ["CUDAExecutionProvider"])
+
+
+# ----- cache -----------------------------------------------------------------------------------
+def _result(ms: float, precision: str = "fp32") -> LatencyResult:
+    return LatencyResult(kind="measured", median_ms=ms, target="host-cpu", input_hw=(64, 64), precision=precision,
+                         backend="torch", device="cpu", timed="forward", repeats=10, spread_ms=0.1)
+
+
+def test_cache_round_trips_and_separates_every_key_field(tmp_path) -> None:
+    cache = LatencyCache.for_study(tmp_path)
+    config = tiny()
+    key = CacheKey.for_config(config, (64, 64), "host-cpu", "torch", "fp32")
+    cache.put(key, _result(3.5), config)
+    assert LatencyCache.for_study(tmp_path).get(key) == _result(3.5)  # survives reopening
+    variants = [
+        CacheKey.for_config(tiny(width=16), (64, 64), "host-cpu", "torch", "fp32"),
+        CacheKey.for_config(config, (64, 128), "host-cpu", "torch", "fp32"),
+        CacheKey.for_config(config, (64, 64), "cuda", "torch", "fp32"),
+        CacheKey.for_config(config, (64, 64), "host-cpu", "onnxruntime", "fp32"),
+        CacheKey.for_config(config, (64, 64), "host-cpu", "torch", "fp16"),
+        CacheKey.for_config(config, (64, 64), "host-cpu", "torch", "fp32", power_mode="MAXN"),
+    ]
+    assert all(cache.get(k) is None for k in variants)
+    assert len(cache) == 1
+
+
+def test_cache_refuses_estimates_and_reports_a_broken_file(tmp_path) -> None:
+    cache = LatencyCache(tmp_path / "c.sqlite")
+    estimate = LatencyResult(kind="estimated", median_ms=1.0, target="jetson-nano", input_hw=(8, 8), precision="fp16",
+                             predictor="roofline", calibration="x")
+    with pytest.raises(ValueError, match="only measurements"):
+        cache.put(CacheKey("h", (8, 8), "jetson-nano", "predictor", "fp16"), estimate)
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheError, match="broken.sqlite"):
+        LatencyCache(broken)
+
+
+def test_measure_config_measures_once_then_answers_from_the_cache(tinyseg, tmp_path, monkeypatch) -> None:
+    cache = LatencyCache.for_study(tmp_path)
+    first = measure_config(tiny(), (32, 32), "host-cpu", cache=cache, settings=QUICK)
+    assert first.kind == "measured" and first.backend == "torch"
+
+    def must_not_measure(*args, **kwargs):
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(measure_module, "measure_model", must_not_measure)
+    assert measure_config(tiny(), (32, 32), "host-cpu", cache=cache, settings=QUICK) == first
+    assert len(cache) == 1
+
+
+def test_infeasible_architecture_stops_before_measuring(tinyseg, tmp_path) -> None:
+    cache = LatencyCache.for_study(tmp_path)
+    with pytest.raises(InfeasibleArchitecture, match="odd"):
+        measure_config(tiny(), (33, 32), "host-cpu", cache=cache, settings=QUICK)
+    assert len(cache) == 0
+    with pytest.raises(NassegError, match="valid targets"):
+        measure_config(tiny(), (32, 32), "orin", settings=QUICK)
