@@ -1,0 +1,124 @@
+"""The board in the loop, end to end on loopback, with the torch host-CPU backend standing in for TensorRT."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from latency_fixtures import QUICK, Concurrency, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+
+from nasseg.errors import ConfigError
+from nasseg.latency.agent import AgentClient, AgentSettings, make_server
+from nasseg.latency.cache import LatencyCache
+from nasseg.latency.errors import AgentError, AgentUnreachable
+from nasseg.latency.measure import measure_config
+from nasseg.latency.targets import get_target
+
+
+@pytest.fixture
+def agent_url(tinyseg) -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", QUICK))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def quick_client(url: str, retries: int = 2) -> AgentClient:
+    return AgentClient(url, timeout_s=60, info_timeout_s=5, retries=retries, backoff_s=0.01)
+
+
+def test_agent_reports_its_device_and_versions(agent_url: str) -> None:
+    info = quick_client(agent_url).info()
+    assert info["protocol"] == 1 and info["target"] == "host-cpu" and info["backend"] == "torch"
+    assert info["device"] and "torch" in info["versions"] and "python" in info["versions"]
+
+
+def test_agent_builds_measures_and_answers_a_full_result(agent_url: str, tmp_path) -> None:
+    client = quick_client(agent_url)
+    result = client.measure(tiny(), (32, 64))
+    assert result.kind == "measured" and result.backend == "torch" and result.target == "host-cpu"
+    assert result.input_hw == (32, 64) and result.median_ms > 0 and result.repeats >= 5
+    # Through measure_config the second request is answered from the study's cache.
+    cache = LatencyCache.for_study(tmp_path)
+    first = measure_config(tiny(), (32, 64), "host-cpu", agent=client, cache=cache)
+    assert measure_config(tiny(), (32, 64), "host-cpu", agent=client, cache=cache) == first
+    assert len(cache) == 1
+
+
+def test_agent_runs_one_measurement_at_a_time(agent_url: str) -> None:
+    client = quick_client(agent_url)
+    results = []
+    workers = [
+        threading.Thread(target=lambda w=w: results.append(client.measure(tiny(width=w, hold_s=0.002), (16, 16))))
+        for w in (4, 6, 8)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(results) == 3
+    assert Concurrency.peak == 1
+
+
+def test_bad_requests_are_refused_at_once_with_the_reason(agent_url: str) -> None:
+    client = quick_client(agent_url, retries=5)
+    started = time.perf_counter()
+    with pytest.raises(AgentError, match="refused.*odd"):
+        client.measure(tiny(), (33, 32))  # infeasible: no retries for a request that cannot succeed
+    with pytest.raises(AgentError, match="refused.*unknown model family 'nosuch'"):
+        client.measure(tiny().__class__("nosuch", {}, 5), (32, 32))
+    with pytest.raises(AgentError, match="refused.*precisions fp32"):
+        client.measure(tiny(), (32, 32), precision="int8")
+    assert time.perf_counter() - started < 5 * 0.01 * 2**4  # less than one retry schedule
+
+
+def test_crashing_measurement_fails_clearly_after_bounded_retries(agent_url: str) -> None:
+    client = quick_client(agent_url, retries=2)
+    with pytest.raises(AgentError) as info:
+        client.measure(tiny(crash=True), (32, 32))
+    message = str(info.value)
+    assert "simulated runtime failure" in message and "after 3 attempts" in message
+    assert client.measure(tiny(), (32, 32)).kind == "measured"  # the agent survived and still serves
+
+
+def test_unreachable_agent_fails_clearly_after_bounded_retries(tinyseg, tmp_path) -> None:
+    with socket.socket() as probe:  # a port that nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = quick_client(f"127.0.0.1:{port}", retries=2)
+    with pytest.raises(AgentUnreachable, match=rf"http://127.0.0.1:{port}/info: no answer .* after 3 attempts"):
+        client.info()
+    cache = LatencyCache.for_study(tmp_path)
+    with pytest.raises(AgentUnreachable):
+        measure_config(tiny(), (32, 32), "host-cpu", agent=client, cache=cache)
+    assert len(LatencyCache.for_study(tmp_path)) == 0
+
+
+def test_agent_for_another_target_is_not_mislabelled(agent_url: str) -> None:
+    with pytest.raises(ConfigError, match="measures host-cpu with torch, not cuda"):
+        measure_config(tiny(), (32, 32), "cuda", agent=quick_client(agent_url))
+
+
+@pytest.mark.slow
+def test_ray_trials_share_the_board_through_one_actor(agent_url: str) -> None:
+    ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
+    from nasseg.latency.ray_board import board_actor, board_resource, board_resources
+
+    ray.init(num_cpus=1, resources=board_resources("host-cpu"), include_dashboard=False, log_to_driver=False)
+    try:
+        actor = board_actor(agent_url, "host-cpu", timeout_s=60, retries=1, backoff_s=0.01)
+        results = ray.get([actor.measure.remote(tiny(width=w).to_dict(), (16, 16)) for w in (4, 8)])
+        assert [r.kind for r in results] == ["measured", "measured"]
+        assert ray.available_resources().get(board_resource("host-cpu"), 0) == 0  # the actor holds the board
+        same = board_actor(agent_url, "host-cpu")
+        assert ray.get(same.info.remote())["target"] == "host-cpu"
+        assert same._actor_id == actor._actor_id
+    finally:
+        ray.shutdown()
