@@ -1,9 +1,210 @@
-"""CLI commands for the latency feature (filled in by its module's owner)."""
+"""``nasseg targets``, ``nasseg latency`` and ``nasseg agent``: latency on a target, measured or estimated."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 import typer
+import yaml
+from rich.table import Table
+
+from nasseg.cli.common import console, err_console, parse_hw, print_json, user_errors
+from nasseg.errors import ConfigError, NassegError
+from nasseg.latency.agent import AgentClient, AgentSettings, make_server
+from nasseg.latency.backends import backend_names, default_backend
+from nasseg.latency.cache import LatencyCache
+from nasseg.latency.measure import measure_config
+from nasseg.latency.result import LatencyResult
+from nasseg.latency.targets import Target, get_target, target_names
+from nasseg.latency.timing import TimingSettings
+from nasseg.models import ArchConfig, build, check
+from nasseg.spaces import find_baseline, load_space
+
+PREDICTOR = "predictor"
+
+
+# ----- nasseg targets ----------------------------------------------------------------------------
+def _target_row(target: Target) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": target.name, "kind": target.kind, "description": target.description,
+                           "precisions": list(target.precisions)}
+    if target.gpu:
+        gpu = target.gpu
+        row.update(
+            gpu=f"{gpu.arch} (SM {gpu.compute_capability}), {gpu.sms} SM × {gpu.cuda_cores // gpu.sms} cores, "
+            f"{gpu.tensor_cores} tensor cores, {gpu.max_clock_mhz:g} MHz",
+            fp32_tflops=gpu.fp32_tflops, fp16_tflops=gpu.fp16_tflops, int8_tops=gpu.int8_tops,
+            mem_bandwidth_gbs=gpu.mem_bandwidth_gbs, l2_kb=gpu.l2_kb, sources=gpu.sources,
+            software=vars(target.software),
+            power_modes=[vars(mode) for mode in target.power_modes], max_power_mode=target.max_power_mode,
+        )
+    return row
+
+
+def _print_targets(targets: list[Target]) -> None:
+    table = Table(title="Latency targets", show_lines=True)
+    table.add_column("target", no_wrap=True)
+    for col in ("GPU", "FP16 / INT8 peak", "memory", "JetPack → TensorRT", "power modes (GPU MHz)"):
+        table.add_column(col, overflow="fold")
+    for t in targets:
+        if t.gpu is None:
+            table.add_row(t.name, t.description, "—", "—", "—", "—")
+            continue
+        int8 = f"{t.gpu.int8_tops:g} TOPS" if t.gpu.int8_tops else "no INT8"
+        modes = ", ".join(
+            f"{'[bold]' if m.name == t.max_power_mode else ''}{m.name} ({f'{m.gpu_max_mhz:g}' if m.gpu_max_mhz else '?'}"
+            f"{f', {m.tpcs_active}/{t.gpu.tpcs} TPC' if m.tpcs_active else ''})"
+            f"{'[/]' if m.name == t.max_power_mode else ''}"
+            for m in t.power_modes
+        )
+        table.add_row(
+            t.name,
+            f"{t.gpu.arch}, {t.gpu.cuda_cores} cores, {t.gpu.tensor_cores} TC, {t.gpu.max_clock_mhz:g} MHz",
+            f"{t.gpu.fp16_tflops:g} TFLOPS / {int8}",
+            f"{t.gpu.mem_bandwidth_gbs:g} GB/s, L2 {t.gpu.l2_kb} KB",
+            f"{t.software.jetpack} → {t.software.tensorrt}",
+            modes,
+        )
+    console.print(table)
+    console.print("Sources of every figure: [bold]nasseg targets --json[/] (tags refer to shared/reference/jetson.md)")
+
+
+def targets_command(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
+    """List the devices a latency can be measured on or estimated for."""
+    targets = [get_target(name) for name in target_names()]
+    if as_json:
+        print_json([_target_row(t) for t in targets])
+    else:
+        _print_targets(targets)
+
+
+# ----- nasseg latency ----------------------------------------------------------------------------
+def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int] | None]:
+    """A baseline name or an ArchConfig file (YAML/JSON: family, num_classes, params), with its space's input."""
+    path = Path(spec)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such architecture file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping with family, num_classes and params")
+        try:
+            config = ArchConfig.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        try:
+            return config, tuple(load_space(config.family).spec.search_input)
+        except NassegError:
+            return config, None
+    space, name = find_baseline(spec)
+    return space.baseline(name), tuple(space.spec.search_input)
+
+
+def _estimate(config: ArchConfig, input_hw: tuple[int, int], target: str, precision: str | None) -> LatencyResult:
+    from nasseg.latency import estimate  # part B's predictor
+
+    check(config, input_hw)
+    return estimate(build(config), input_hw, target, precision=precision)
+
+
+def _open_cache(path: Path | None) -> LatencyCache | None:
+    if path is None:
+        return None
+    return LatencyCache(path) if path.suffix == ".sqlite" else LatencyCache.for_study(path)
+
+
+def _print_result(result: LatencyResult, config: ArchConfig) -> None:
+    colour = "green" if result.kind == "measured" else "yellow"
+    table = Table(title=f"[{colour}]{result.kind}[/] latency of {config.family} {config.arch_hash()}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "median": f"{result.median_ms:.3f} ms ({result.fps:.1f} FPS)",
+        "spread (IQR)": f"{result.spread_ms:.3f} ms" if result.spread_ms is not None else None,
+        "repeats kept": result.repeats,
+        "target": result.target,
+        "input (H×W)": "×".join(map(str, result.input_hw)),
+        "precision": result.precision,
+        "where from": result.label(),
+        "power mode": result.power_mode,
+        "versions": ", ".join(f"{k} {v}" for k, v in result.versions.items()) or None,
+    }
+    for field, value in rows.items():
+        if value is not None:
+            table.add_row(field, str(value))
+    console.print(table)
+
+
+def latency_command(
+    architecture: str = typer.Argument(..., help="A baseline name (e.g. espnet-c) or an ArchConfig YAML/JSON file."),
+    target: str = typer.Option(..., "--target", "-t", help="Target device: see `nasseg targets`."),
+    input_size: str | None = typer.Option(None, "--input", help="Input H×W, e.g. 512x1024 (default: the space's)."),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b",
+        help=f"{', '.join([*backend_names(), PREDICTOR])}. Default: the agent's backend with --agent, "
+        "the predictor for a Jetson target without one, torch otherwise.",
+    ),
+    precision: str | None = typer.Option(None, "--precision", help="fp32 / fp16 / int8 (default: the target's)."),
+    agent: str | None = typer.Option(None, "--agent", help="URL of a `nasseg agent` on the board, e.g. http://jetson:8765."),
+    cache: Path | None = typer.Option(None, "--cache", help="Study directory or .sqlite file caching measurements."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Latency of one architecture on a target: measured on this machine or a board, or estimated."""
+    with user_errors():
+        spec = get_target(target)
+        config, space_input = load_architecture(architecture)
+        input_hw = parse_hw(input_size) if input_size else space_input
+        if input_hw is None:
+            raise ConfigError(f"no search space for family {config.family!r} to take an input size from: give --input HxW")
+        if backend is None and agent is None and spec.is_jetson:
+            backend = PREDICTOR
+        with console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):
+            if backend == PREDICTOR:
+                result = _estimate(config, input_hw, spec.name, precision)
+            else:
+                client = AgentClient(agent) if agent else None
+                result = measure_config(
+                    config, input_hw, spec.name, backend, precision,
+                    agent=client, cache=_open_cache(cache), settings=TimingSettings(threads=threads),
+                )
+    if as_json:
+        print_json({"architecture": config.to_dict(), "arch_hash": config.arch_hash(), **result.to_dict()})
+    else:
+        _print_result(result, config)
+
+
+# ----- nasseg agent ------------------------------------------------------------------------------
+def agent_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535),
+    target: str = typer.Option(..., "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
+    backend: str | None = typer.Option(None, "--backend", "-b", help="Measurement backend (default: tensorrt on a Jetson)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+) -> None:
+    """Serve measurements on this board to a host (JSON over HTTP, one measurement at a time)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    with user_errors():
+        spec = get_target(target)
+        settings = AgentSettings(spec, backend or default_backend(spec), TimingSettings(threads=threads))
+        server = make_server(host, port, settings)
+    bound_host, bound_port = server.server_address[:2]
+    err_console.print(f"nasseg agent: {spec.name} with {settings.backend} on http://{bound_host}:{bound_port} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
+    app.command("targets")(targets_command)
+    app.command("latency")(latency_command)
+    app.command("agent")(agent_command)
+    # ----- part B: `nasseg calibrate --target T` is registered here, below this line -----
