@@ -25,6 +25,7 @@ from nasseg.latency.predictor import (
     Calibration,
     CalibrationError,
     LayerTable,
+    class_rates,
     layer_table,
     layer_times_ms,
 )
@@ -144,10 +145,9 @@ class _Problem:
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
         values = np.exp(theta)
-        flops = (self.peaks * values[:, :_N_CLASS])[self.layer_target, self.table.op_class]
-        bandwidth = (self.bandwidth * values[:, _N_CLASS])[self.layer_target]
-        overhead = values[:, _N_CLASS + 1][self.layer_target]
-        times = layer_times_ms(self.table, flops, bandwidth, overhead)
+        flops, streaming = class_rates(self.peaks, self.bandwidth, values[:, :_N_CLASS], values[:, _N_CLASS])
+        where = (self.layer_target, self.table.op_class)
+        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1])
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 

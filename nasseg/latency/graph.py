@@ -127,9 +127,11 @@ def trace(model: nn.Module, input_hw: tuple[int, int], in_channels: int = 3) -> 
                     model(x)
             except Exception as exc:  # any failure of the user's forward pass, reported by name
                 path, kind = stack[-1]
+                hint = " (the forward pass reads tensor values, e.g. .item(); the predictor needs shapes only)" if (
+                    "DataDependent" in type(exc).__name__) else ""
                 raise UntraceableModel(
                     f"cannot trace {type(model).__name__} at {input_hw[0]}x{input_hw[1]}: layer "
-                    f"{path or '<root>'} ({kind}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                    f"{path or '<root>'} ({kind}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}{hint}"
                 ) from exc
     finally:
         model.train(was_training)

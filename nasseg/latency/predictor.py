@@ -4,7 +4,9 @@ Every kernel ``l`` of op class ``c`` takes
 
     t_l = max(flops_l / (peak_c * efficiency_c), bytes_l / (bandwidth * memory_efficiency)) + layer_overhead
 
-and the network takes ``sum(t_l) + fixed_overhead``. ``peak_c`` is the tensor-core peak for the
+for a compute class (convolutions, matrix products), and ``bytes_l / (bandwidth * efficiency_c) +
+layer_overhead`` for a memory-bound class (element-wise, pooling, reductions, resize, copies), whose
+kernels are limited by how well they stream memory rather than by arithmetic. The network takes ``sum(t_l) + fixed_overhead``. ``peak_c`` is the tensor-core peak for the
 classes whose kernels use tensor cores and the CUDA-core peak for depthwise and dilated
 convolutions (cuDNN/TensorRT run those without tensor cores; jetson.md section 5). Efficiencies,
 overheads and the fusion rule come from a ``Calibration`` fitted to measurements
@@ -33,7 +35,9 @@ CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
 # Fitted on a user's board by `nasseg calibrate`; searched before the packaged calibrations.
 USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() / ".nasseg" / "calibrations"))
 # Kernels that run on CUDA cores even where tensor cores exist.
-CUDA_CORE_CLASSES = ("conv_depthwise", "conv_dilated", "elementwise", "pool", "reduce", "resize", "copy")
+CUDA_CORE_CLASSES = ("conv_depthwise", "conv_dilated")
+MEMORY_CLASSES = ("elementwise", "pool", "reduce", "resize", "copy")
+_IS_MEMORY = np.array([c in MEMORY_CLASSES for c in OP_CLASSES])
 BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
 
 
@@ -94,6 +98,24 @@ class Calibration:
 
     def class_peaks(self) -> np.ndarray:
         return np.array([self.cuda_core_flops if c in CUDA_CORE_CLASSES else self.peak_flops for c in OP_CLASSES])
+
+    def class_rates(self) -> tuple[np.ndarray, np.ndarray]:
+        return class_rates(
+            self.class_peaks(), np.float64(self.bandwidth),
+            np.array([self.efficiency[c] for c in OP_CLASSES]), np.float64(self.memory_efficiency),
+        )
+
+
+def class_rates(
+    peaks: np.ndarray, bandwidth: np.ndarray, efficiency: np.ndarray, memory_efficiency: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Effective FLOP/s and bytes/s of every op class (last axis), for one or many targets.
+
+    Memory-bound classes get no compute term; their efficiency scales the bandwidth instead.
+    """
+    flops = np.where(_IS_MEMORY, np.inf, peaks * efficiency)
+    streaming = np.asarray(bandwidth)[..., None]
+    return flops, np.where(_IS_MEMORY, streaming * efficiency, streaming * np.asarray(memory_efficiency)[..., None])
 
 
 def calibration_files() -> list[Path]:
@@ -170,8 +192,8 @@ def layer_times_ms(
 
 
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
-    effective = cal.class_peaks() * np.array([cal.efficiency[c] for c in OP_CLASSES])
-    return layer_times_ms(table, effective[table.op_class], cal.bandwidth * cal.memory_efficiency, cal.layer_overhead_ms)
+    flops_per_s, bytes_per_s = cal.class_rates()
+    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
 
 
 def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""Calibration: fitting on real host measurements, the published Jetson set, and calibration files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+from nasseg.latency.backends import measure_model
+from nasseg.latency.calibration import (
+    HOST_PRIOR,
+    JETSON_PRIOR,
+    Measurement,
+    fit,
+    jetson_templates,
+    measure_and_fit,
+    predict_measurements,
+    published_points,
+    template,
+)
+from nasseg.latency.microbench import suite
+from nasseg.latency.predictor import Calibration, CalibrationError, estimate, find_calibration, layer_table
+from nasseg.latency.reference_nets import reference_net
+from nasseg.latency.timing import TimingSettings
+
+QUICK = TimingSettings(warmup_runs=2, warmup_s=0.05, min_repeats=7, max_repeats=60, max_seconds=0.4, threads=1)
+
+
+def _measure_host(model: nn.Module, input_hw: tuple[int, int]) -> float:
+    return measure_model(model, input_hw, "host-cpu", "torch", settings=QUICK).median_ms
+
+
+def _mape(predicted: np.ndarray, measured: list[Measurement]) -> float:
+    return float(np.mean(np.abs(predicted / np.array([m.ms for m in measured]) - 1)))
+
+
+def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> None:
+    """Measure the micro-benchmark suite on this CPU, fit, and predict networks the fit never saw."""
+    cal, _ = measure_and_fit(
+        "host-cpu", suite((32, 48), 16, depths=(1, 3)), _measure_host,
+        precision="fp32", runtime="torch-eager", timed="forward, wall clock", cal_id="test/host",
+    )
+    prior = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "prior")
+    held_out = []
+    for name, hw in (("mobilenet_v2", (96, 96)), ("resnet18", (64, 64)), ("shufflenet_v2_x1.0", (96, 96)), ("squeezenet1_1", (96, 96))):
+        model = reference_net(name)
+        held_out.append(Measurement(name, "host-cpu", layer_table(model, hw, cal)[1], _measure_host(model, hw)))
+    fitted_error = _mape(predict_measurements({"host-cpu": cal}, held_out), held_out)
+    prior_error = _mape(predict_measurements({"host-cpu": prior}, held_out), held_out)
+    assert fitted_error < prior_error
+    assert fitted_error < 0.6
+    assert cal.fitted_on["points"][0].startswith("conv3x3")
+
+
+def _published(source: str, target: str) -> list[Measurement]:
+    probe = template(target, "fp16", "tensorrt", "engine", True, JETSON_PRIOR, "probe")
+    points = [p for p in published_points() if p["source"] == source and p["target"] == target]
+    return [
+        Measurement(p["id"], target, layer_table(reference_net(p["net"]), tuple(p["input_hw"]), probe)[1], p["ms"])
+        for p in points
+    ]
+
+
+def test_published_fit_predicts_a_held_out_resolution() -> None:
+    """FCN-ResNet18 on the Nano: fit on ten resolutions, predict the eleventh (2048x1024) within 25 %."""
+    points = _published("jetson-inference", "jetson-nano")
+    held = next(m for m in points if "@1024x2048" in m.id)
+    rest = [m for m in points if m is not held]
+    templates = jetson_templates(["jetson-nano"])
+    fitted, _ = fit(rest, templates, JETSON_PRIOR)
+    predicted = predict_measurements(fitted, [held])[0]
+    prior = predict_measurements(templates, [held])[0]
+    assert abs(predicted / held.ms - 1) < 0.25
+    assert abs(predicted / held.ms - 1) < abs(prior / held.ms - 1)
+
+
+def test_packaged_calibrations_reproduce_their_published_points() -> None:
+    for target in ("jetson-tx2", "jetson-agx-orin"):
+        points = _published("netspresso", target)
+        cal = find_calibration(target)
+        predicted = predict_measurements({target: cal}, points)
+        assert _mape(predicted, points) < 0.15, target
+        assert set(m.id for m in points) <= set(cal.fitted_on["points"])
+
+
+def test_calibration_files_round_trip_and_bad_files_are_named(tmp_path: Path) -> None:
+    cal = template("jetson-nano", "fp16", "tensorrt", "engine", True, JETSON_PRIOR, "mine/v1")
+    path = cal.save(tmp_path / "mine.json")
+    assert Calibration.load(path) == cal
+    result = estimate(nn.Conv2d(3, 8, 3), (32, 32), "jetson-nano", calibration=path)
+    assert result.calibration == "mine/v1"
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(CalibrationError, match="broken.json: not valid JSON"):
+        Calibration.load(broken)
+    partial = tmp_path / "partial.json"
+    data = cal.to_dict()
+    del data["efficiency"]["conv_dilated"]
+    partial.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="conv_dilated"):
+        Calibration.load(partial)
