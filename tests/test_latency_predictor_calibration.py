@@ -24,6 +24,7 @@ from nasseg.latency.calibration import (
 from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import Calibration, CalibrationError, estimate, find_calibration, layer_table
 from nasseg.latency.reference_nets import reference_net
+from nasseg.latency.result import LatencyResult
 from nasseg.latency.timing import TimingSettings
 
 QUICK = TimingSettings(warmup_runs=2, warmup_s=0.05, min_repeats=7, max_repeats=60, max_seconds=0.4, threads=1)
@@ -33,6 +34,10 @@ def _measure_host(model: nn.Module, input_hw: tuple[int, int]) -> float:
     return measure_model(model, input_hw, "host-cpu", "torch", settings=QUICK).median_ms
 
 
+def _measure_case(_name: str, model: nn.Module, input_hw: tuple[int, int]) -> LatencyResult:
+    return measure_model(model, input_hw, "host-cpu", "torch", settings=QUICK)
+
+
 def _mape(predicted: np.ndarray, measured: list[Measurement]) -> float:
     return float(np.mean(np.abs(predicted / np.array([m.ms for m in measured]) - 1)))
 
@@ -40,8 +45,8 @@ def _mape(predicted: np.ndarray, measured: list[Measurement]) -> float:
 def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> None:
     """Measure the micro-benchmark suite on this CPU, fit, and predict networks the fit never saw."""
     cal, _ = measure_and_fit(
-        "host-cpu", suite((32, 48), 16, depths=(1, 3)), _measure_host,
-        precision="fp32", runtime="torch-eager", timed="forward, wall clock", cal_id="test/host",
+        "host-cpu", suite((32, 48), 16, depths=(1, 3)), _measure_case,
+        precision="fp32", runtime="torch-eager", cal_id="test/host",
     )
     prior = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "prior")
     held_out = []
@@ -52,7 +57,8 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
     prior_error = _mape(predict_measurements({"host-cpu": prior}, held_out), held_out)
     assert fitted_error < prior_error
     assert fitted_error < 0.6
-    assert cal.fitted_on["points"][0].startswith("conv3x3")
+    assert cal.fitted_on["points"][0].startswith("conv3x3") and cal.fitted_on["backend"] == "torch"
+    assert cal.timed == "forward, wall clock" and not cal.fuse_pointwise
 
 
 def _published(source: str, target: str) -> list[Measurement]:
@@ -102,3 +108,17 @@ def test_calibration_files_round_trip_and_bad_files_are_named(tmp_path: Path) ->
     partial.write_text(json.dumps(data))
     with pytest.raises(CalibrationError, match="conv_dilated"):
         Calibration.load(partial)
+
+
+def test_calibrate_without_a_reachable_board_says_so() -> None:
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+
+    runner = CliRunner()
+    local = runner.invoke(app, ["calibrate", "--target", "jetson-orin-nano"])
+    assert local.exit_code == 2
+    assert "jetson-orin-nano itself" in local.output and "--agent" in local.output
+    remote = runner.invoke(app, ["calibrate", "--target", "jetson-nano", "--agent", "http://127.0.0.1:9"])
+    assert remote.exit_code == 2
+    assert "127.0.0.1:9" in remote.output

@@ -208,3 +208,71 @@ def register(app: typer.Typer) -> None:
     app.command("latency")(latency_command)
     app.command("agent")(agent_command)
     # ----- part B: `nasseg calibrate --target T` is registered here, below this line -----
+    app.command("calibrate")(calibrate_command)
+
+
+def calibrate_command(
+    target: str = typer.Option(..., "--target", "-t", help="The device to calibrate the predictor for: see `nasseg targets`."),
+    agent: str | None = typer.Option(
+        None, "--agent", help="URL of a `nasseg agent` on the board: measures every baseline plus sampled architectures."
+    ),
+    backend: str | None = typer.Option(None, "--backend", "-b", help="Without --agent: backend on this machine (default: the target's)."),
+    precision: str | None = typer.Option(None, "--precision", help="fp32 / fp16 / int8 (default: the target's)."),
+    input_size: str = typer.Option("128x128", "--input", help="Micro-benchmark input H×W (without --agent)."),
+    channels: int = typer.Option(32, "--channels", min=1, help="Micro-benchmark channel width (without --agent)."),
+    samples: int = typer.Option(4, "--samples", min=0, help="With --agent: sampled architectures per search space."),
+    threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Refit the latency predictor to measurements on a real device, so estimates match your board."""
+    import datetime
+
+    from rich.progress import Progress
+
+    from nasseg.latency import calibration as calib
+    from nasseg.latency.backends import measure_model, require_local, resolve_precision
+    from nasseg.latency.microbench import suite
+    from nasseg.latency.predictor import USER_CALIBRATIONS_DIR
+
+    with user_errors():
+        spec = get_target(target)
+        precision = resolve_precision(spec, precision)
+        if agent:  # the agent builds architectures from JSON: calibrate on the search spaces' networks
+            client = AgentClient(agent)
+            info = client.info()  # an unreachable board fails here, after bounded retries
+            if info["target"] != spec.name:
+                raise ConfigError(f"the agent at {agent} serves {info['target']}, not {spec.name}")
+            backend = info["backend"]
+            architectures = calib.baseline_architectures() + calib.sampled_architectures(samples)
+            configs = {name: config for name, config, _ in architectures}
+            cases = [(name, build(config), hw) for name, config, hw in architectures]
+            measure = lambda name, _model, hw: client.measure(configs[name], hw, precision)  # noqa: E731
+        else:
+            backend = backend or default_backend(spec)
+            require_local(spec, backend)  # a Jetson target needs this machine to be that board
+            cases = suite(parse_hw(input_size), channels)
+            settings = TimingSettings(threads=threads)
+            measure = lambda _name, model, hw: measure_model(model, hw, spec, backend, precision, settings)  # noqa: E731
+        runtime = "torch-eager" if backend == "torch" else backend
+        cal_id = f"{spec.name}/{runtime}-{precision}/{datetime.date.today().isoformat()}"
+        with Progress(console=err_console, transient=True) as progress:
+            task = progress.add_task(f"measuring on {spec.name}", total=len(cases))
+            cal, _ = calib.measure_and_fit(
+                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id,
+                progress=lambda name: progress.update(task, advance=1, description=name),
+            )
+        path = cal.save(out or USER_CALIBRATIONS_DIR / f"{spec.name}-{precision}.json")
+    if as_json:
+        print_json({"path": str(path), **cal.to_dict()})
+        return
+    table = Table(title=f"calibration {cal.id} ({len(cases)} measurements, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
+    for column in ("op class", "efficiency"):
+        table.add_column(column)
+    for op_class, value in cal.efficiency.items():
+        table.add_row(op_class, f"{value:.3f}")
+    table.add_row("memory efficiency", f"{cal.memory_efficiency:.3f}")
+    table.add_row("per-kernel overhead", f"{cal.layer_overhead_ms * 1e3:.1f} µs")
+    table.add_row("fixed overhead", f"{cal.fixed_overhead_ms:.3f} ms")
+    console.print(table)
+    console.print(f"written to {path}; estimates for {spec.name} now use it (or pass calibration={cal.id!r})")

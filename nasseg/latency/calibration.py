@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import optuna
 from scipy.optimize import least_squares
 from torch import nn
 
+from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.costs import OP_CLASSES
 from nasseg.latency.predictor import (
     CALIBRATIONS_DIR,
@@ -30,7 +32,10 @@ from nasseg.latency.predictor import (
     layer_times_ms,
 )
 from nasseg.latency.reference_nets import reference_net
+from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
+from nasseg.models import ArchConfig
+from nasseg.spaces import SearchSpace, all_spaces
 
 PUBLISHED_JETSON = CALIBRATIONS_DIR / "published_jetson.json"
 # Parameters beside the per-class efficiencies, in the order of the parameter vector.
@@ -256,34 +261,67 @@ def fit_published_jetson(weights: FitWeights = FitWeights()) -> dict[str, Calibr
 
 
 # ----- fitting from the user's own measurements -------------------------------------------------
-MeasureFn = Callable[[nn.Module, tuple[int, int]], float]
+Case = tuple[str, nn.Module, tuple[int, int]]  # name, network, input H x W
+MeasureFn = Callable[[str, nn.Module, tuple[int, int]], LatencyResult]
 
 
 def measure_and_fit(
     target: str,
-    cases: list[tuple[str, nn.Module, tuple[int, int]]],
+    cases: list[Case],
     measure: MeasureFn,
     *,
     precision: str,
     runtime: str,
-    timed: str,
     cal_id: str,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Calibration, list[Measurement]]:
-    """Measure every case with ``measure`` (ms), then fit a calibration for ``target`` to them.
-
-    TensorRT runtimes fuse element-wise ops into convolutions; eager PyTorch does not.
-    """
+    """Measure every case (``measure`` returns a measured LatencyResult), then fit a calibration
+    for ``target``. TensorRT runtimes fuse element-wise ops into convolutions; others do not.
+    The calibration records the device, timing scope and cases it was fitted on."""
     fuse = runtime in ("tensorrt", "torch2trt")
     prior = JETSON_PRIOR if get_target(target).is_jetson else HOST_PRIOR
-    base = template(target, precision, runtime, timed, fuse, prior, cal_id)
-    measurements = []
+    base = template(target, precision, runtime, "", fuse, prior, cal_id)
+    measurements, results = [], []
     for name, model, input_hw in cases:
+        result = measure(name, model, input_hw)
+        results.append(result)
         if progress:
             progress(name)
-        measurements.append(Measurement(name, target, layer_table(model, input_hw, base)[1], measure(model, input_hw)))
+        measurements.append(Measurement(name, target, layer_table(model, input_hw, base)[1], result.median_ms))
+    base = dataclasses.replace(base, timed=results[0].timed or "")
     fitted, _ = fit(measurements, {target: base}, prior)
-    return fitted[target], measurements
+    cal = fitted[target]
+    provenance = {"device": results[0].device, "backend": results[0].backend, "power_mode": results[0].power_mode,
+                  "versions": results[0].versions, "measured_ms": [m.ms for m in measurements]}
+    return dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}), measurements
+
+
+Architecture = tuple[str, ArchConfig, tuple[int, int]]  # name, config, the space's search input
+
+
+def baseline_architectures() -> list[Architecture]:
+    """Every baseline of every search space that has landed."""
+    return [(name, space.baseline(name), tuple(space.spec.search_input)) for space in all_spaces() for name in space.baselines]
+
+
+def sampled_architectures(per_space: int, seed: int = 0, spaces: list[SearchSpace] | None = None) -> list[Architecture]:
+    """``per_space`` distinct feasible random samples of every search space (fewer where a space
+    rejects most of its samples)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: list[Architecture] = []
+    for space in all_spaces() if spaces is None else spaces:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        found: dict[str, ArchConfig] = {}
+        for _attempt in range(per_space * 20):
+            if len(found) == per_space:
+                break
+            try:
+                config = space.sample(study.ask())
+            except InfeasibleArchitecture:
+                continue
+            found.setdefault(config.arch_hash(), config)
+        out += [(f"{space.name}-{h}", config, tuple(space.spec.search_input)) for h, config in found.items()]
+    return out
 
 
 def write_published_calibrations(folder: Path = CALIBRATIONS_DIR) -> list[Path]:
