@@ -259,8 +259,8 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
             cur = tuple(conv_out_size(s, 1, b.stride, 0) for s in cur)  # type: ignore[assignment]
         for entry in b.kernels:
             kind, k = parse_kernel(entry)
-            d = layout.pair_dilation[k]
-            if kind != "pair" or d == 1:
+            d = layout.pair_dilation.get(k, 1) if kind == "pair" else 1
+            if d == 1:
                 continue
             for axis, side in (("height", cur[0]), ("width", cur[1])):
                 key = (b.kernels_param, k, axis)
