@@ -77,6 +77,17 @@ def test_host_cpu_measurement_carries_full_provenance(backend: str) -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_single_thread_host_time_counts_only_the_cpu_the_network_used(tinyseg) -> None:
+    # The forward sleeps 20 ms (as if descheduled): thread CPU time leaves that out, the wall clock cannot.
+    from nasseg.models import build
+
+    model = build(tiny(hold_s=0.02))
+    one = measure_model(model, (16, 16), "host-cpu", "torch", settings=QUICK)
+    assert one.timed == "forward, thread CPU time, 1 thread" and one.median_ms < 10
+    two = measure_model(model, (16, 16), "host-cpu", "torch", settings=TimingSettings(**{**vars(QUICK), "threads": 2}))
+    assert two.timed == "forward, wall clock, 2 threads" and two.median_ms >= 20
+
+
 def test_torch_backend_without_cuda_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="CUDA device.*predictor"):

@@ -85,6 +85,20 @@ def time_repeatedly(run_once: Callable[[], float], settings: TimingSettings) -> 
     return summarise(samples, settings.rel_precision)
 
 
+def host_clock(threads: int) -> tuple[Callable[[], float], str]:
+    """The clock for a host-CPU measurement (seconds) and how to name it.
+
+    With one thread the network runs in the calling thread, so that thread's CPU time is its latency
+    minus the time other processes had the core. On a shared machine the wall clock measures the
+    neighbours too: a convolution stack under onnxruntime read 49-95 ms by the wall clock but
+    48.8-49.4 ms of thread CPU time, with the 2-core development machine at load 2.5.
+    With several threads, CPU time would add the threads up, so the wall clock is used.
+    """
+    if threads == 1:
+        return time.thread_time, "thread CPU time, 1 thread"
+    return time.perf_counter, f"wall clock, {threads} threads"
+
+
 @contextmanager
 def fixed_threads(threads: int) -> Iterator[None]:
     """Pin torch's intra-op thread count for the measurement and restore it afterwards."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 
 import torch
@@ -13,7 +12,7 @@ from nasseg.latency.device import cpu_device, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
-from nasseg.latency.timing import TimingSettings, fixed_threads, time_repeatedly
+from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, time_repeatedly
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -26,11 +25,11 @@ def _device_for(target: Target) -> torch.device:
     return torch.device("cuda")
 
 
-def cpu_timer(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
+def cpu_timer(model: nn.Module, x: torch.Tensor, clock: Callable[[], float]) -> Callable[[], float]:
     def run_once() -> float:
-        start = time.perf_counter()
+        start = clock()
         model(x)
-        return (time.perf_counter() - start) * 1e3
+        return (clock() - start) * 1e3
 
     return run_once
 
@@ -59,11 +58,12 @@ def measure(
     net = copy.deepcopy(model).eval().to(device=device, dtype=_DTYPES[precision])
     x = torch.randn(1, 3, *input_hw, device=device, dtype=_DTYPES[precision])
     threads = settings.threads
-    timer = cpu_timer(net, x) if device.type == "cpu" else cuda_timer(net, x)
+    clock, clock_name = host_clock(threads)
+    timer = cpu_timer(net, x, clock) if device.type == "cpu" else cuda_timer(net, x)
     with fixed_threads(threads), torch.inference_mode():
         stats = time_repeatedly(timer, settings)
     if device.type == "cpu":
-        device_name, timed = cpu_device(threads), "forward, wall clock"
+        device_name, timed = cpu_device(threads), f"forward, {clock_name}"
     else:
         device_name, timed = torch.cuda.get_device_name(device), "forward, CUDA events after synchronize"
     return LatencyResult(
