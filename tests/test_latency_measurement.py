@@ -15,6 +15,7 @@ from nasseg.latency import measure as measure_module
 from nasseg.latency.backends import measure_model
 from nasseg.latency.backends.onnxruntime_backend import choose_providers
 from nasseg.latency.cache import CacheError, CacheKey, LatencyCache
+from nasseg.latency.device import jetson_target_of, parse_nvpmodel
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.result import LatencyResult
@@ -132,6 +133,28 @@ def test_onnxruntime_providers_follow_the_target_and_build() -> None:
     assert chosen[1][0] == "CUDAExecutionProvider"
     with pytest.raises(BackendUnavailable, match="TensorRT execution provider"):
         choose_providers(get_target("cuda"), "fp16", ["CUDAExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    ("model", "target"),
+    [
+        ("NVIDIA Jetson AGX Orin Developer Kit", "jetson-agx-orin"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", "jetson-orin-nano"),
+        ("NVIDIA Jetson Nano Developer Kit", "jetson-nano"),
+        ("NVIDIA Jetson Xavier NX Developer Kit", "jetson-xavier-nx"),
+        ("Jetson-AGX", "jetson-agx-xavier"),
+        ("NVIDIA Jetson TX2", "jetson-tx2"),
+        ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", None),
+    ],
+)
+def test_board_model_strings_map_to_targets(model: str, target: str | None) -> None:
+    assert jetson_target_of(model) == target
+
+
+def test_nvpmodel_query_gives_the_mode_name() -> None:
+    assert parse_nvpmodel("NV Fan Mode:quiet\nNV Power Mode: MAXN\n0\n") == "MAXN"
+    assert parse_nvpmodel("NV Power Mode: 15W\n1\n") == "15W"
+    assert parse_nvpmodel("nvpmodel: command not supported") is None
 
 
 # ----- cache -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ _JETSON_MODELS = (
     ("orin nano", "jetson-orin-nano"),
     ("agx orin", "jetson-agx-orin"),
     ("xavier nx", "jetson-xavier-nx"),
-    ("agx xavier", "jetson-agx-xavier"),
+    ("agx", "jetson-agx-xavier"),  # some L4T releases name the AGX Xavier just "Jetson-AGX"
     ("tx2", "jetson-tx2"),
     ("nano", "jetson-nano"),
 )

@@ -1,0 +1,79 @@
+"""Benchmark: how repeatable a host-CPU latency measurement is (issue 4: coefficient of variation < 3 %).
+
+Each baseline is measured ``--runs`` times, each run a full measurement (warm-up, repeats until the
+median is stable, outlier rejection); the coefficient of variation is taken over the runs' medians.
+The machine is shared, so the load average is printed with the results: run it when it is quiet.
+
+    OMP_NUM_THREADS=1 python benchmarks/latency_stability.py [--input 256x512] [--runs 10] [--backend torch]
+        [--baselines espnet-c jetseg-nano ...]   (default: the first baseline of every space)
+
+Prints a Markdown table (paste it into benchmarks/README.md with the date and machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+
+import torch
+from rich.progress import Progress
+
+from nasseg.latency.backends import measure_model
+from nasseg.latency.device import cpu_device
+from nasseg.latency.timing import TimingSettings
+from nasseg.models import build
+from nasseg.spaces import all_spaces, find_baseline
+
+GOAL_CV = 0.03
+
+
+def stability(name: str, model: torch.nn.Module, args: argparse.Namespace, progress: Progress) -> dict:
+    hw = tuple(int(v) for v in args.input.split("x"))
+    settings = TimingSettings(threads=args.threads)
+    task = progress.add_task(name, total=args.runs)
+    results = []
+    for _ in range(args.runs):
+        results.append(measure_model(model, hw, "host-cpu", args.backend, settings=settings))
+        progress.advance(task)
+    medians = [r.median_ms for r in results]
+    return {
+        "name": name,
+        "mean_ms": statistics.fmean(medians),
+        "cv": statistics.stdev(medians) / statistics.fmean(medians),
+        "iqr_ms": statistics.median(r.spread_ms for r in results),
+        "repeats": statistics.median(r.repeats for r in results),
+        "converged": sum(bool(r.extra["converged"]) for r in results),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default="256x512", help="HxW")
+    parser.add_argument("--runs", type=int, default=10, help="independent measurements per model")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baselines", nargs="*", help="baseline names (default: the first of every space)")
+    args = parser.parse_args()
+    chosen = args.baselines or [next(iter(space.baselines)) for space in all_spaces()]
+    load_before = os.getloadavg()[0]
+    rows = []
+    with Progress() as progress:
+        for name in chosen:
+            space, _ = find_baseline(name)
+            rows.append(stability(name, build(space.baseline(name)), args, progress))
+    load_after = os.getloadavg()[0]
+    print(f"\n{cpu_device(args.threads)}, torch {torch.__version__}, backend {args.backend}, input {args.input}, "
+          f"{args.runs} runs per model; 1-min load average {load_before:.2f} before, {load_after:.2f} after\n")
+    print("| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        flag = "" if row["cv"] < GOAL_CV else " ✗"
+        print(f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
+              f"{row['repeats']:.0f} | {row['converged']}/{args.runs} |")
+    worst = max(row["cv"] for row in rows)
+    print(f"\nWorst CV {worst:.2%} (goal < {GOAL_CV:.0%}): {'met' if worst < GOAL_CV else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
