@@ -16,6 +16,8 @@ from nasseg.latency.cache import LatencyCache
 from nasseg.latency.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.targets import get_target
+from nasseg.models import ArchConfig
+from nasseg.spaces import all_spaces
 
 
 @pytest.fixture
@@ -122,3 +124,18 @@ def test_ray_trials_share_the_board_through_one_actor(agent_url: str) -> None:
         assert same._actor_id == actor._actor_id
     finally:
         ray.shutdown()
+
+
+def _first_baselines() -> list:
+    """The first baseline of every space that has landed, at the space's search input."""
+    params = []
+    for space in all_spaces():
+        name = next(iter(space.baselines))
+        params.append(pytest.param(space.baseline(name), tuple(space.spec.search_input), id=name))
+    return params
+
+
+@pytest.mark.parametrize(("config", "input_hw"), _first_baselines())
+def test_every_family_is_measured_through_the_agent_from_json(agent_url: str, config: ArchConfig, input_hw) -> None:
+    result = quick_client(agent_url).measure(config, input_hw)
+    assert result.kind == "measured" and result.input_hw == input_hw and result.median_ms > 0
