@@ -40,6 +40,7 @@ TRANSITION_WIDTHS = (64, 96, 160, 224, 320)
 CONTEXTS = ("none", "aspp", "dapf")
 DECODER_BLOCKS = ("hardblock", "conv3x3")
 ALIGN_CORNERS = True  # FC-HarDNet / FASSD-Net resize with align_corners=True
+MIN_DEEPEST_SIDE = 2  # check(): smallest side allowed for the deepest encoder map
 
 
 @dataclass(frozen=True)
@@ -275,11 +276,14 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
         return reasons
     h, w = input_hw
     sizes = feature_sizes(cfg, input_hw)
-    if min(min(s) for s in sizes) < 1:
+    # The deepest map must keep at least 2x2 pixels: at 1 pixel the context module and the deepest
+    # decoder stage see no spatial structure, and any smaller input would pool the map away entirely.
+    if min(sizes[-1]) < MIN_DEEPEST_SIDE:
         stride = cfg.stem_strides[0] * cfg.stem_strides[1] * 2 ** cfg.encoder_blocks
         return [
             f"input {h}x{w} is too small for stem_strides={list(cfg.stem_strides)} and encoder_blocks="
-            f"{cfg.encoder_blocks} (output stride {stride}); the deepest map would be empty"
+            f"{cfg.encoder_blocks} (output stride {stride}): the deepest map would be "
+            f"{sizes[-1][0]}x{sizes[-1][1]}; allowed: at least {MIN_DEEPEST_SIDE}x{MIN_DEEPEST_SIDE}"
         ]
     # A dilated kernel whose rate reaches past the map reads only zero padding but for its centre tap.
     deepest = sizes[-1]
