@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasseg.latency.device import cpu_device, power_mode, software_versions
+from nasseg.latency.device import cpu_device, jetson_model, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
@@ -65,7 +65,8 @@ def measure(
     if device.type == "cpu":
         device_name, timed = cpu_device(threads), f"forward, {clock_name}"
     else:
-        device_name, timed = torch.cuda.get_device_name(device), "forward, CUDA events after synchronize"
+        device_name = jetson_model() or torch.cuda.get_device_name(device)
+        timed = "forward, CUDA events after synchronize"
     return LatencyResult(
         kind="measured",
         median_ms=stats.median_ms,
