@@ -325,10 +325,6 @@ def target_names() -> list[str]:
     return list(_TARGETS)
 
 
-def jetson_names() -> list[str]:
-    return [name for name, t in _TARGETS.items() if t.is_jetson]
-
-
 def get_target(name: str) -> Target:
     """The target called ``name``; an unknown name raises ``UnknownTarget`` listing the valid ones."""
     try:
