@@ -69,13 +69,16 @@ class PyramidShuffleNetConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ConfigError(f"pyramid_shufflenet: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"pyramid_shufflenet: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         values: dict[str, Any] = dict(params)
         try:
             for name in ("stage_repeats", "pyramid_kernels", "stage3_dilations", "vortex_rates"):
                 if name in values:
                     values[name] = tuple(int(v) for v in values[name])
-            for name in ("down_left_kernel", "stage3_stride", "vortex_width", "head_stride", "head_kernel", "head_width"):
+            integers = ("down_left_kernel", "stage3_stride", "vortex_width", "head_stride", "head_kernel", "head_width")
+            for name in integers:
                 if name in values:
                     values[name] = int(values[name])
             if "width_multiplier" in values:
@@ -118,11 +121,13 @@ class PyramidShuffleNetConfig:
         if self.vortex not in VORTEX_KINDS:
             reasons.append(f"vortex={self.vortex!r} is unknown; allowed: {', '.join(VORTEX_KINDS)}")
         if self.vortex != "none":
-            reasons.extend(f"vortex_rates={list(self.vortex_rates)}: {r}" for r in check_vortex_rates(self.vortex_rates))
+            rates = list(self.vortex_rates)
+            reasons.extend(f"vortex_rates={rates}: {r}" for r in check_vortex_rates(self.vortex_rates))
             if self.vortex_width < 1:
                 reasons.append(f"vortex_width={self.vortex_width} must be at least 1")
         if self.head_stride not in HEAD_STRIDES:
-            reasons.append(f"head_stride={self.head_stride} is not allowed; allowed: {', '.join(map(str, HEAD_STRIDES))}")
+            allowed = ", ".join(map(str, HEAD_STRIDES))
+            reasons.append(f"head_stride={self.head_stride} is not allowed; allowed: {allowed}")
         if self.head_kernel not in (1, 3):
             reasons.append(f"head_kernel={self.head_kernel} is not allowed; allowed: 1, 3")
         if self.head_width < 1:
@@ -208,7 +213,9 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
     h, w = input_hw
     stride = 16 * cfg.stage3_stride
     if h < stride or w < stride:
-        reasons.append(f"input {h}x{w} is smaller than the encoder's output stride {stride} (stage3_stride={cfg.stage3_stride})")
+        reasons.append(
+            f"input {h}x{w} is smaller than the encoder's output stride {stride} (stage3_stride={cfg.stage3_stride})"
+        )
         return reasons
     sizes = feature_sizes(cfg, input_hw)
     s2 = sizes["stage2"]
