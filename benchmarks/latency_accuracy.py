@@ -8,6 +8,7 @@
 3. Host CPU: architectures sampled from every search space that has landed are measured with the
    torch backend (1 thread); the predictor is calibrated on one set and checked on another of at
    least 50: share within +-10 %, MAPE, Kendall tau (and the same for latency proportional to FLOPs).
+   A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
         [--calibrate-per-space 8] [--check-total 60] [--write-host-calibration]
@@ -18,10 +19,12 @@ Prints Markdown tables (paste them into benchmarks/README.md with the date, mach
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,22 +46,23 @@ from nasseg.latency.calibration import (
     sampled_architectures,
     template,
 )
+from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
 from nasseg.latency.timing import TimingSettings
-from nasseg.models import build
+from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
 
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
-PAPER_SETTINGS = [
-    ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), "FASSD-Net abstract / Fig. 7a: JetPack TensorRT FP16, full resolution"),
-    ("fassd-net-l2", "jetson-tx2", (1024, 2048), "FASSD-Net Table IX (28.5 FPS published): TensorRT FP16"),
-    ("fassd-net", "jetson-tx2", (1024, 2048), "FASSD-Net Table IX: TensorRT FP16"),
-    ("pyramid-shufflenet", "jetson-agx-xavier", (768, 1024), "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024"),
-    ("jetseg-agx", "jetson-agx-xavier", (512, 512), "JetSeg abstract: 'Jetson AGX' (read as AGX Xavier); 512x512 as its Table 1"),
-    ("jetseg-nano", "jetson-nano", (512, 512), "JetSeg: Nano configuration; 512x512 as its Table 1"),
-    ("espnet", "jetson-tx2", (512, 1024), "ESPNet: 9 FPS published, PyTorch (not TensorRT): our estimate is TensorRT FP16"),
-    ("ejpnet", "jetson-tx2", (256, 512), "EJPNet Table 1: 5.8 FPS published, PyTorch (not TensorRT)"),
+PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
+    ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
+    ("fassd-net", "jetson-tx2", (512, 1024), 14.3, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
+    ("fassd-net-l1", "jetson-tx2", (576, 1152), 22.2, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
+    ("fassd-net-l2", "jetson-tx2", (704, 1408), 28.5, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
+    ("pyramid-shufflenet", "jetson-agx-xavier", (768, 1024), None, "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024 (withheld)"),
+    ("jetseg-agx", "jetson-agx-xavier", (512, 512), None, "JetSeg abstract: 'Jetson AGX' read as AGX Xavier, 512x512 as its Table 1 (withheld)"),
+    ("espnet", "jetson-tx2", (512, 1024), 9.0, "ESPNet: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
+    ("ejpnet", "jetson-tx2", (256, 512), 5.8, "EJPNet Table 1: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
 ]
 
 
@@ -103,29 +107,38 @@ def jetson_leave_one_out() -> None:
 
 def paper_settings() -> None:
     print("\n### Estimates at the papers' Jetson settings (packaged calibrations, TensorRT FP16)\n")
-    print("| baseline | target | input (HxW) | estimate ms | FPS | calibration | setting |")
-    print("|---|---|---|---|---|---|---|")
-    for name, target, hw, note in PAPER_SETTINGS:
+    print("| baseline | target | input (HxW) | estimate ms | estimate FPS | published FPS | calibration | setting |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, target, hw, published, note in PAPER_SETTINGS:
         try:
             space, _ = find_baseline(name)
-        except NassegError as exc:  # a family that has not landed yet: say so in the table
-            print(f"| {name} | {target} | {hw[0]}x{hw[1]} | — | — | — | not available: {str(exc)[:60]} |")
+        except NassegError:  # a family that has not landed yet: say so in the table
+            print(f"| {name} | {target} | {hw[0]}x{hw[1]} | — | — | — | — | baseline not available yet |")
             continue
         result = estimate(build(space.baseline(name)), hw, target)
-        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {result.calibration} | {note} |")
+        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
+              f"| {result.calibration} | {note} |")
 
 
-def _measure_host(configs: list, scale: float, settings: TimingSettings, label: str) -> list[Measurement]:
-    probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
+def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
+    """The first ``wanted`` architectures that can run at their search input times ``scale``."""
     out = []
-    for name, config, hw in track(configs, description=label):
+    for name, config, hw in architectures:
         hw = (max(32, round(hw[0] * scale / 32) * 32), max(32, round(hw[1] * scale / 32) * 32))
         try:
             check_feasible(config, hw)
         except InfeasibleArchitecture:
-            print(f"skipped {name}: infeasible at {hw[0]}x{hw[1]}")
             continue
-        model = build(config)
+        out.append((name, config, hw))
+    return out[:wanted]
+
+
+def _measure_host(cases: list, settings: TimingSettings, label: str) -> list[Measurement]:
+    """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU."""
+    probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
+    out = []
+    for name, config, hw in track(cases, description=label):
+        model = build(config) if isinstance(config, ArchConfig) else config
         try:
             result = measure_model(model, hw, "host-cpu", "torch", settings=settings)
         except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
@@ -135,28 +148,34 @@ def _measure_host(configs: list, scale: float, settings: TimingSettings, label: 
     return out
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool) -> None:
+def host(scale: float, per_space: int, check_total: int, write: bool, dump: str | None) -> None:
     spaces = all_spaces()
     print(f"\n### Host CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
           f"spaces: {', '.join(s.name for s in spaces)}\n")
-    calibrate = sampled_architectures(per_space, seed=1, spaces=spaces)
+    # Some samples feasible at the search input are not at the scaled one: draw spares.
+    calibrate = []
+    for space in spaces:
+        calibrate += _feasible_at_scale(sampled_architectures(3 * per_space, seed=1, spaces=[space]), scale, per_space)
     seen = {c.arch_hash() for _, c, _ in calibrate}
-    per_space_check = math.ceil(check_total / len(spaces))
+    per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
     for space in spaces:
-        fresh = [a for a in sampled_architectures(per_space_check + 3, seed=2, spaces=[space]) if a[1].arch_hash() not in seen]
-        check += fresh[:per_space_check]
+        fresh = [a for a in sampled_architectures(3 * per_space_check, seed=2, spaces=[space]) if a[1].arch_hash() not in seen]
+        check += _feasible_at_scale(fresh, scale, per_space_check)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
     load_before = os.getloadavg()
-    cal_set = _measure_host(calibrate, scale, settings, "calibration set")
-    check_set = _measure_host(check, scale, settings, "check set")
+    cal_set = _measure_host(calibrate, settings, "calibration set")
+    micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks")
+    check_set = _measure_host(check, settings, "check set")
     load_after = os.getloadavg()
-    base = template("host-cpu", "fp32", "torch-eager", "forward, wall clock", False, HOST_PRIOR,
+    base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v1")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
+    with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     measured = np.array([m.ms for m in check_set])
     rows = {
-        "predictor, calibrated on the calibration set": predict_measurements(fitted, check_set),
+        "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
+        "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
     }
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
@@ -172,12 +191,15 @@ def host(scale: float, per_space: int, check_total: int, write: bool) -> None:
         tau, rho = _rank(predicted, measured)
         print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
     print("\nPer family (calibrated predictor):\n\n| family | check archs | within +-10 % | MAPE |\n|---|---|---|---|")
-    predicted = rows["predictor, calibrated on the calibration set"]
+    predicted = rows["predictor, calibrated on the calibration architectures"]
     for space in spaces:
         mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
         if mine.any():
             err = _errors(predicted[mine], measured[mine])
             print(f"| {space.name} | {mine.sum()} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} |")
+    if dump:
+        Path(dump).write_text(json.dumps({"check": {m.id: [m.ms, float(p)] for m, p in zip(check_set, predicted, strict=True)},
+                                          "calibration": {m.id: m.ms for m in cal_set + micro_set}}, indent=1))
     if write:
         path = fitted["host-cpu"].save(CALIBRATIONS_DIR / "host-cpu.json")
         print(f"\nwrote {path}")
@@ -188,15 +210,16 @@ def main() -> None:
     parser.add_argument("--skip-host", action="store_true")
     parser.add_argument("--skip-jetson", action="store_true")
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
-    parser.add_argument("--calibrate-per-space", type=int, default=6)
+    parser.add_argument("--calibrate-per-space", type=int, default=10)
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
     parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
+    parser.add_argument("--dump", help="write the host measurements and predictions to this JSON file")
     args = parser.parse_args()
     if not args.skip_jetson:
         jetson_leave_one_out()
         paper_settings()
     if not args.skip_host:
-        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration)
+        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.dump)
 
 
 if __name__ == "__main__":
