@@ -58,7 +58,7 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
     assert fitted_error < prior_error
     assert fitted_error < 0.6
     assert cal.fitted_on["points"][0].startswith("conv3x3") and cal.fitted_on["backend"] == "torch"
-    assert cal.timed == "forward, wall clock" and not cal.fuse_pointwise
+    assert cal.timed.startswith("forward") and not cal.fuse_pointwise  # the backend's timing scope
 
 
 def _published(source: str, target: str) -> list[Measurement]:
