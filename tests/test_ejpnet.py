@@ -140,6 +140,9 @@ def test_pc_feeds_the_input_reinforcement():
     assert model.encoder.pc.out_channels == 1 and reinforce.project[0][0].in_channels == 1
     rgb = build(ArchConfig("ejpnet", params_of("ejpnet", ir_source="image"), 30))
     assert rgb.encoder.downsamplers[0].reinforce.project[0][0].in_channels == 3
+    with torch.no_grad():  # the RGB image, not the 1-channel PC output, reaches the reinforcement
+        for net in (model.eval(), rgb.eval()):
+            assert net(torch.randn(1, 3, 64, 96)).shape == (1, 30, 64, 96)
 
 
 @pytest.mark.parametrize("name", ["ejpnet", "espnetv2-s0.5"])

@@ -160,10 +160,10 @@ class EESPEncoder(nn.Module):
             self.stages.append(nn.Sequential(*(EESP(c_out, c_out, dilations, spec.eesp_groups) for _ in range(repeats))))
         self.out_channels = widths
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if self.pc is not None:
-            x = self.pc(x)  # EJPNet: RGB combined into pc_channels learned "colour" channels
-        image = x
+    def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
+        # EJPNet: RGB combined into pc_channels learned "colour" channels
+        x = self.pc(rgb) if self.pc is not None else rgb
+        image = x if self.reinforce_from_pc else rgb  # what input reinforcement sees (ir_source)
         feats = [self.level1(x)]
         for down, stage in zip(self.downsamplers, self.stages):
             feats.append(stage(down(feats[-1], image if down.reinforce is not None else None)))
