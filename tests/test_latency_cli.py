@@ -86,3 +86,10 @@ def test_unreachable_agent_is_one_error_line(config_file) -> None:
     done = runner.invoke(app, ["latency", str(config_file), "--target", "host-cpu", "--input", "32x32",
                                "--agent", "http://127.0.0.1:9"])
     assert done.exit_code == EXIT_BAD_INPUT and "after 4 attempts" in " ".join(done.output.split())
+
+
+def test_a_baseline_is_estimated_at_its_published_input_by_default() -> None:
+    done = runner.invoke(app, ["latency", "fassd-net", "--target", "jetson-xavier-nx", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["kind"] == "estimated" and report["input_hw"] == [1024, 2048]  # Table I's input, not 360x480

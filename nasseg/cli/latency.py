@@ -101,7 +101,7 @@ def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int] | None]:
         except NassegError:
             return config, None
     space, name = find_baseline(spec)
-    return space.baseline(name), tuple(space.spec.search_input)
+    return space.baseline(name), space.baseline_input(name)
 
 
 def _estimate(config: ArchConfig, input_hw: tuple[int, int], target: str, precision: str | None) -> LatencyResult:
@@ -142,7 +142,7 @@ def _print_result(result: LatencyResult, config: ArchConfig) -> None:
 def latency_command(
     architecture: str = typer.Argument(..., help="A baseline name (e.g. espnet-c) or an ArchConfig YAML/JSON file."),
     target: str = typer.Option(..., "--target", "-t", help="Target device: see `nasseg targets`."),
-    input_size: str | None = typer.Option(None, "--input", help="Input H×W, e.g. 512x1024 (default: the space's)."),
+    input_size: str | None = typer.Option(None, "--input", help="Input H×W, e.g. 512x1024 (default: a baseline's published input, else the space's search input)."),
     backend: str | None = typer.Option(
         None, "--backend", "-b",
         help=f"{', '.join([*backend_names(), PREDICTOR])}. Default: the agent's backend with --agent, "

@@ -111,14 +111,6 @@ def spaces(
 
 
 # ----- nasseg reproduce --------------------------------------------------------------------------
-def _macs_input(space: SearchSpace, baseline: str, override: tuple[int, int] | None) -> tuple[int, int]:
-    b = space.baselines[baseline]
-    if override:
-        return override
-    for candidate in (b.published.macs_input, b.official_code.macs_input if b.official_code else None):
-        if candidate:
-            return tuple(candidate)
-    return tuple(space.spec.search_input)
 
 
 def reproduce_report(
@@ -129,7 +121,7 @@ def reproduce_report(
     b = space.baselines[name]
     config = space.baseline(name, num_classes)
     model = build(config)
-    hw = _macs_input(space, name, input_hw)
+    hw = input_hw or space.baseline_input(name)
     macs = count_macs(model, hw)
     params = count_params(model)
     same_setting = config.num_classes == b.num_classes

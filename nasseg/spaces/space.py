@@ -201,6 +201,16 @@ class SearchSpace:
         b = self.spec.baselines[name]
         return ArchConfig(self.spec.family, self.validate(b.params), num_classes or b.num_classes)
 
+    def baseline_input(self, name: str) -> tuple[int, int]:
+        """The input a baseline is published at (its MACs' input), else the space's search input."""
+        if name not in self.spec.baselines:
+            self.baseline(name)  # raises, naming the baselines
+        b = self.spec.baselines[name]
+        for candidate in (b.published.macs_input, b.official_code.macs_input if b.official_code else None):
+            if candidate:
+                return int(candidate[0]), int(candidate[1])
+        return int(self.spec.search_input[0]), int(self.spec.search_input[1])
+
     def ablation_of(self, baseline: str) -> list[str]:
         """Rows of the first published table that contains ``baseline`` (just itself if none)."""
         for ablation in self.spec.ablations:
