@@ -83,6 +83,20 @@ class Schedule(BaseModel):
             raise ValueError("must be positive")
         return value
 
+    @field_validator("scale_range")
+    @classmethod
+    def _scale_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("scale_range must satisfy 0 < low <= high")
+        return value
+
+    @field_validator("crop")
+    @classmethod
+    def _crop(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and min(value) < 1:
+            raise ValueError("crop must be two positive integers")
+        return value
+
     def resolve_steps(self, num_train_images: int) -> int:
         """Optimiser steps of the whole run (an epoch is ``ceil(N / batch_size)`` steps)."""
         if self.steps is not None:
