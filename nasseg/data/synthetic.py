@@ -76,7 +76,8 @@ def parse_options(options: str) -> dict[str, int]:
 
 @dataclass
 class Canvas:
-    rgb: np.ndarray  # (H, W, 3) float32 in 0..1
+    rgb: np.ndarray  # (3, H, W) float32 in 0..1: channels first, so per-pixel fields and (3, 1, 1)
+    # colours broadcast along whole rows (numpy is slow when the innermost axis is only 3 long)
     label: np.ndarray  # (H, W) uint8
     rng: np.random.Generator  # pixel-level noise only, so the layout does not depend on resolution
     _grain: np.ndarray | None = None
@@ -99,12 +100,21 @@ class Canvas:
         xs = ((np.arange(j0, j1, dtype=np.float32) + 0.5) / self.w)[None, :]
         return (slice(i0, i1), slice(j0, j1)), ys, xs
 
-    def paint(self, where, mask: np.ndarray, colour, cls: int) -> None:
-        """Paint ``colour`` (an RGB triple or an (h, w, 3) array) and ``cls`` where ``mask`` holds."""
+    def paint(self, where, mask: np.ndarray | None, colour, cls: int) -> None:
+        """Paint ``colour`` (an RGB triple, (3, 1, 1) or a (3, h, w) array) and ``cls`` where ``mask`` holds
+        (everywhere in ``where`` when it is None: layers that fill their region skip the mask)."""
+        colour = np.asarray(colour, dtype=np.float32)
+        if colour.ndim == 1:
+            colour = colour.reshape(3, 1, 1)
+        rgb = self.rgb[(slice(None), *where)]
+        if mask is None:
+            rgb[...] = colour
+            self.label[where] = cls
+            return
         if not mask.any():
             return
         # copyto with ``where`` writes in place without gathering the masked pixels (much faster)
-        np.copyto(self.rgb[where], np.asarray(colour, dtype=np.float32), where=mask[..., None])
+        np.copyto(rgb, colour, where=mask)
         np.copyto(self.label[where], np.uint8(cls), where=mask)
 
     def min_half(self, half: float, axis: str = "x") -> float:
@@ -120,7 +130,7 @@ class Canvas:
         """Fine per-pixel texture: a slice of one noise field drawn per image (drawing a fresh field
         for every element was the generator's largest cost)."""
         if self._grain is None:
-            self._grain = self.rng.standard_normal((self.h, self.w, 1), dtype=np.float32)
+            self._grain = self.rng.standard_normal((self.h, self.w), dtype=np.float32)
         return self._grain[where] * amount
 
 
@@ -147,7 +157,9 @@ class Scene:
 
 
 def _jitter(rng: np.random.Generator, colour, amount: float = 0.06) -> np.ndarray:
-    return np.clip(np.asarray(colour, np.float32) + rng.normal(0, amount, 3).astype(np.float32), 0, 1)
+    """A colour near ``colour``, as a (3, 1, 1) array ready to broadcast over a region."""
+    jittered = np.asarray(colour, np.float32).reshape(3) + rng.normal(0, amount, 3).astype(np.float32)
+    return np.clip(jittered, 0, 1).reshape(3, 1, 1)
 
 
 def _pick(rng: np.random.Generator, palette) -> np.ndarray:
@@ -159,12 +171,13 @@ def _pick(rng: np.random.Generator, palette) -> np.ndarray:
 def draw_sky(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
     """Blue to overcast white-grey, lighter towards the horizon, with soft clouds."""
     overcast = rng.random()
-    top = (1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78])
+    top = ((1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78]))
+    top = top.astype(np.float32).reshape(3, 1, 1)
     where, ys, _ = c.region(0, 1, 0, 1)
-    t = np.clip(ys / max(sc.hz, 1e-3), 0, 1)[..., None]
-    colour = top * (1 - 0.35 * t) + 0.35 * t * np.array([0.92, 0.92, 0.92])
-    clouds = c.noise((c.h, c.w), (3, 6))[..., None] * 0.08 * (0.5 + overcast)
-    c.paint(where, np.ones((c.h, c.w), bool), colour + clouds, SKY)
+    t = np.clip(ys / max(sc.hz, 1e-3), 0, 1)
+    colour = top * (1 - 0.35 * t) + 0.35 * 0.92 * t
+    clouds = c.noise((c.h, c.w), (3, 6)) * np.float32(0.08 * (0.5 + overcast))
+    c.paint(where, None, colour + clouds, SKY)
 
 
 def draw_skyline(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
@@ -194,7 +207,7 @@ def draw_road(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
     mask = (xs >= left) & (xs <= right)
     shape = mask.shape
     base = _pick(rng, GREYS) * rng.uniform(0.7, 1.1)
-    stains = c.noise(shape, (4, 8))[..., None] * 0.06
+    stains = c.noise(shape, (4, 8)) * 0.06
     colour = base + stains + c.grain(where, 0.03)
     c.paint(where, mask, colour, ROAD)
     # Markings are Road in CamVid's 11 classes: white or yellow, thin, dashed in depth.
@@ -210,25 +223,26 @@ def draw_road(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
 
 
 def draw_pavement(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
-    """Ground outside the road: concrete slabs, brick, or a grass verge (green, like trees)."""
+    """Ground outside the road: concrete slabs, brick, or a grass verge (green, like trees).
+
+    It fills the whole ground; the road and the facades are drawn over it."""
     found = c.region(0, 1, sc.hz, 1)
     if not found:
         return
     where, ys, xs = found
     s = sc.scale(ys)
-    mask = (xs < sc.at(sc.road_l, s)) | (xs > sc.at(sc.road_r, s))
-    shape = mask.shape
+    shape = (ys.size, xs.size)
     kind = rng.random()
     if kind < 0.25:  # grass verge: noisy green, shares the foliage palette
-        colour = _pick(rng, FOLIAGE) * 1.1 + c.noise(shape, (20, 40))[..., None] * 0.08 + c.grain(where, 0.05)
+        colour = _pick(rng, FOLIAGE) * 1.1 + c.noise(shape, (20, 40)) * 0.08 + c.grain(where, 0.05)
     else:  # slabs: a perspective grid of joints over a grey or beige base
         base = _pick(rng, GREYS + [(0.62, 0.55, 0.48), (0.55, 0.40, 0.35)])
         depth = 1.0 / s
         lateral = (xs - sc.vx) / s
         joints = (np.mod(depth * 2.0, 1.0) < 0.08) | (np.mod(lateral * 12.0, 1.0) < 0.06)
-        colour = base * (1 - 0.25 * joints[..., None]) + c.noise(shape, (8, 16))[..., None] * 0.05
+        colour = base * (1 - 0.25 * joints) + c.noise(shape, (8, 16)) * 0.05
         colour = colour + c.grain(where, 0.03)
-    c.paint(where, mask, colour, PAVEMENT)
+    c.paint(where, None, colour, PAVEMENT)
     # A lighter kerb along each road edge.
     kerb = _jitter(rng, (0.7, 0.7, 0.68), 0.05)
     for edge, outward in ((sc.road_l, -1), (sc.road_r, 1)):
@@ -245,33 +259,35 @@ def draw_facade(c: Canvas, sc: Scene, rng: np.random.Generator, side: int) -> No
     colour, and windows on a grid in the facade's own (depth, height) coordinates.
     """
     line = sc.walk_l if side < 0 else sc.walk_r
+    segments = 10
+    seg_len = rng.uniform(0.6, 1.6)
+    heights = np.append(rng.uniform(0.25, 1.1, segments) * (1 - sc.hz) / 0.6, 0.0).astype(np.float32)
+    heights[:segments][rng.random(segments) < 0.12] = 0.0  # an empty lot
+    heights[int(rng.integers(3, segments)):] = 0.0  # the row ends somewhere
+    colours = np.array([_pick(rng, FACADES).reshape(3) for _ in range(segments + 1)], np.float32)
+    light = rng.uniform(0.7, 1.0) if side < 0 else rng.uniform(0.85, 1.15)  # sunlit vs shaded side
+    cols, rows = rng.uniform(2.0, 5.0), rng.uniform(4.0, 8.0)
+    fill_u, fill_v = rng.uniform(0.35, 0.6), rng.uniform(0.4, 0.65)
+    glass = _jitter(rng, (0.15, 0.18, 0.25) if rng.random() < 0.6 else (0.55, 0.6, 0.65), 0.05)
+    # Only the band the facade can cover: from its highest roof to its base at the image edge.
     x0, x1 = (0.0, sc.vx) if side < 0 else (sc.vx, 1.0)
-    found = c.region(x0, x1, 0, 1)
+    s_edge = min(1.0, ((x0 if side < 0 else x1) - sc.vx) / (line - sc.vx))
+    found = c.region(x0, x1, sc.hz - float(heights.max()) * s_edge, sc.row(s_edge))
     if not found:
         return
     where, ys, xs = found
     s_col = np.clip((xs - sc.vx) / (line - sc.vx), 1e-3, 1.0)
     depth = 1.0 / s_col
-    segments = 10
-    seg_len = rng.uniform(0.6, 1.6)
     seg = np.minimum(((depth - 1.0) / seg_len).astype(int), segments)  # ``segments`` = beyond the row
-    heights = np.append(rng.uniform(0.25, 1.1, segments) * (1 - sc.hz) / 0.6, 0.0)
-    heights[:segments][rng.random(segments) < 0.12] = 0.0  # an empty lot
-    heights[int(rng.integers(3, segments)):] = 0.0  # the row ends somewhere
-    colours = np.array([_pick(rng, FACADES) for _ in range(segments + 1)], np.float32)
     base_y = sc.row(s_col)
     top_y = sc.hz - heights[seg] * s_col
     mask = (ys >= top_y) & (ys <= base_y)
-    light = rng.uniform(0.7, 1.0) if side < 0 else rng.uniform(0.85, 1.15)  # sunlit vs shaded side
     shape = mask.shape
-    colour = colours[seg] * light + c.noise(shape, (10, 10))[..., None] * 0.04 + c.grain(where, 0.02)
+    colour = colours.T[:, seg] * light + c.noise(shape, (10, 10)) * 0.04 + c.grain(where, 0.02)
     c.paint(where, mask, colour, BUILDING)
     # Windows: periodic in depth and in height above the ground, none on the ground floor.
     height = (base_y - ys) / (s_col * (1 - sc.hz))
-    cols, rows = rng.uniform(2.0, 5.0), rng.uniform(4.0, 8.0)
-    windows = ((np.mod(depth * cols, 1.0) < rng.uniform(0.35, 0.6))
-               & (np.mod(height * rows, 1.0) < rng.uniform(0.4, 0.65)) & (height > 0.2))
-    glass = _jitter(rng, (0.15, 0.18, 0.25) if rng.random() < 0.6 else (0.55, 0.6, 0.65), 0.05)
+    windows = ((np.mod(depth * cols, 1.0) < fill_u) & (np.mod(height * rows, 1.0) < fill_v) & (height > 0.2))
     c.paint(where, mask & windows & (ys < base_y - 0.002), glass * light, BUILDING)
 
 
@@ -297,7 +313,7 @@ def draw_tree(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float
         bx, by = x + rng.uniform(-r, r) / aspect, cy + rng.uniform(-r, 0.5 * r)
         br = r * rng.uniform(0.5, 0.9)
         mask |= ((xs - bx) * aspect) ** 2 + (ys - by) ** 2 < br ** 2
-    leaves = c.noise(mask.shape, (max(2, ys.size // 2), max(2, xs.size // 2)))[..., None]
+    leaves = c.noise(mask.shape, (max(2, ys.size // 2), max(2, xs.size // 2)))
     colour = _pick(rng, FOLIAGE) * (1 + 0.35 * leaves) + c.grain(where, 0.04)
     c.paint(where, mask, colour, TREE)
 
@@ -311,7 +327,7 @@ def draw_pole(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float
     if found:
         where, ys, xs = found
         shade = 1 - 0.3 * np.abs(xs - x) / half
-        colour = _pick(rng, GREYS[:4] + [(0.2, 0.2, 0.2)])[None, None, :] * shade[..., None]
+        colour = _pick(rng, GREYS[:4] + [(0.2, 0.2, 0.2)]) * shade
         c.paint(where, np.ones((ys.size, xs.size), bool), colour, POLE)
     if rng.random() < 0.7:
         draw_sign(c, rng, x, y - height, s)
@@ -366,7 +382,7 @@ def draw_fence(c: Canvas, sc: Scene, rng: np.random.Generator, side: int) -> Non
     rails = (np.abs(up - 0.85) < 0.08) | (np.abs(up - 0.35) < 0.08)
     slats = np.mod(1.0 / s_col * rng.uniform(6, 14), 1.0) < 0.5
     colour = _pick(rng, GREYS + [(0.45, 0.32, 0.2), (0.2, 0.35, 0.25)])
-    c.paint(where, inside & (rails | slats), colour * (0.9 + 0.2 * np.clip(up, 0, 1))[..., None], FENCE)
+    c.paint(where, inside & (rails | slats), colour * (0.9 + 0.2 * np.clip(up, 0, 1)), FENCE)
 
 
 def draw_car(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float) -> None:
@@ -383,7 +399,7 @@ def draw_car(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float)
     cabin = (np.abs(u) <= 0.82 - 0.25 * (v - 0.55) / 0.45) & (v > 0.55) & (v <= 1)
     wheels = ((np.abs(np.abs(u) - 0.7) < 0.2) & (v >= -0.02) & (v < 0.2))
     paint = _pick(rng, PAINTS)
-    shade = (0.8 + 0.3 * np.clip(v, 0, 1))[..., None]
+    shade = 0.8 + 0.3 * np.clip(v, 0, 1)
     c.paint(where, body | cabin, paint * shade + c.grain(where, 0.02), CAR)
     c.paint(where, cabin & (np.abs(u) < 0.7 - 0.25 * (v - 0.55) / 0.45) & (v < 0.93),
             _jitter(rng, (0.12, 0.14, 0.18), 0.04), CAR)
@@ -473,29 +489,39 @@ DRAW = {"tree": draw_tree, "pole": draw_pole, "car": draw_car, "pedestrian": dra
         "bicyclist": draw_bicyclist}
 
 
-def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
-    """Per-image exposure, colour cast and gamma, cast shadows on the ground, vignetting, noise."""
+def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
+    """Per-image exposure, colour cast and gamma, cast shadows on the ground, vignetting, noise;
+    returns the final uint8 image."""
     found = c.region(0, 1, sc.hz, 1)
     if found and rng.random() < 0.6:  # shadow bands across the ground (from off-screen buildings)
         where, ys, xs = found
         s = sc.scale(ys)
         phase, freq, tilt = rng.random(), rng.uniform(1.0, 3.0), rng.uniform(-2, 2)
         band = np.mod(1.0 / s * freq * 0.3 + (xs - sc.vx) / s * tilt * 0.1 + phase, 1.0) < rng.uniform(0.2, 0.6)
-        ground = np.isin(c.label[where], (ROAD, PAVEMENT))
+        ground = (c.label[where] == ROAD) | (c.label[where] == PAVEMENT)
         band &= ground & (s > 0.08)  # shadows fall on the ground; near the horizon they would alias
-        c.rgb[where] *= np.where(band, rng.uniform(0.45, 0.7), 1.0)[..., None].astype(np.float32)
+        c.rgb[(slice(None), *where)] *= np.where(band, rng.uniform(0.45, 0.7), 1.0).astype(np.float32)
     ys = ((np.arange(c.h, dtype=np.float32) + 0.5) / c.h)[:, None]
     xs = ((np.arange(c.w, dtype=np.float32) + 0.5) / c.w)[None, :]
     vignette = 1 - rng.uniform(0.0, 0.35) * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)
-    gain = rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3).astype(np.float32)
-    rgb = np.clip(c.rgb * vignette[..., None] * gain, 0, 1) ** rng.uniform(0.75, 1.35)
-    c.rgb[...] = rgb + c.rng.standard_normal((c.h, c.w, 1), dtype=np.float32) * rng.uniform(0.01, 0.04)
+    gain = (rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3)).astype(np.float32).reshape(3, 1, 1)
+    noise = c.rng.standard_normal((c.h, c.w), dtype=np.float32) * np.float32(rng.uniform(0.01, 0.04))
+    # In place, and gamma plus the conversion to uint8 through one 1024-entry table: full-frame
+    # temporaries and a per-pixel power were the slowest steps of the generator.
+    rgb = c.rgb
+    rgb *= vignette
+    rgb *= gain
+    rgb += noise
+    np.clip(rgb, 0, 1, out=rgb)
+    rgb *= 1023
+    curve = np.linspace(0, 1, 1024) ** rng.uniform(0.75, 1.35) * 255 + 0.5
+    return curve.astype(np.uint8)[rgb.astype(np.int16)]
 
 
 def render(seed_key: tuple[int, ...], hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """One image (H, W, 3) uint8 and its labels (H, W) uint8, deterministic in ``seed_key``."""
+    """One image (3, H, W) uint8 and its labels (H, W) uint8, deterministic in ``seed_key``."""
     layout = np.random.default_rng(list(seed_key) + [0])
-    c = Canvas(np.zeros((*hw, 3), np.float32), np.zeros(hw, np.uint8),
+    c = Canvas(np.zeros((3, *hw), np.float32), np.zeros(hw, np.uint8),
                np.random.default_rng(list(seed_key) + [1]))
     vx = layout.uniform(0.35, 0.65)
     sc = Scene(hz=layout.uniform(0.35, 0.5), vx=vx, road_l=layout.uniform(-0.35, 0.2),
@@ -511,8 +537,7 @@ def render(seed_key: tuple[int, ...], hw: tuple[int, int]) -> tuple[np.ndarray, 
         draw_fence(c, sc, layout, -1 if layout.random() < 0.5 else 1)
     for s, kind, x in _place_objects(sc, layout):
         DRAW[kind](c, sc, layout, x, s)
-    _lighting(c, sc, layout)
-    return (np.clip(c.rgb, 0, 1) * 255 + 0.5).astype(np.uint8), c.label
+    return _lighting(c, sc, layout), c.label
 
 
 def load(uri: str, options: dict[str, int], split: str, hw: tuple[int, int] | None) -> SegmentationSplit:
@@ -522,7 +547,7 @@ def load(uri: str, options: dict[str, int], split: str, hw: tuple[int, int] | No
     hw = hw or NATIVE_HW
     code = SPLITS.index(split)
     n = options[split]
-    images = np.empty((n, *hw, 3), np.uint8)
+    images = np.empty((n, 3, *hw), np.uint8)
     labels = np.empty((n, *hw), np.uint8)
 
     def work(i: int) -> None:
@@ -532,6 +557,6 @@ def load(uri: str, options: dict[str, int], split: str, hw: tuple[int, int] | No
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(work, range(n)))
     return SegmentationSplit(info=info(uri), split=split,
-                             images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+                             images=torch.from_numpy(images),
                              labels=torch.from_numpy(labels),
                              files=tuple(f"synthetic/{split}/{i:05d}" for i in range(n)))
