@@ -113,7 +113,12 @@ def test_bad_paths_and_names(tmp_path):
 def test_empty_split_names_split_and_place(tmp_path):
     root = _folder_dataset(tmp_path)
     message = _error(f"camvid:{root}", split="val")
-    assert "'val'" in message and str(root / "images" / "val") in message
+    assert "'val'" in message and str(root / "images" / "val") in message and str(root / "val") in message
+    (root / "images" / "test").mkdir()
+    message = _error(f"camvid:{root}", split="test")
+    assert "'test'" in message and str(root / "images" / "test") in message
+    (root / "val.txt").write_text("\n")
+    assert str(root / "val.txt") in _error(f"camvid:{root}", split="val")
 
 
 def test_list_file_with_missing_files(tmp_path):

@@ -111,11 +111,12 @@ def decode_pairs(info: DatasetInfo, split: str, pairs: Sequence[tuple[Path, Path
     cores roughly halve the time a search spends before its first step.
     """
     h, w = hw
-    images = np.empty((len(pairs), h, w, 3), dtype=np.uint8)
+    images = np.empty((len(pairs), 3, h, w), dtype=np.uint8)  # channels first, as the split holds them
     labels = np.empty((len(pairs), h, w), dtype=np.uint8)
 
     def work(i: int) -> None:
-        images[i], labels[i] = _decode_one(pairs[i][0], pairs[i][1], hw, lut)
+        image, labels[i] = _decode_one(pairs[i][0], pairs[i][1], hw, lut)
+        images[i] = image.transpose(2, 0, 1)  # in the worker: no second full-split copy afterwards
 
     workers = min(8, (os.cpu_count() or 1) + 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -123,7 +124,7 @@ def decode_pairs(info: DatasetInfo, split: str, pairs: Sequence[tuple[Path, Path
     return SegmentationSplit(
         info=info,
         split=split,
-        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+        images=torch.from_numpy(images),
         labels=torch.from_numpy(labels),
         files=tuple(str(p[0]) for p in pairs),
     )

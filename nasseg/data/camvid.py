@@ -73,7 +73,8 @@ def _folder_dirs(root: Path, split: str) -> tuple[Path, Path]:
     for images, labels in candidates:
         if images.is_dir() or labels.is_dir():
             return images, labels
-    return candidates[0]
+    raise DatasetError(f"split {split!r} has no images: no {split}.txt in {root}, and neither "
+                       f"{candidates[0][0]} nor {candidates[1][0]} exists")
 
 
 def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
