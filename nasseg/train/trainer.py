@@ -274,7 +274,7 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
         logits = run.model(images)
     if state.step == 0:
         _check_logits(logits, labels, split.info.num_classes)
-    loss = loss_fn(logits.float(), labels)
+    loss = loss_fn(logits, labels)  # the losses compute in fp32 whatever autocast produced
     value = float(loss.item())
     if not math.isfinite(value):
         raise TrainingDiverged(state.step + 1, value)
@@ -362,7 +362,7 @@ def train(
             if step == run.total_steps or (schedule.eval_every and step % schedule.eval_every == 0):
                 last = evaluate(model, val_split, batch_size=schedule.batch_size, device=device)
                 record(last)
-                if callback is not None and not callback(step, last.miou) and step < run.total_steps:
+                if callback is not None and callback(step, last.miou) is False and step < run.total_steps:
                     stopped = "callback"
             miou = run.state.history[-1][1] if run.state.history else float("nan")
             bar.update(task, completed=step, info=f"loss {loss_value:.4f}  lr {lr:.2e}  mIoU {miou:.4f}")
