@@ -210,7 +210,8 @@ def _gaussian_colour_classifier(train: SegmentationSplit, val: SegmentationSplit
     """Pixel accuracy and mIoU on ``val`` of a per-class full-covariance Gaussian on RGB with class
     priors, fitted on ``train``: the best a classifier that sees one pixel's colour can roughly do."""
     def pixels(s):
-        return s.images.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy() / 255, s.labels.reshape(-1).numpy()
+        rgb = s.images.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy() / 255
+        return rgb, s.labels.reshape(-1).numpy()
 
     x, y = pixels(train)
     xv, yv = pixels(val)
@@ -232,7 +233,8 @@ def test_synthetic_colour_alone_does_not_give_the_class():
     accuracy, miou = _gaussian_colour_classifier(load_split(uri, "train", (90, 120)),
                                                  load_split(uri, "val", (90, 120)))
     # Measured 2026-12-02: accuracy 0.54, mIoU 0.147 (300/60 images: 0.55 / 0.151; the same
-    # classifier on real CamVid train/val at 90x120: 0.50 / 0.167). Real-time segmentation nets reach 0.6-0.7 mIoU on CamVid; colour alone is far off.
+    # classifier on real CamVid train/val at 90x120: 0.50 / 0.167). Real-time segmentation nets
+    # reach 0.6-0.7 mIoU on CamVid; colour alone is far off.
     assert accuracy < 0.65 and miou < 0.25
 
 
@@ -302,7 +304,8 @@ def test_augmentation_flip_and_crop_exact():
     crop = Augmentation((10, 12), scale_range=(1.0, 1.0), hflip=False)
     images, labels = crop.batch(split, torch.tensor([0]), torch.Generator().manual_seed(5))
     full = split.labels[0].long()
-    windows = [(y, x) for y in range(15) for x in range(21) if torch.equal(full[y:y + 10, x:x + 12], labels[0])]
+    windows = [(y, x) for y in range(15) for x in range(21)
+               if torch.equal(full[y:y + 10, x:x + 12], labels[0])]
     assert windows  # the crop is a window of the label map, and the image is the same window
     y, x = windows[0]
     assert torch.allclose(images[0], normalize(split.images[0])[:, y:y + 10, x:x + 12])

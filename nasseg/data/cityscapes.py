@@ -48,7 +48,8 @@ def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     label_dir = root / "gtFine" / split
     images = sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}"))
     if not images:
-        raise DatasetError(f"split {split!r} has no images: looked for <city>/*{_IMAGE_SUFFIX} in {image_dir}")
+        raise DatasetError(f"split {split!r} has no images: looked for <city>/*{_IMAGE_SUFFIX} "
+                           f"in {image_dir}")
     pairs, missing = [], []
     for image in images:
         stem = image.name[: -len(_IMAGE_SUFFIX)]

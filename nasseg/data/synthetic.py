@@ -431,7 +431,8 @@ def draw_pedestrian(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s:
     where, head, torso, legs = parts
     c.paint(where, legs, _pick(rng, CLOTHES) * 0.8, PEDESTRIAN)
     c.paint(where, torso, _pick(rng, CLOTHES), PEDESTRIAN)
-    c.paint(where, head, _jitter(rng, (0.75, 0.6, 0.5) if rng.random() < 0.6 else (0.3, 0.22, 0.18)), PEDESTRIAN)
+    skin_or_hair = (0.75, 0.6, 0.5) if rng.random() < 0.6 else (0.3, 0.22, 0.18)
+    c.paint(where, head, _jitter(rng, skin_or_hair), PEDESTRIAN)
 
 
 def draw_bicyclist(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float) -> None:
@@ -497,7 +498,8 @@ def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
         where, ys, xs = found
         s = sc.scale(ys)
         phase, freq, tilt = rng.random(), rng.uniform(1.0, 3.0), rng.uniform(-2, 2)
-        band = np.mod(1.0 / s * freq * 0.3 + (xs - sc.vx) / s * tilt * 0.1 + phase, 1.0) < rng.uniform(0.2, 0.6)
+        stripes = np.mod(1.0 / s * freq * 0.3 + (xs - sc.vx) / s * tilt * 0.1 + phase, 1.0)
+        band = stripes < rng.uniform(0.2, 0.6)
         ground = (c.label[where] == ROAD) | (c.label[where] == PAVEMENT)
         band &= ground & (s > 0.08)  # shadows fall on the ground; near the horizon they would alias
         c.rgb[(slice(None), *where)] *= np.where(band, rng.uniform(0.45, 0.7), 1.0).astype(np.float32)
