@@ -131,7 +131,8 @@ class Schedule(BaseModel):
             data["steps"] = None
         unknown = sorted(set(overrides) - set(type(self).model_fields))
         if unknown:
-            raise ConfigError(f"unknown schedule field(s) {', '.join(unknown)}; fields: {', '.join(type(self).model_fields)}")
+            fields = ", ".join(type(self).model_fields)
+            raise ConfigError(f"unknown schedule field(s) {', '.join(unknown)}; fields: {fields}")
         data.update(overrides)
         return _validated(data, f"schedule {self.name!r} with overrides")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from nasseg.data.base import SegmentationSplit
@@ -292,9 +293,7 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
     return value
 
 
-def _progress_bar(enabled: bool):  # -> rich.progress.Progress
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+def _progress_bar(enabled: bool) -> Progress:
     return Progress(
         TextColumn("train"),
         BarColumn(),
