@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.table import Table
 
-from nasseg.cli.common import console, err_console, parse_hw, print_json, user_errors
-from nasseg.errors import ConfigError, NassegError
+from nasseg.cli.common import console, err_console, load_architecture, parse_hw, print_json, user_errors
+from nasseg.errors import ConfigError
 from nasseg.latency.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.backends import backend_names, default_backend
 from nasseg.latency.cache import LatencyCache
@@ -20,7 +19,6 @@ from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
-from nasseg.spaces import find_baseline, load_space
 
 PREDICTOR = "predictor"
 
@@ -80,30 +78,6 @@ def targets_command(as_json: bool = typer.Option(False, "--json", help="Print JS
 
 
 # ----- nasseg latency ----------------------------------------------------------------------------
-def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int] | None]:
-    """A baseline name or an ArchConfig file (YAML/JSON: family, num_classes, params), with its space's input."""
-    path = Path(spec)
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such architecture file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with family, num_classes and params")
-        try:
-            config = ArchConfig.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        try:
-            return config, tuple(load_space(config.family).spec.search_input)
-        except NassegError:
-            return config, None
-    space, name = find_baseline(spec)
-    return space.baseline(name), space.baseline_input(name)
-
-
 def _estimate(config: ArchConfig, input_hw: tuple[int, int], target: str, precision: str | None) -> LatencyResult:
     from nasseg.latency import estimate  # part B's predictor
 
