@@ -28,12 +28,14 @@ class DatasetError(NassegError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a dataset is: its URI, classes (in label order) and the label that is ignored."""
+    """What a dataset is: its URI, classes (in label order), native frame size and the ignored label."""
 
     uri: str
     name: str
     class_names: tuple[str, ...]
     ignore_index: int = IGNORE_INDEX
+    # The frame size the dataset ships at, which schedules scale from (None: a split built from tensors).
+    native_hw: tuple[int, int] | None = None
 
     @property
     def num_classes(self) -> int:

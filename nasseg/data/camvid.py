@@ -37,7 +37,7 @@ _LUT = label_lut({**{c: c for c in range(len(CLASS_NAMES))}, VOID: IGNORE_INDEX}
 
 
 def info(uri: str) -> DatasetInfo:
-    return DatasetInfo(uri=uri, name="camvid", class_names=CLASS_NAMES)
+    return DatasetInfo(uri=uri, name="camvid", class_names=CLASS_NAMES, native_hw=NATIVE_HW)
 
 
 def _resolve(root: Path, listed: str) -> Path:

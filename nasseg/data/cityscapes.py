@@ -38,7 +38,7 @@ _LABEL_SUFFIX = "_gtFine_labelIds.png"
 
 
 def info(uri: str) -> DatasetInfo:
-    return DatasetInfo(uri=uri, name="cityscapes", class_names=CLASS_NAMES)
+    return DatasetInfo(uri=uri, name="cityscapes", class_names=CLASS_NAMES, native_hw=NATIVE_HW)
 
 
 def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:

@@ -52,7 +52,7 @@ SIGN_COLOURS = [(0.80, 0.10, 0.10), (0.10, 0.25, 0.70), (0.90, 0.90, 0.88), (0.9
 
 
 def info(uri: str) -> DatasetInfo:
-    return DatasetInfo(uri=uri, name="synthetic", class_names=CLASS_NAMES)
+    return DatasetInfo(uri=uri, name="synthetic", class_names=CLASS_NAMES, native_hw=NATIVE_HW)
 
 
 def parse_options(options: str) -> dict[str, int]:
