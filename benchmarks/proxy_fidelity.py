@@ -1,0 +1,145 @@
+"""How far to trust the search's accuracy proxy: does ``short`` rank architectures as a longer run does?
+
+Trains the published baselines plus sampled architectures on CamVid with ``short`` and with a
+schedule ``--factor`` times longer (same recipe, proportionally longer warm-up and evaluation
+cadence), then reports Kendall tau and Spearman rho between the two mIoU rankings, each run's wall
+time, and each baseline's ``short`` mIoU.
+
+Every run is a run directory under ``--runs`` (checkpointed, resumable): an interrupted benchmark
+continues where it stopped, and ``--report`` only reads what is there. The two schedules can run in
+two processes, one core each:
+
+    python benchmarks/proxy_fidelity.py --only short --threads 1 &
+    python benchmarks/proxy_fidelity.py --only long --threads 1 &
+    python benchmarks/proxy_fidelity.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import optuna
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+from nasseg.cli.train import METRICS_FILE, RunSpec, make_run, run_training
+from nasseg.data import dataset_info
+from nasseg.errors import InfeasibleArchitecture
+from nasseg.models import ArchConfig, build
+from nasseg.profile import count_params
+from nasseg.spaces import all_spaces
+from nasseg.train import Schedule, get_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
+# One or two named networks per paper: the published points a user compares a search against.
+BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-net-l1", "fassd-net-l2",
+             "jetseg-nano", "pyramid-shufflenet"]
+
+
+def schedules(factor: int) -> dict[str, Schedule]:
+    short = get_schedule("short")
+    long = short.with_overrides(
+        name=f"short-x{factor}", steps=short.steps * factor, warmup_steps=short.warmup_steps * factor,
+        eval_every=short.eval_every * factor,
+    )
+    return {"short": short, "long": long}
+
+
+def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> list[tuple[str, ArchConfig]]:
+    """``count`` random architectures feasible at ``train_hw``, drawn from the spaces in turn."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spaces = all_spaces()
+    studies = [optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + i)) for i in range(len(spaces))]
+    picked: list[tuple[str, ArchConfig]] = []
+    turn = 0
+    while len(picked) < count:
+        space, study = spaces[turn % len(spaces)], studies[turn % len(spaces)]
+        turn += 1
+        for _ in range(50):
+            try:
+                config = space.sample(study.ask(), num_classes)
+                space.check(config, train_hw)
+            except InfeasibleArchitecture:
+                continue
+            picked.append((f"{space.name}-sample-{config.arch_hash()[:6]}", config))
+            break
+    return picked
+
+
+def architectures(data: str, samples: int, seed: int, short: Schedule) -> list[tuple[str, str | ArchConfig]]:
+    info = dataset_info(data)
+    found = sampled(samples, seed, short.input_hw(info.native_hw), info.num_classes)
+    return [(name, name) for name in BASELINES] + found
+
+
+def run_all(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    plans = schedules(args.factor)
+    chosen = [args.only] if args.only else list(plans)
+    archs = architectures(args.data, args.samples, args.seed, plans["short"])
+    for key in chosen:
+        for name, arch in archs:
+            out = args.runs / key / name
+            if (out / METRICS_FILE).is_file():
+                continue
+            spec_file = out.parent / f"{name}.arch.json"
+            if isinstance(arch, ArchConfig):  # a sampled point: keep it as a file, like a user would
+                spec_file.parent.mkdir(parents=True, exist_ok=True)
+                spec_file.write_text(json.dumps(arch.to_dict()))
+                arch = str(spec_file)
+            run = make_run(arch, args.data, plans[key], args.seed, name=name)
+            metrics = run_training(run, out, resume=True, progress=False)
+            print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
+
+
+def _load(runs: Path, key: str) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((runs / key).glob(f"*/{METRICS_FILE}"))}
+
+
+def report(args: argparse.Namespace) -> None:
+    short, long = _load(args.runs, "short"), _load(args.runs, "long")
+    both = [name for name in short if name in long]
+    print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
+    print("|---|---|---|---|---|---|---|")
+    for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
+        s, lg = short[name], long.get(name)
+        kind = "baseline" if name in BASELINES else "sampled"
+        arch = RunSpec.from_file(args.runs / "short" / name / "run.yaml").config
+        params = count_params(build(arch))
+        long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
+        print(f"| {name} | {kind} | {params / 1e6:.2f} M | {s['miou']:.4f} | {s['train_seconds']:.0f} | {long_cells} |")
+    if len(both) >= 3:
+        a = [short[n]["miou"] for n in both]
+        b = [long[n]["miou"] for n in both]
+        tau, rho = kendalltau(a, b).statistic, spearmanr(a, b).statistic
+        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau:.3f}, Spearman rho {rho:.3f}")
+        fractions = [m["forward_backward_fraction"] for m in short.values()]
+        print(f"forward/backward share of step time (short runs): min {min(fractions):.1%}, "
+              f"median {sorted(fractions)[len(fractions) // 2]:.1%}")
+    else:
+        print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
+    total = sum(m["train_seconds"] for m in [*short.values(), *long.values()])
+    print(f"total training time {total / 60:.0f} min ({len(short)} short, {len(long)} long runs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=f"camvid:{CAMVID}")
+    parser.add_argument("--samples", type=int, default=6, help="sampled architectures besides the baselines")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "proxy_fidelity")
+    parser.add_argument("--only", choices=["short", "long"], help="run one schedule (two processes can share)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
+    args = parser.parse_args()
+    if not args.report:
+        run_all(args)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
