@@ -330,6 +330,7 @@ def train(
     from nasseg.data.augment import Augmentation  # written concurrently with this module
 
     dev = torch.device(device)
+    checkpoint = None if checkpoint is None else Path(checkpoint)
     run = _prepare(model, train_split, val_split, schedule, seed, dev)
     if resume and checkpoint is not None and checkpoint.exists():
         run.restore(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint)
