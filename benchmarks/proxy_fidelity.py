@@ -6,11 +6,12 @@ cadence), then reports Kendall tau and Spearman rho between the two mIoU ranking
 time, and each baseline's ``short`` mIoU.
 
 Every run is a run directory under ``--runs`` (checkpointed, resumable): an interrupted benchmark
-continues where it stopped, and ``--report`` only reads what is there. The two schedules can run in
-two processes, one core each:
+continues where it stopped, and ``--report`` only reads what is there. Each architecture gets its
+short run, then its long one, so pairs complete as the benchmark goes; shards split the architectures
+between processes, one core each:
 
-    python benchmarks/proxy_fidelity.py --only short --threads 1 &
-    python benchmarks/proxy_fidelity.py --only long --threads 1 &
+    python benchmarks/proxy_fidelity.py --shard 0/2 --threads 1 &
+    python benchmarks/proxy_fidelity.py --shard 1/2 --threads 1 &
     python benchmarks/proxy_fidelity.py --report
 """
 
@@ -70,23 +71,26 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
 
 
 def architectures(data: str, samples: int, seed: int, short: Schedule) -> list[tuple[str, str | ArchConfig]]:
+    """Baselines and sampled points interleaved, so that a partial run already covers both kinds."""
     info = dataset_info(data)
     found = sampled(samples, seed, short.input_hw(info.native_hw), info.num_classes)
-    return [(name, name) for name in BASELINES] + found
+    baselines: list[tuple[str, str | ArchConfig]] = [(name, name) for name in BASELINES]
+    mixed = [arch for pair in zip(baselines, found) for arch in pair]
+    return mixed + baselines[len(found):] + found[len(baselines):]
 
 
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor)
-    chosen = [args.only] if args.only else list(plans)
-    archs = architectures(args.data, args.samples, args.seed, plans["short"])
-    for key in chosen:
-        for name, arch in archs:
+    index, count = (int(v) for v in args.shard.split("/"))
+    archs = architectures(args.data, args.samples, args.seed, plans["short"])[index::count]
+    for name, arch in archs:
+        for key in ("short", "long"):
             out = args.runs / key / name
             if (out / METRICS_FILE).is_file():
                 continue
-            spec_file = out.parent / f"{name}.arch.json"
-            if isinstance(arch, ArchConfig):  # a sampled point: keep it as a file, like a user would
+            if isinstance(arch, ArchConfig):  # a sampled point: keep it as a file, as a user would
+                spec_file = args.runs / "archs" / f"{name}.json"
                 spec_file.parent.mkdir(parents=True, exist_ok=True)
                 spec_file.write_text(json.dumps(arch.to_dict()))
                 arch = str(spec_file)
@@ -132,7 +136,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "proxy_fidelity")
-    parser.add_argument("--only", choices=["short", "long"], help="run one schedule (two processes can share)")
+    parser.add_argument("--shard", default="0/1", help="I/N: run every N-th architecture from the I-th")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
     args = parser.parse_args()
