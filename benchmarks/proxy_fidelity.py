@@ -135,7 +135,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=6, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
-    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "proxy_fidelity")
+    # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
+    # session continues the benchmark instead of starting it again.
+    parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
     parser.add_argument("--shard", default="0/1", help="I/N: run every N-th architecture from the I-th")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
