@@ -17,13 +17,13 @@ from nasseg.latency.calibration import (
     fit,
     jetson_templates,
     measure_and_fit,
+    point_network,
     predict_measurements,
     published_points,
     template,
 )
 from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import Calibration, CalibrationError, estimate, find_calibration, layer_table
-from nasseg.latency.reference_nets import reference_net
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.timing import TimingSettings
 
@@ -69,7 +69,7 @@ def _published(source: str, target: str) -> list[Measurement]:
     probe = template(target, "fp16", "tensorrt", "engine", True, JETSON_PRIOR, "probe")
     points = [p for p in published_points() if p["source"] == source and p["target"] == target]
     return [
-        Measurement(p["id"], target, layer_table(reference_net(p["net"]), tuple(p["input_hw"]), probe)[1], p["ms"])
+        Measurement(p["id"], target, layer_table(point_network(p), tuple(p["input_hw"]), probe)[1], p["ms"])
         for p in points
     ]
 

@@ -237,7 +237,7 @@ def _print_training(report: dict[str, Any]) -> None:
     t = report["trained"]
     h, w = t["eval_hw"]
     console.print(
-        f"[bold]our mIoU {t['miou']:.4f}[/] on {t['data']} val @ {h}x{w} after {t['steps']} steps of the paper's "
+        f"[bold]our mIoU {100 * t['miou']:.1f}[/] on {t['data']} val @ {h}x{w} after {t['steps']} steps of the paper's "
         f"recipe at schedule {t['schedule']} ({t['train_seconds']:.0f} s; run in {t['run_dir']})"
     )
     for fig in report["published"].get("miou", []):
