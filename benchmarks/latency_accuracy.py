@@ -43,13 +43,11 @@ from nasseg.latency.calibration import (
     leave_one_out,
     predict_measurements,
     published_measurements,
-    published_points,
     sampled_architectures,
     template,
 )
 from nasseg.latency.microbench import suite
-from nasseg.latency.costs import OP_CLASSES
-from nasseg.latency.predictor import CALIBRATIONS_DIR, find_calibration, layer_table
+from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
@@ -92,49 +90,19 @@ def jetson_leave_one_out() -> None:
     measured = np.array([m.ms for m in measurements])
     print("| device | points | LOO MAPE | LOO within 25 % | LOO Kendall tau | LOO Spearman rho | in-sample MAPE |")
     print("|---|---|---|---|---|---|---|")
-    # Points on nasseg's own baselines get rows of their own too: whether adding them made the
-    # reference nets' error worse is the question.
-    ours = np.array(["baseline" in point for point in published_points()])
-    rows = []
     for target in targets:
         mine = np.array([m.target == target for m in measurements])
-        rows.append((target, mine))
-        if (mine & ours).any():
-            rows.append((f"{target}, reference nets only", mine & ~ours))
-    rows += [("all", np.ones(len(measured), bool)), ("all, reference nets only", ~ours)]
-    for label, mine in rows:
         err = _errors(loo[mine], measured[mine])
         tau, rho = _rank(loo[mine], measured[mine])
-        print(f"| {label} | {mine.sum()} | {err.mean():.1%} | {(err <= 0.25).mean():.0%} | {tau:.2f} | {rho:.2f} "
+        print(f"| {target} | {mine.sum()} | {err.mean():.1%} | {(err <= 0.25).mean():.0%} | {tau:.2f} | {rho:.2f} "
               f"| {_errors(in_sample[mine], measured[mine]).mean():.1%} |")
     err = _errors(loo, measured)
+    print(f"| all | {len(measured)} | {err.mean():.1%} | {(err <= 0.25).mean():.0%} | {_rank(loo, measured)[0]:.2f} "
+          f"| {_rank(loo, measured)[1]:.2f} | {_errors(in_sample, measured).mean():.1%} |")
     worst = np.argsort(-err)[:6]
     print("\nLargest leave-one-out errors: " + "; ".join(
         f"{measurements[i].id} measured {measured[i]:.2f} ms, predicted {loo[i]:.2f} ms" for i in worst))
-    if ours.any():
-        _baseline_points([m for m, mine in zip(measurements, ours, strict=True) if mine], in_sample[ours], loo[ours])
-        _unconstrained_classes(measurements, ours, fitted)
     print(f"\n({time.perf_counter() - start:.0f} s)")
-
-
-def _baseline_points(points: list[Measurement], in_sample: np.ndarray, loo: np.ndarray) -> None:
-    print("\nPoints on nasseg's own baselines (in-sample: the full fit saw the point; LOO: a fit without it):\n")
-    print("| point | published ms | in-sample ms | LOO ms | LOO predicted / published |")
-    print("|---|---|---|---|---|")
-    for m, inside, out in zip(points, in_sample, loo, strict=True):
-        print(f"| {m.id} | {m.ms:.1f} | {inside:.1f} | {out:.1f} | {out / m.ms:.2f} |")
-
-
-def _unconstrained_classes(measurements: list[Measurement], ours: np.ndarray, fitted: dict) -> None:
-    """Op classes whose time comes only from the baseline points: their efficiencies are fitted on
-    those few points alone (and the prior), so say where the fit put them."""
-    def used(on_baselines: bool) -> set[int]:
-        return {int(c) for m, mine in zip(measurements, ours, strict=True) if mine == on_baselines for c in m.table.op_class}
-
-    only = [OP_CLASSES[i] for i in sorted(used(True) - used(False))]
-    print("\nOp classes only the baseline points exercise (prior -> fitted efficiency per board): " + "; ".join(
-        f"{c} {JETSON_PRIOR['efficiency'][c]} -> " + ", ".join(f"{t} {cal.efficiency[c]:.3f}" for t, cal in fitted.items())
-        for c in only))
 
 
 def paper_settings() -> None:
@@ -148,10 +116,7 @@ def paper_settings() -> None:
             print(f"| {name} | {target} | {hw[0]}x{hw[1]} | — | — | — | — | baseline not available yet |")
             continue
         result = estimate(build(space.baseline(name)), hw, target)
-        # A published point the packaged calibration was fitted on is no independent check: say so.
-        fitted_on = find_calibration(target).fitted_on.get("points", [])
-        seen = " (in the fit)" if any(p.endswith(f"/{target}/{name}@{hw[0]}x{hw[1]}") for p in fitted_on) else ""
-        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'}{seen} "
+        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
               f"| {result.calibration} | {note} |")
 
 
