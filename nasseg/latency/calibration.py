@@ -243,9 +243,9 @@ def point_network(point: dict) -> nn.Module:
     """The network a published point timed: a reference net (``net``) or one of nasseg's own
     baselines (``baseline``, with the point's ``num_classes``).
 
-    A baseline is built without ``check``: a paper may time it at an input ``check`` rejects (at
-    every FASSD-Net TX2 input the widest DAPF rates reach past the map they act on), and the
-    module still runs, so it is costed as it ran.
+    A baseline is built without ``check``: a paper may time it at an input its search space
+    rejects (fassd-net-l2's widest DAPF rate reaches past the map at 704x1408), and the module
+    still runs, so it is costed as it ran.
     """
     if "baseline" in point:
         space, name = find_baseline(point["baseline"])
