@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from torch import nn
 
+from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.backends import measure_model
 from nasseg.latency.calibration import (
     HOST_PRIOR,
@@ -19,13 +20,17 @@ from nasseg.latency.calibration import (
     measure_and_fit,
     point_network,
     predict_measurements,
+    published_measurements,
     published_points,
     template,
 )
+from nasseg.latency.costs import OP_CLASSES
 from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import Calibration, CalibrationError, estimate, find_calibration, layer_table
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.timing import TimingSettings
+from nasseg.models import check
+from nasseg.spaces import find_baseline
 
 QUICK = TimingSettings(warmup_runs=2, warmup_s=0.05, min_repeats=7, max_repeats=60, max_seconds=0.4, threads=1)
 
@@ -126,3 +131,19 @@ def test_calibrate_without_a_reachable_board_says_so() -> None:
     remote = runner.invoke(app, ["calibrate", "--target", "jetson-nano", "--agent", "http://127.0.0.1:9"])
     assert remote.exit_code == 2
     assert "127.0.0.1:9" in remote.output
+
+
+def test_check_points_on_our_baselines_are_costed_but_never_fitted() -> None:
+    """FASSD-Net's TX2 timings name nasseg baselines; they are built without check() (the widest DAPF
+    rate reaches past the map at these inputs, and the module still runs) and kept out of the fit."""
+    checks = published_measurements(checks=True)
+    assert [m.id.split("/")[-1] for m in checks] == ["fassd-net@512x1024", "fassd-net-l1@576x1152", "fassd-net-l2@704x1408"]
+    space, name = find_baseline("fassd-net-l2")
+    with pytest.raises(InfeasibleArchitecture, match="reach past"):
+        check(space.baseline(name, 19), (704, 1408))
+    dilated, resize = (OP_CLASSES.index(c) for c in ("conv_dilated", "resize"))
+    for m in checks:
+        assert {dilated, resize} <= set(m.table.op_class.tolist()) and m.table.flops.sum() > 5e9, m.id
+    fitted_ids = set(find_calibration("jetson-tx2").fitted_on["points"])
+    assert fitted_ids and not fitted_ids & {m.id for m in checks}
+    assert not {p["id"] for p in published_points()} & {m.id for m in checks}

@@ -223,10 +223,12 @@ def leave_one_out(
 
 
 # ----- published Jetson measurements ------------------------------------------------------------
-def published_points() -> list[dict]:
-    """The published latencies of ``calibrations/published_jetson.json`` with their sources' settings."""
+def published_points(checks: bool = False) -> list[dict]:
+    """The published latencies of ``calibrations/published_jetson.json`` with their sources' settings:
+    the points the calibrations are fitted on, or (``checks``) those kept as independent checks."""
     data = json.loads(PUBLISHED_JETSON.read_text())
-    return [{**point, **{f"source_{k}": v for k, v in data["sources"][point["source"]].items()}} for point in data["points"]]
+    points = [{**point, **{f"source_{k}": v for k, v in data["sources"][point["source"]].items()}} for point in data["points"]]
+    return [p for p in points if (p.get("source_use") == "check") == checks]
 
 
 JETSON_TIMED = "engine execute + sync, batch 1 (TensorRT; fitted on published engine timings)"
@@ -253,12 +255,13 @@ def point_network(point: dict) -> nn.Module:
     return reference_net(point["net"])
 
 
-def published_measurements() -> list[Measurement]:
-    """Layer tables of the timed networks at every published point (TensorRT FP16, fused)."""
+def published_measurements(checks: bool = False) -> list[Measurement]:
+    """Layer tables of the timed networks at the published points (TensorRT FP16, fused): those
+    fitted on, or (``checks``) the independent checks."""
     tables: dict[tuple[str, str, tuple[int, int]], LayerTable] = {}
     probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "probe")
     out = []
-    for point in published_points():
+    for point in published_points(checks):
         # Many points time one network at one input on several boards: trace it once.
         kind = "baseline" if "baseline" in point else "net"
         key = (kind, point[kind], tuple(point["input_hw"]))
