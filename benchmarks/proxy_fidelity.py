@@ -120,11 +120,11 @@ def report(args: argparse.Namespace) -> None:
         b = [long[n]["miou"] for n in both]
         tau, rho = kendalltau(a, b).statistic, spearmanr(a, b).statistic
         print(f"\n{len(both)} architectures with both runs: Kendall tau {tau:.3f}, Spearman rho {rho:.3f}")
-        fractions = [m["forward_backward_fraction"] for m in short.values()]
-        print(f"forward/backward share of step time (short runs): min {min(fractions):.1%}, "
-              f"median {sorted(fractions)[len(fractions) // 2]:.1%}")
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
+    fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
+    if fractions:
+        print(f"forward/backward share of step time: min {fractions[0]:.1%}, median {fractions[len(fractions) // 2]:.1%}")
     total = sum(m["train_seconds"] for m in [*short.values(), *long.values()])
     print(f"total training time {total / 60:.0f} min ({len(short)} short, {len(long)} long runs)")
 
