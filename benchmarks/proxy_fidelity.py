@@ -30,7 +30,7 @@ from nasseg.data import dataset_info
 from nasseg.errors import InfeasibleArchitecture
 from nasseg.models import ArchConfig, build
 from nasseg.profile import count_params
-from nasseg.spaces import all_spaces
+from nasseg.spaces import all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +70,18 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
     return picked
 
 
-def architectures(data: str, samples: int, seed: int, short: Schedule) -> list[tuple[str, str | ArchConfig]]:
+def architectures(data: str, samples: int, seed: int, short: Schedule) -> list[tuple[str, ArchConfig]]:
     """Baselines and sampled points interleaved, so that a partial run already covers both kinds."""
     info = dataset_info(data)
     found = sampled(samples, seed, short.input_hw(info.native_hw), info.num_classes)
-    baselines: list[tuple[str, str | ArchConfig]] = [(name, name) for name in BASELINES]
+    baselines = [(name, _baseline(name)) for name in BASELINES]
     mixed = [arch for pair in zip(baselines, found) for arch in pair]
     return mixed + baselines[len(found):] + found[len(baselines):]
+
+
+def _baseline(name: str) -> ArchConfig:
+    space, name = find_baseline(name)
+    return space.baseline(name)
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -89,12 +94,7 @@ def run_all(args: argparse.Namespace) -> None:
             out = args.runs / key / name
             if (out / METRICS_FILE).is_file():
                 continue
-            if isinstance(arch, ArchConfig):  # a sampled point: keep it as a file, as a user would
-                spec_file = args.runs / "archs" / f"{name}.json"
-                spec_file.parent.mkdir(parents=True, exist_ok=True)
-                spec_file.write_text(json.dumps(arch.to_dict()))
-                arch = str(spec_file)
-            run = make_run(arch, args.data, plans[key], args.seed, name=name)
+            run = make_run(name, arch, args.data, plans[key], args.seed)
             metrics = run_training(run, out, resume=True, progress=False)
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
 

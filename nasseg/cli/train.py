@@ -73,15 +73,12 @@ class RunSpec:
             raise ConfigError(f"{path}: not a nasseg run file: {exc}") from None
 
 
-def make_run(
-    architecture: str, data: str, schedule: Schedule, seed: int, name: str | None = None
-) -> RunSpec:
-    """Resolve an architecture (baseline or file) against a dataset: classes from the data, the
-    resolutions from the schedule's scales of the dataset's native frame size."""
-    config, _ = load_architecture(architecture)
+def make_run(name: str, config: ArchConfig, data: str, schedule: Schedule, seed: int) -> RunSpec:
+    """Resolve an architecture against a dataset: classes from the data, the resolutions from the
+    schedule's scales of the dataset's native frame size."""
     info = dataset_info(data)
     return RunSpec(
-        name=name or Path(architecture).stem, config=config.with_classes(info.num_classes), data=data,
+        name=name, config=config.with_classes(info.num_classes), data=data,
         train_hw=schedule.input_hw(info.native_hw), eval_hw=schedule.eval_hw(info.native_hw),
         schedule=schedule, seed=seed,
     )
@@ -190,9 +187,9 @@ def train_command(
     """Train an architecture with a named schedule; writes a checkpoint, the resolved run and its metrics."""
     out = out or Path("runs") / f"{Path(architecture).stem}-{schedule_name}-s{seed}"
     with training_errors(out):
-        family = load_architecture(architecture)[0].family
-        schedule = resolve_schedule(schedule_name, family, steps, batch_size)
-        run = make_run(architecture, data, schedule, seed)
+        config, _ = load_architecture(architecture)
+        schedule = resolve_schedule(schedule_name, config.family, steps, batch_size)
+        run = make_run(Path(architecture).stem, config, data, schedule, seed)
         metrics = run_training(run, out, resume=resume, budget_s=budget, device=device, progress=not as_json)
         if as_json:
             print_json(metrics)

@@ -225,7 +225,7 @@ def reproduce_training(
     space, name = find_baseline(baseline)
     recipe = get_schedule("paper", space.spec.family).scaled_to(get_schedule(schedule_name, space.spec.family))
     schedule = recipe.with_overrides(steps=steps) if steps else recipe
-    run = make_run(name, data, schedule, seed, name=name)
+    run = make_run(name, space.baseline(name), data, schedule, seed)
     out = out or Path("runs") / f"reproduce-{name}-{schedule.name}-s{seed}"
     metrics = run_training(run, out, progress=progress)
     keep = ("miou", "per_class_iou", "pixel_accuracy", "steps", "stopped", "train_seconds", "images_per_second")
