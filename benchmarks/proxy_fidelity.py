@@ -6,19 +6,23 @@ cadence), then reports Kendall tau and Spearman rho between the two mIoU ranking
 time, and each baseline's ``short`` mIoU.
 
 Every run is a run directory under ``--runs`` (checkpointed, resumable): an interrupted benchmark
-continues where it stopped, and ``--report`` only reads what is there. Each architecture gets its
-short run, then its long one, so pairs complete as the benchmark goes; shards split the architectures
-between processes, one core each:
+continues where it stopped, and ``--report`` only reads what is there. All short runs come first, so
+every architecture has its proxy score early, then the long ones. Start one process per core with the
+same command: each takes the next run that is neither finished nor held by another process (a lock
+file that the operating system releases if its holder dies):
 
-    python benchmarks/proxy_fidelity.py --shard 0/2 --threads 1 &
-    python benchmarks/proxy_fidelity.py --shard 1/2 --threads 1 &
+    python benchmarks/proxy_fidelity.py --threads 1 &
+    python benchmarks/proxy_fidelity.py --threads 1 &
     python benchmarks/proxy_fidelity.py --report
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -35,6 +39,7 @@ from nasseg.train import Schedule, get_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
+LOCK_FILE = ".lock"
 # One or two named networks per paper: the published points a user compares a search against.
 BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-net-l1", "fassd-net-l2",
              "jetseg-nano", "pyramid-shufflenet"]
@@ -87,16 +92,29 @@ def _baseline(name: str) -> ArchConfig:
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor)
-    index, count = (int(v) for v in args.shard.split("/"))
-    archs = architectures(args.data, args.samples, args.seed, plans["short"])[index::count]
-    for name, arch in archs:
-        for key in ("short", "long"):
+    archs = architectures(args.data, args.samples, args.seed, plans["short"])
+    for key in ("short", "long"):
+        for name, arch in archs:
             out = args.runs / key / name
-            if (out / METRICS_FILE).is_file():
-                continue
-            run = make_run(name, arch, args.data, plans[key], args.seed)
-            metrics = run_training(run, out, resume=True, progress=False)
+            with _claim(out) as claimed:
+                if not claimed or (out / METRICS_FILE).is_file():
+                    continue
+                run = make_run(name, arch, args.data, plans[key], args.seed)
+                metrics = run_training(run, out, resume=True, progress=False)
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
+
+
+@contextmanager
+def _claim(out: Path) -> Iterator[bool]:
+    """Hold ``out``'s lock file while training there; False if another process holds it."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def _load(runs: Path, key: str) -> dict[str, dict]:
@@ -138,7 +156,6 @@ def main() -> None:
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
-    parser.add_argument("--shard", default="0/1", help="I/N: run every N-th architecture from the I-th")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
     args = parser.parse_args()
