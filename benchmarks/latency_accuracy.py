@@ -9,9 +9,12 @@
    torch backend (1 thread); the predictor is calibrated on one set and checked on another of at
    least 50: share within +-10 %, MAPE, Kendall tau (and the same for latency proportional to FLOPs).
    A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set.
+   Host measurements are kept in ``--measurements`` (a JSON file keyed by architecture and input):
+   a case found there is not measured again, so the fits can be redone, or a changed cost model
+   checked, on one quiet measurement run.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
-        [--calibrate-per-space 8] [--check-total 60] [--write-host-calibration]
+        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--write-host-calibration]
 
 Prints Markdown tables (paste them into benchmarks/README.md with the date, machine and load).
 """
@@ -19,10 +22,10 @@ Prints Markdown tables (paste them into benchmarks/README.md with the date, mach
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -46,6 +49,7 @@ from nasseg.latency.calibration import (
     sampled_architectures,
     template,
 )
+from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
 from nasseg.latency.timing import TimingSettings
@@ -53,6 +57,7 @@ from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
 
+MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
     ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
@@ -133,25 +138,38 @@ def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
     return out[:wanted]
 
 
-def _measure_host(cases: list, settings: TimingSettings, label: str) -> list[Measurement]:
-    """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU."""
+def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict) -> list[Measurement]:
+    """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU;
+    a case already in ``store["ms"]`` (id -> ms) is taken from there, a new one is added to it.
+    Timings do not transfer between CPUs, so a store only grows on the CPU it was started on."""
+    ms = store["ms"]
     probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
     out = []
     for name, config, hw in track(cases, description=label):
+        case_id = f"{name}@{hw[0]}x{hw[1]}"
         model = build(config) if isinstance(config, ArchConfig) else config
-        try:
-            result = measure_model(model, hw, "host-cpu", "torch", settings=settings)
-        except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
-            print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
-            continue
-        out.append(Measurement(f"{name}@{hw[0]}x{hw[1]}", "host-cpu", layer_table(model, hw, probe)[1], result.median_ms))
+        if case_id not in ms:
+            if store["cpu"] != cpu_name():
+                raise SystemExit(f"{case_id} is not measured yet, and the measurements kept with it come from "
+                                 f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+            try:
+                ms[case_id] = measure_model(model, hw, "host-cpu", "torch", settings=settings).median_ms
+            except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
+                print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
+                continue
+        out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms[case_id]))
     return out
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool, dump: str | None) -> None:
+def _load_store(path: Path) -> dict:
+    if not path.is_file():
+        return {"cpu": cpu_name(), "runs": [], "ms": {}}
+    return json.loads(path.read_text())
+
+
+def host_cases(scale: float, per_space: int, check_total: int) -> tuple[list, list]:
+    """The calibration and check architectures (disjoint), each at its search input x ``scale``."""
     spaces = all_spaces()
-    print(f"\n### Host CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-          f"spaces: {', '.join(s.name for s in spaces)}\n")
     # Some samples feasible at the search input are not at the scaled one: draw spares.
     calibrate = []
     for space in spaces:
@@ -162,14 +180,30 @@ def host(scale: float, per_space: int, check_total: int, write: bool, dump: str 
     for space in spaces:
         fresh = [a for a in sampled_architectures(3 * per_space_check, seed=2, spaces=[space]) if a[1].arch_hash() not in seen]
         check += _feasible_at_scale(fresh, scale, per_space_check)
+    return calibrate, check
+
+
+def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path) -> None:
+    spaces = all_spaces()
+    store = _load_store(store_path)
+    print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
+          f"spaces: {', '.join(s.name for s in spaces)}\n")
+    calibrate, check = host_cases(scale, per_space, check_total)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
+    known = len(store["ms"])
     load_before = os.getloadavg()
-    cal_set = _measure_host(calibrate, settings, "calibration set")
-    micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks")
-    check_set = _measure_host(check, settings, "check set")
+    cal_set = _measure_host(calibrate, settings, "calibration set", store)
+    micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks", store)
+    check_set = _measure_host(check, settings, "check set", store)
     load_after = os.getloadavg()
+    if len(store["ms"]) > known:
+        store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": len(store["ms"]) - known,
+                              "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)})
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        store_path.write_text(json.dumps(store, indent=1) + "\n")
+    runs = "; ".join(f"{r['date']}, {r['measured']} cases, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
-                    "host-cpu/torch-eager-fp32-1thread/sampled-v1")
+                    "host-cpu/torch-eager-fp32-1thread/sampled-v2")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     measured = np.array([m.ms for m in check_set])
@@ -183,7 +217,7 @@ def host(scale: float, per_space: int, check_total: int, write: bool, dump: str 
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
     print(f"Calibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint), inputs = search input x {scale} "
           f"(rounded to 32). Measured {measured.min():.1f}-{measured.max():.1f} ms. "
-          f"Load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (2 cores, shared).\n")
+          f"Measurement runs (1-min load average on 2 cores, before -> after): {runs}.\n")
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
     for label, predicted in rows.items():
@@ -197,11 +231,10 @@ def host(scale: float, per_space: int, check_total: int, write: bool, dump: str 
         if mine.any():
             err = _errors(predicted[mine], measured[mine])
             print(f"| {space.name} | {mine.sum()} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} |")
-    if dump:
-        Path(dump).write_text(json.dumps({"check": {m.id: [m.ms, float(p)] for m, p in zip(check_set, predicted, strict=True)},
-                                          "calibration": {m.id: m.ms for m in cal_set + micro_set}}, indent=1))
     if write:
-        path = fitted["host-cpu"].save(CALIBRATIONS_DIR / "host-cpu.json")
+        provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
+        cal = fitted["host-cpu"]
+        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
         print(f"\nwrote {path}")
 
 
@@ -213,13 +246,14 @@ def main() -> None:
     parser.add_argument("--calibrate-per-space", type=int, default=10)
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
     parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
-    parser.add_argument("--dump", help="write the host measurements and predictions to this JSON file")
+    parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
+                        help="host measurements reused from and added to this JSON file (a new path measures afresh)")
     args = parser.parse_args()
     if not args.skip_jetson:
         jetson_leave_one_out()
         paper_settings()
     if not args.skip_host:
-        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.dump)
+        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements)
 
 
 if __name__ == "__main__":
