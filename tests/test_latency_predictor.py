@@ -169,6 +169,15 @@ def test_every_jetson_has_a_calibration_named_in_its_estimates() -> None:
         assert "estimated" in result.label()
 
 
+def test_a_host_estimate_names_the_cpu_its_calibration_was_fitted_on() -> None:
+    # Host timings do not transfer between CPUs: the label must say whose CPU the fit describes.
+    result = estimate(nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU()), (64, 64), "host-cpu")
+    fitted_on = find_calibration("host-cpu", None, None).fitted_on["device"]
+    assert result.extra["calibrated_on"] == fitted_on
+    assert f"fitted on {fitted_on}" in result.label()
+    assert "calibrated_on" not in estimate(nn.Conv2d(3, 4, 1), (8, 8), "jetson-nano").extra  # published points: no one device
+
+
 def test_a_baseline_of_every_landed_family_is_costed() -> None:
     for space in all_spaces():
         name = next(iter(space.baselines))

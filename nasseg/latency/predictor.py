@@ -226,6 +226,8 @@ def estimate(
     total = float(predict_ms(table, cal)[0])
     per_layer = _per_layer_times(table, cal)
     by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
+    # A fit from measurements names the device they were taken on (timings do not transfer between CPUs).
+    calibrated_on = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
     return LatencyResult(
         kind="estimated",
         median_ms=total,
@@ -243,5 +245,6 @@ def estimate(
             "ms_by_op_class": by_class,
             "fixed_overhead_ms": cal.fixed_overhead_ms,
             "runtime": cal.runtime,
+            **calibrated_on,
         },
     )

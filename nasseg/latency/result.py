@@ -49,7 +49,8 @@ class LatencyResult:
         """One human line saying where the number came from."""
         if self.kind == "measured":
             return f"measured on {self.device} ({self.backend}, {self.precision}, {self.timed})"
-        return f"estimated by {self.predictor} for {self.target} ({self.precision}, calibration {self.calibration})"
+        fitted = f", fitted on {self.extra['calibrated_on']}" if "calibrated_on" in self.extra else ""
+        return f"estimated by {self.predictor} for {self.target} ({self.precision}, calibration {self.calibration}{fitted})"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
