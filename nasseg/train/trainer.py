@@ -245,7 +245,7 @@ def _prepare(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
-    if device.type == "cuda":
+    if device.type == "cuda":  # not on the CPU: there channels-last crashes some JetSeg backwards (docs/training.md)
         model.to(memory_format=torch.channels_last)
     # fp16 needs loss scaling; bf16 (and the CPU's fp32) does not.
     fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
