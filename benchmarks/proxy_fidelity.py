@@ -121,23 +121,41 @@ def _load(runs: Path, key: str) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted((runs / key).glob(f"*/{METRICS_FILE}"))}
 
 
+def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]:
+    """Share of same-family pairs that both schedules order the same way, and the number of pairs."""
+    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1:] if a[0] == b[0]]
+    alike = sum((a[1] - b[1]) * (a[2] - b[2]) > 0 for a, b in same)
+    return (alike / len(same) if same else float("nan")), len(same)
+
+
 def report(args: argparse.Namespace) -> None:
     short, long = _load(args.runs, "short"), _load(args.runs, "long")
     both = [name for name in short if name in long]
     print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
     print("|---|---|---|---|---|---|---|")
+    family = {}
     for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
         s, lg = short[name], long.get(name)
         kind = "baseline" if name in BASELINES else "sampled"
         arch = RunSpec.from_file(args.runs / "short" / name / "run.yaml").config
+        family[name] = arch.family
         params = count_params(build(arch))
         long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
         print(f"| {name} | {kind} | {params / 1e6:.2f} M | {s['miou']:.4f} | {s['train_seconds']:.0f} | {long_cells} |")
     if len(both) >= 3:
         a = [short[n]["miou"] for n in both]
         b = [long[n]["miou"] for n in both]
-        tau, rho = kendalltau(a, b).statistic, spearmanr(a, b).statistic
-        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau:.3f}, Spearman rho {rho:.3f}")
+        tau, rho = kendalltau(a, b), spearmanr(a, b)
+        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3f}), "
+              f"Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3f})")
+        # A search ranks architectures of one space against each other: count only pairs of one family.
+        agree, pairs = _pair_agreement([(family[n], short[n]["miou"], long[n]["miou"]) for n in both])
+        print(f"within one family: {pairs} pairs, the two schedules order {agree:.0%} of them alike")
+        for name in sorted({family[n] for n in both}):
+            mine = [n for n in both if family[n] == name]
+            if len(mine) >= 3:
+                tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
+                print(f"  {name}: {len(mine)} architectures, Kendall tau {tau:.2f}")
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
@@ -150,7 +168,7 @@ def report(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"camvid:{CAMVID}")
-    parser.add_argument("--samples", type=int, default=6, help="sampled architectures besides the baselines")
+    parser.add_argument("--samples", type=int, default=8, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
