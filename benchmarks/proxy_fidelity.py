@@ -14,6 +14,9 @@ file that the operating system releases if its holder dies):
     python benchmarks/proxy_fidelity.py --threads 1 &
     python benchmarks/proxy_fidelity.py --threads 1 &
     python benchmarks/proxy_fidelity.py --report
+
+A tuning candidate for ``short`` is judged against the same long runs: ``--proxy-steps 600`` trains
+``short`` stretched to 600 steps into ``short-600/`` (and ``--report --proxy-steps 600`` compares it).
 """
 
 from __future__ import annotations
@@ -45,13 +48,21 @@ BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-
              "jetseg-nano", "pyramid-shufflenet"]
 
 
-def schedules(factor: int) -> dict[str, Schedule]:
-    short = get_schedule("short")
-    long = short.with_overrides(
-        name=f"short-x{factor}", steps=short.steps * factor, warmup_steps=short.warmup_steps * factor,
-        eval_every=short.eval_every * factor,
+def _scaled(schedule: Schedule, name: str, factor: float) -> Schedule:
+    """The same recipe ``factor`` times as long: warm-up and evaluation cadence scale with it."""
+    return schedule.with_overrides(
+        name=name, steps=round(schedule.steps * factor), warmup_steps=round(schedule.warmup_steps * factor),
+        eval_every=round(schedule.eval_every * factor),
     )
-    return {"short": short, "long": long}
+
+
+def schedules(factor: int, proxy_steps: int | None = None) -> dict[str, Schedule]:
+    """The proxy under test (``short``, or ``short`` stretched to ``proxy_steps`` as a candidate
+    tuning) and the reference: ``short`` ``factor`` times longer, the same for every candidate.
+    The keys are the result folders."""
+    short = get_schedule("short")
+    proxy = short if proxy_steps in (None, short.steps) else _scaled(short, f"short-{proxy_steps}", proxy_steps / short.steps)
+    return {proxy.name: proxy, "long": _scaled(short, f"short-x{factor}", factor)}
 
 
 def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> list[tuple[str, ArchConfig]]:
@@ -75,10 +86,10 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
     return picked
 
 
-def architectures(data: str, samples: int, seed: int, short: Schedule) -> list[tuple[str, ArchConfig]]:
+def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> list[tuple[str, ArchConfig]]:
     """Baselines and sampled points interleaved, so that a partial run already covers both kinds."""
     info = dataset_info(data)
-    found = sampled(samples, seed, short.input_hw(info.native_hw), info.num_classes)
+    found = sampled(samples, seed, schedule.input_hw(info.native_hw), info.num_classes)
     baselines = [(name, _baseline(name)) for name in BASELINES]
     mixed = [arch for pair in zip(baselines, found) for arch in pair]
     return mixed + baselines[len(found):] + found[len(baselines):]
@@ -91,11 +102,14 @@ def _baseline(name: str) -> ArchConfig:
 
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    plans = schedules(args.factor)
-    archs = architectures(args.data, args.samples, args.seed, plans["short"])
-    for key in ("short", "long"):
+    plans = schedules(args.factor, args.proxy_steps)
+    archs = architectures(args.data, args.samples, args.seed, plans["long"])
+    candidate = "short" not in plans  # a tuning candidate trains only itself, judged by the long runs there are
+    for key in [k for k in plans if not (candidate and k == "long")]:
         for name, arch in archs:
             out = args.runs / key / name
+            if candidate and not (args.runs / "long" / name / METRICS_FILE).is_file():
+                continue
             with _claim(out) as claimed:
                 if not claimed or (out / METRICS_FILE).is_file():
                     continue
@@ -129,7 +143,9 @@ def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]
 
 
 def report(args: argparse.Namespace) -> None:
-    short, long = _load(args.runs, "short"), _load(args.runs, "long")
+    proxy = next(iter(schedules(args.factor, args.proxy_steps)))
+    print(f"proxy: {proxy}, reference: {args.factor}x short\n")
+    short, long = _load(args.runs, proxy), _load(args.runs, "long")
     both = [name for name in short if name in long]
     print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
     print("|---|---|---|---|---|---|---|")
@@ -137,7 +153,7 @@ def report(args: argparse.Namespace) -> None:
     for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
         s, lg = short[name], long.get(name)
         kind = "baseline" if name in BASELINES else "sampled"
-        arch = RunSpec.from_file(args.runs / "short" / name / "run.yaml").config
+        arch = RunSpec.from_file(args.runs / proxy / name / "run.yaml").config
         family[name] = arch.family
         params = count_params(build(arch))
         long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
@@ -171,6 +187,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
+    parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
