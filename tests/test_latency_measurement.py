@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -87,6 +89,40 @@ def test_single_thread_host_time_counts_only_the_cpu_the_network_used(tinyseg) -
     assert one.timed == "forward, thread CPU time, 1 thread" and one.median_ms < 10
     two = measure_model(model, (16, 16), "host-cpu", "torch", settings=TimingSettings(**{**vars(QUICK), "threads": 2}))
     assert two.timed == "forward, wall clock, 2 threads" and two.median_ms >= 20
+
+
+_FAULTS_PER_FORWARD = """
+import resource, sys, torch
+from torch import nn
+from nasseg.latency.timing import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+torch.set_num_threads(1)
+net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 48, 3, padding=1), nn.ReLU(),
+                    nn.Conv2d(48, 8, 1), nn.ReLU(), nn.Conv2d(8, 32, 3, padding=1)).eval()
+x = torch.randn(1, 3, 128, 256)  # activations of 1-6 MB
+with torch.inference_mode():
+    for _ in range(3):
+        net(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        net(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_host_timing_keeps_freed_memory_so_forwards_do_not_page_fault() -> None:
+    # Without it glibc returns large activations to the kernel and the next forward faults them in
+    # again (about 3000 faults per forward here); that cost varied by 10 % between runs of one network.
+    def faults(mode: str) -> int:
+        return int(subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], check=True, capture_output=True, text=True).stdout)
+
+    default, kept = faults("default"), faults("keep")
+    assert default > 1000, default
+    assert kept < default / 20, (kept, default)
+    result = measure_model(small_net(), (16, 16), "host-cpu", "torch", settings=QUICK)
+    assert result.extra["allocator"].startswith("glibc malloc keeps freed memory")
 
 
 def test_torch_backend_without_cuda_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from nasseg.latency.device import cpu_device, jetson_model, power_mode, software
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
-from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, time_repeatedly
+from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, keep_freed_memory, time_repeatedly
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -59,6 +59,8 @@ def measure(
     x = torch.randn(1, 3, *input_hw, device=device, dtype=_DTYPES[precision])
     threads = settings.threads
     clock, clock_name = host_clock(threads)
+    # CUDA has a caching allocator; the CPU needs malloc to keep memory between forwards.
+    allocator = {"allocator": keep_freed_memory() or "default (freed memory may return to the system)"} if device.type == "cpu" else {}
     timer = cpu_timer(net, x, clock) if device.type == "cpu" else cuda_timer(net, x)
     with fixed_threads(threads), torch.inference_mode():
         stats = time_repeatedly(timer, settings)
@@ -80,5 +82,5 @@ def measure(
         repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions(),
-        extra={**stats.as_extra(), "threads": threads},
+        extra={**stats.as_extra(), "threads": threads, **allocator},
     )
