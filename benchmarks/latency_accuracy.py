@@ -52,7 +52,7 @@ from nasseg.latency.calibration import (
 from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
-from nasseg.latency.timing import TimingSettings
+from nasseg.latency.timing import TimingSettings, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
@@ -198,12 +198,13 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     load_after = os.getloadavg()
     if len(store["ms"]) > known:
         store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": len(store["ms"]) - known,
+                              "allocator": keep_freed_memory() or "default",
                               "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)})
         store_path.parent.mkdir(parents=True, exist_ok=True)
         store_path.write_text(json.dumps(store, indent=1) + "\n")
     runs = "; ".join(f"{r['date']}, {r['measured']} cases, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
-                    "host-cpu/torch-eager-fp32-1thread/sampled-v2")
+                    "host-cpu/torch-eager-fp32-1thread/sampled-v3")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     measured = np.array([m.ms for m in check_set])
