@@ -170,8 +170,8 @@ def report(args: argparse.Namespace) -> None:
         for name in sorted({family[n] for n in both}):
             mine = [n for n in both if family[n] == name]
             if len(mine) >= 3:
-                tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
-                print(f"  {name}: {len(mine)} architectures, Kendall tau {tau:.2f}")
+                family_tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
+                print(f"  {name}: {len(mine)} architectures, Kendall tau {family_tau:.2f}")
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
