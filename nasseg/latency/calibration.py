@@ -146,13 +146,19 @@ class _Problem:
         self.layer_target = sample_target[self.table.sample]
         self.peaks = np.array([templates[t].class_peaks() for t in self.targets])  # T x C
         self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
+        # Convolutions a target's kernel table times are fixed: the fit leaves them alone.
+        self.kernel_ms = np.full(len(self.table.flops), np.nan)
+        for i, target in enumerate(self.targets):
+            mine = self.layer_target == i
+            self.kernel_ms[mine] = self.table.kernel_ms(templates[target].kernel_table, mine)[mine]
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
         values = np.exp(theta)
         flops, streaming = class_rates(self.peaks, self.bandwidth, values[:, :_N_CLASS], values[:, _N_CLASS])
         where = (self.layer_target, self.table.op_class)
-        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1])
+        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1],
+                               self.kernel_ms)
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 

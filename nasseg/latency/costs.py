@@ -12,6 +12,7 @@ extra tensors they read and no launch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -75,6 +76,41 @@ class UnsupportedLayer(NassegError):
 
 
 @dataclass(frozen=True)
+class ConvGeometry:
+    """One 2-D convolution as ``aten.convolution`` ran it: input, weight and arguments.
+
+    It is what a device's kernel time depends on, and enough to run the same kernel alone
+    (``nasseg.latency.kernels`` times them and predicts unseen ones from the nearest measured).
+    """
+
+    in_channels: int
+    in_h: int
+    in_w: int
+    out_channels: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_h: int
+    pad_w: int
+    dilation_h: int
+    dilation_w: int
+    groups: int
+    transposed: bool
+    output_pad_h: int
+    output_pad_w: int
+    bias: bool
+
+    def as_row(self) -> list[int]:
+        return [int(v) for v in dataclasses.astuple(self)]
+
+    @classmethod
+    def from_row(cls, row: list[int]) -> ConvGeometry:
+        *ints, transposed, output_pad_h, output_pad_w, bias = row
+        return cls(*ints, bool(transposed), output_pad_h, output_pad_w, bool(bias))
+
+
+@dataclass(frozen=True)
 class Layer:
     """One costed kernel: the op class, its arithmetic and its memory traffic."""
 
@@ -85,6 +121,20 @@ class Layer:
     bytes: float
     fused: bool = False  # runs inside the previous kernel: extra bytes only, no launch
     where: str = ""
+    conv: ConvGeometry | None = None  # for a convolution: enough to replay it alone
+
+
+def _conv_geometry(node: OpNode) -> ConvGeometry | None:
+    """The geometry of a 2-D ``aten.convolution`` node; None for 1-D and 3-D ones."""
+    x_shape, w_shape = node.in_shapes[0], node.in_shapes[1]
+    if len(x_shape) != 4:
+        return None
+    stride, padding, dilation, transposed, output_padding, groups = node.args[-6:]
+    out_channels = w_shape[1] * groups if transposed else w_shape[0]
+    return ConvGeometry(
+        x_shape[1], x_shape[2], x_shape[3], out_channels, w_shape[2], w_shape[3], *stride, *padding, *dilation,
+        groups, bool(transposed), *output_padding, len(node.in_shapes) > 2,
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -208,6 +258,7 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
             )
             layers.append(Layer(node.index, node.op, op_class, 0.0, extra * bytes_per_element, True, node.where))
         else:
-            layers.append(Layer(node.index, node.op, op_class, flops, _bytes(node, bytes_per_element), False, node.where))
+            conv = _conv_geometry(node) if op_class in CONV_CLASSES else None
+            layers.append(Layer(node.index, node.op, op_class, flops, _bytes(node, bytes_per_element), False, node.where, conv))
         in_fusable_kernel[node.index] = fused or op_class in CONV_CLASSES or op_class == "matmul"
     return layers

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from torch import nn
 from nasseg.errors import NassegError
 from nasseg.latency.costs import OP_CLASSES, Layer, layers_of
 from nasseg.latency.graph import trace
+from nasseg.latency.kernels import GEOMETRY_FIELDS, KernelTable
 from nasseg.latency.result import LatencyResult
 
 PREDICTOR = "nasseg-roofline-v1"
@@ -63,6 +64,9 @@ class Calibration:
     layer_overhead_ms: float
     fixed_overhead_ms: float
     fitted_on: dict[str, Any] = field(default_factory=dict)  # data set, points, fit error
+    # Convolutions timed alone on the device (nasseg.latency.kernels); where present, they
+    # replace the roofline for every convolution.
+    kernels: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
@@ -70,6 +74,15 @@ class Calibration:
             raise CalibrationError(f"calibration {self.id}: no efficiency for op class(es) {', '.join(missing)}")
         if self.precision not in BYTES_PER_ELEMENT:
             raise CalibrationError(f"calibration {self.id}: unknown precision {self.precision!r}")
+        if self.kernels is not None:
+            try:
+                self.kernel_table  # noqa: B018  (validates the table once, at load)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CalibrationError(f"calibration {self.id}: bad kernel table: {exc}") from None
+
+    @cached_property
+    def kernel_table(self) -> KernelTable | None:
+        return KernelTable.from_dict(self.kernels) if self.kernels is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +178,11 @@ class LayerTable:
     bytes: np.ndarray
     launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
     sample: np.ndarray
+    conv_rows: np.ndarray  # per layer: its convolution geometry (nasseg.latency.kernels), or -1s
+
+    @property
+    def is_conv(self) -> np.ndarray:
+        return self.conv_rows[:, 0] > 0
 
     @classmethod
     def from_layers(cls, layers: list[Layer], sample: int = 0) -> LayerTable:
@@ -175,25 +193,41 @@ class LayerTable:
             bytes=np.array([layer.bytes for layer in layers], dtype=float),
             launched=np.array([0.0 if layer.fused else 1.0 for layer in layers]),
             sample=np.full(len(layers), sample, dtype=np.int64),
+            conv_rows=np.array([layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers],
+                               dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
         )
 
     @classmethod
     def concat(cls, tables: list[LayerTable]) -> LayerTable:
         return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
-                   sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]))
+                   sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
+                   conv_rows=np.concatenate([t.conv_rows for t in tables]))
+
+    def kernel_ms(self, kernels: KernelTable | None, only: np.ndarray | None = None) -> np.ndarray:
+        """Each convolution's time from a kernel table (of those in ``only``, a layer mask); NaN for
+        every other layer, and for all without a table."""
+        out = np.full(len(self.flops), np.nan)
+        chosen = self.is_conv if only is None else self.is_conv & only
+        if kernels is not None and chosen.any():
+            out[chosen] = kernels.predict_ms(self.conv_rows[chosen])
+        return out
 
 
 def layer_times_ms(
-    table: LayerTable, flops_per_s: np.ndarray, bytes_per_s: float | np.ndarray, layer_overhead_ms: float | np.ndarray
+    table: LayerTable, flops_per_s: np.ndarray, bytes_per_s: float | np.ndarray, layer_overhead_ms: float | np.ndarray,
+    kernel_ms: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-kernel time: roofline of compute (at each layer's effective FLOP/s) and memory traffic,
-    plus the launch overhead of launched kernels."""
-    return np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
+    plus the launch overhead of launched kernels; a layer with a ``kernel_ms`` (not NaN) takes that
+    instead (a kernel timed alone includes its own launch)."""
+    roofline = np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
+    return roofline if kernel_ms is None else np.where(np.isnan(kernel_ms), roofline, kernel_ms)
 
 
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
     flops_per_s, bytes_per_s = cal.class_rates()
-    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
+    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms,
+                          table.kernel_ms(cal.kernel_table))
 
 
 def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:
@@ -227,7 +261,10 @@ def estimate(
     per_layer = _per_layer_times(table, cal)
     by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
     # A fit from measurements names the device they were taken on (timings do not transfer between CPUs).
-    calibrated_on = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
+    provenance = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
+    if cal.kernel_table is not None:
+        provenance["convolutions_from_kernel_table"] = (
+            f"{int(table.is_conv.sum())} convolutions from the nearest of {len(cal.kernel_table.ms)} measured kernels")
     return LatencyResult(
         kind="estimated",
         median_ms=total,
@@ -245,6 +282,6 @@ def estimate(
             "ms_by_op_class": by_class,
             "fixed_overhead_ms": cal.fixed_overhead_ms,
             "runtime": cal.runtime,
-            **calibrated_on,
+            **provenance,
         },
     )
