@@ -50,14 +50,19 @@ from nasseg.latency.calibration import (
     template,
 )
 from nasseg.latency.device import cpu_name
+from nasseg.latency.kernels import KernelTable, measure_table
 from nasseg.latency.microbench import suite
-from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
+from nasseg.latency.predictor import CALIBRATIONS_DIR, Calibration, LayerTable, layer_table
 from nasseg.latency.timing import TimingSettings, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
 
 MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
+# How every host measurement in a store was taken (the benchmark fixes all of it).
+MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
+                 "clock": "thread CPU time", "what": "forward pass under no_grad; kernels: aten.convolution alone"}
+KERNEL_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-kernels-v4"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
     ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
@@ -149,9 +154,7 @@ def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict
         case_id = f"{name}@{hw[0]}x{hw[1]}"
         model = build(config) if isinstance(config, ArchConfig) else config
         if case_id not in ms:
-            if store["cpu"] != cpu_name():
-                raise SystemExit(f"{case_id} is not measured yet, and the measurements kept with it come from "
-                                 f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+            _require_same_cpu(store, case_id)
             try:
                 ms[case_id] = measure_model(model, hw, "host-cpu", "torch", settings=settings).median_ms
             except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
@@ -161,9 +164,32 @@ def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict
     return out
 
 
+def _require_same_cpu(store: dict, what: str) -> None:
+    """Timings do not transfer between CPUs: a store only grows on the CPU it was started on."""
+    if store["cpu"] != cpu_name():
+        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it come from "
+                         f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+
+
+def _measure_kernels(cal_set: list[Measurement], store: dict) -> KernelTable:
+    """The kernel table of every distinct convolution in the calibration architectures, timed alone
+    on this CPU (or taken from ``store["kernels"]``, geometry row -> ms)."""
+    known = store.setdefault("kernels", {})
+    rows = np.unique(np.concatenate([m.table.conv_rows[m.table.is_conv] for m in cal_set]), axis=0)
+    keys = [",".join(map(str, row)) for row in rows]
+    missing = [i for i, key in enumerate(keys) if key not in known]
+    if missing:
+        _require_same_cpu(store, f"{len(missing)} convolution kernels")
+        with Progress() as progress:
+            task = progress.add_task("convolution kernels", total=len(missing))
+            timed = measure_table(rows[missing], progress=lambda done, _total: progress.update(task, completed=done))
+        known.update({keys[i]: float(t) for i, t in zip(missing, timed.ms, strict=True)})
+    return KernelTable(rows, np.array([known[key] for key in keys]))
+
+
 def _load_store(path: Path) -> dict:
     if not path.is_file():
-        return {"cpu": cpu_name(), "runs": [], "ms": {}}
+        return {"cpu": cpu_name(), "measured_with": MEASURED_WITH, "runs": [], "ms": {}, "kernels": {}}
     return json.loads(path.read_text())
 
 
@@ -195,24 +221,37 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     cal_set = _measure_host(calibrate, settings, "calibration set", store)
     micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks", store)
     check_set = _measure_host(check, settings, "check set", store)
+    kernels_known = len(store.get("kernels", {}))
+    kernels = _measure_kernels(cal_set, store)
+    # Not a prediction: with every check convolution timed too, what is left is how far the sum of
+    # kernels timed alone (plus the fitted rest) is from the network (the composition error).
+    all_kernels = _measure_kernels(cal_set + check_set, store)
     load_after = os.getloadavg()
-    if len(store["ms"]) > known:
+    if len(store["ms"]) > known or len(store["kernels"]) > kernels_known:
+        store.setdefault("measured_with", MEASURED_WITH)
         store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": len(store["ms"]) - known,
+                              "kernels_measured": len(store["kernels"]) - kernels_known,
                               "allocator": keep_freed_memory() or "default",
                               "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)})
         store_path.parent.mkdir(parents=True, exist_ok=True)
         store_path.write_text(json.dumps(store, indent=1) + "\n")
-    runs = "; ".join(f"{r['date']}, {r['measured']} cases, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
+    runs = "; ".join(f"{r['date']}, {r['measured']} cases and {r.get('kernels_measured', 0)} kernels, "
+                     f"load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v3")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
+    with_kernels, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, id=KERNEL_CAL_ID, kernels=kernels.to_dict())}, HOST_PRIOR)
     measured = np.array([m.ms for m in check_set])
     rows = {
+        "predictor + convolution kernel table (the calibration architectures' kernels, timed alone)":
+            predict_measurements(with_kernels, check_set),
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
         "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
     }
+    oracle, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, kernels=all_kernels.to_dict())}, HOST_PRIOR)
+    rows["(not a prediction) every check convolution timed alone as well"] = predict_measurements(oracle, check_set)
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
@@ -225,18 +264,34 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         err = _errors(predicted, measured)
         tau, rho = _rank(predicted, measured)
         print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
-    print("\nPer family (calibrated predictor):\n\n| family | check archs | within +-10 % | MAPE |\n|---|---|---|---|")
-    predicted = rows["predictor, calibrated on the calibration architectures"]
+    kernel_rows, roofline_rows = list(rows)[:2]
+    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | with kernel table | roofline only |\n|---|---|---|---|")
     for space in spaces:
         mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
         if mine.any():
-            err = _errors(predicted[mine], measured[mine])
-            print(f"| {space.name} | {mine.sum()} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} |")
+            cells = [_errors(rows[label][mine], measured[mine]) for label in (kernel_rows, roofline_rows)]
+            print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
+    _print_kernel_accuracy(kernels, check_set, with_kernels["host-cpu"])
     if write:
         provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
-        cal = fitted["host-cpu"]
+        cal = with_kernels["host-cpu"]
         path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
         print(f"\nwrote {path}")
+
+
+def _print_kernel_accuracy(kernels: KernelTable, check_set: list[Measurement], cal: Calibration) -> None:
+    """Kernel level: each measured kernel predicted by its neighbours without itself; and how much
+    of the check architectures' predicted time the kernel table supplies."""
+    err = _errors(kernels.cross_validated_ms(), kernels.ms)
+    table = LayerTable.concat([m.table for m in check_set])
+    conv_ms = np.nansum(table.kernel_ms(kernels))
+    total = predict_measurements({"host-cpu": cal}, check_set).sum()
+    seen = {tuple(r) for r in kernels.rows}
+    check_rows = {tuple(r) for r in table.conv_rows[table.is_conv]}
+    print(f"\nKernel table: {len(kernels.ms)} convolutions, {kernels.ms.min():.3f}-{kernels.ms.max():.1f} ms. 5-fold cross-validation "
+          f"over the table: {(err <= 0.10).mean():.0%} within +-10 %, MAPE {err.mean():.1%}. In the check architectures "
+          f"{len(check_rows - seen)} of {len(check_rows)} distinct convolutions are not in the table; convolutions are "
+          f"{conv_ms / total:.0%} of their predicted time.")
 
 
 def main() -> None:

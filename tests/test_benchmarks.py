@@ -1,0 +1,54 @@
+"""The benchmark scripts' own logic: what each option changes, and what it must leave alone."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import latency_accuracy  # noqa: E402
+import proxy_fidelity  # noqa: E402
+
+from nasseg.train import get_schedule  # noqa: E402
+
+
+def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
+    short = get_schedule("short")
+    default = proxy_fidelity.schedules(4)
+    stretched = proxy_fidelity.schedules(4, 600)
+    assert list(default) == ["short", "long"] and default["short"] == short
+    assert list(stretched) == ["short-600", "long"]
+    candidate = stretched["short-600"]
+    assert (candidate.steps, candidate.warmup_steps, candidate.eval_every) == (
+        600, round(short.warmup_steps * 600 / short.steps), round(short.eval_every * 600 / short.steps))
+    assert (candidate.lr, candidate.batch_size, candidate.crop) == (short.lr, short.batch_size, short.crop)
+    # Every candidate is judged against the same long runs.
+    assert stretched["long"] == default["long"] and default["long"].steps == 4 * short.steps
+    assert proxy_fidelity.schedules(4, short.steps) == default
+
+
+def test_pair_agreement_counts_only_same_family_pairs() -> None:
+    points = [("espnet", 0.30, 0.50), ("espnet", 0.40, 0.60), ("espnet", 0.35, 0.40), ("fassd", 0.9, 0.1)]
+    # espnet pairs: (1,2) alike, (1,3) not, (2,3) alike; fassd has no pair, cross-family pairs do not count.
+    share, pairs = proxy_fidelity._pair_agreement(points)
+    assert (share, pairs) == (pytest.approx(2 / 3), 3)
+    share, pairs = proxy_fidelity._pair_agreement(points[-1:])
+    assert pairs == 0 and share != share  # NaN: no pair to agree on
+
+
+def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
+    with pytest.raises(SystemExit, match="not this CPU .'Some Other CPU'.*--measurements"):
+        latency_accuracy._require_same_cpu({"cpu": "Intel(R) Xeon(R) Processor"}, "espnet-1234@192x256")
+    latency_accuracy._require_same_cpu({"cpu": "Some Other CPU"}, "espnet-1234@192x256")
+
+
+def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
+    store = latency_accuracy._load_store(tmp_path / "new.json")
+    assert store["cpu"] == latency_accuracy.cpu_name() and store["ms"] == {} and store["kernels"] == {}
+    assert store["measured_with"]["clock"] == "thread CPU time" and store["measured_with"]["threads"] == 1
+    for kept in latency_accuracy.MEASUREMENTS.parent.glob("host_measurements*.json"):
+        assert latency_accuracy._load_store(kept)["measured_with"] == latency_accuracy.MEASURED_WITH
