@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from nasseg.latency import calibration
 from nasseg.latency.calibration import HOST_PRIOR, Measurement, fit, predict_measurements, template
 from nasseg.latency.costs import ConvGeometry
 from nasseg.latency.kernels import GEOMETRY_FIELDS, KernelTable, conv_flops, measure_table, output_hw
+from nasseg.latency.microbench import suite
 from nasseg.latency.predictor import Calibration, CalibrationError, estimate, layer_table
 from nasseg.latency.timing import TimingSettings
+from nasseg.models import build
+from nasseg.spaces import find_baseline
 
 QUICK = TimingSettings(warmup_runs=1, warmup_s=0.0, min_repeats=3, max_repeats=5, max_seconds=0.2, threads=1)
 PROBE = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
@@ -134,3 +139,22 @@ def test_estimate_and_fit_take_convolutions_from_the_kernel_table(tmp_path) -> N
     assert before < predict_measurements(fitted, [point])[0] < point.ms
     refit_conv_ms = sum(v for c, v in _by_class(model, hw, fitted["host-cpu"], tmp_path).items() if c.startswith("conv"))
     assert refit_conv_ms == pytest.approx(5.0 * len(rows), rel=1e-4)
+
+
+def test_calibrate_on_the_host_times_convolutions_into_a_kernel_table(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+
+    space, name = find_baseline("espnet-c")
+    sample = ("espnet-c", space.baseline(name), (64, 96))
+    monkeypatch.setattr(calibration, "sampled_architectures", lambda per_space: [sample] * min(per_space, 1))
+    out = tmp_path / "host.json"
+    result = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--input", "16x16", "--channels", "4",
+                                      "--kernel-samples", "1", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    cal = Calibration.load(out)
+    cases = [*suite((16, 16), 4), (sample[0], build(sample[1]), sample[2])]
+    expected = calibration.conv_geometry_rows(cases)
+    assert cal.kernel_table is not None and np.array_equal(np.unique(cal.kernel_table.rows, axis=0), expected)
+    assert sample[0] in cal.fitted_on["points"] and json.loads(result.output)["kernels"]["fields"] == list(GEOMETRY_FIELDS)

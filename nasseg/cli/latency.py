@@ -195,16 +195,23 @@ def calibrate_command(
     input_size: str = typer.Option("128x128", "--input", help="Micro-benchmark input H×W (without --agent)."),
     channels: int = typer.Option(32, "--channels", min=1, help="Micro-benchmark channel width (without --agent)."),
     samples: int = typer.Option(4, "--samples", min=0, help="With --agent: sampled architectures per search space."),
+    kernel_samples: int = typer.Option(
+        2, "--kernel-samples", min=0,
+        help="host-cpu with torch: also measure N sampled architectures per space at their search input, and time "
+        "every convolution of them and of the micro-benchmarks alone into a kernel table (0: roofline only).",
+    ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Refit the latency predictor to measurements on a real device, so estimates match your board."""
+    import dataclasses
     import datetime
 
     from rich.progress import Progress
 
     from nasseg.latency import calibration as calib
+    from nasseg.latency.kernels import KERNEL_TIMING, measure_table
     from nasseg.latency.backends import measure_model, require_local, resolve_precision
     from nasseg.latency.microbench import suite
     from nasseg.latency.predictor import USER_CALIBRATIONS_DIR
@@ -222,18 +229,29 @@ def calibrate_command(
             configs = {name: config for name, config, _ in architectures}
             cases = [(name, build(config), hw) for name, config, hw in architectures]
             measure = lambda name, _model, hw: client.measure(configs[name], hw, precision)  # noqa: E731
+            with_kernels = False  # TensorRT on the board fuses and re-plans layers: no kernel table
         else:
             backend = backend or default_backend(spec)
             require_local(spec, backend)  # a Jetson target needs this machine to be that board
             cases = suite(parse_hw(input_size), channels)
+            # PyTorch eager on this CPU runs each convolution as its own kernel: time them alone.
+            with_kernels = spec.name == "host-cpu" and backend == "torch" and kernel_samples > 0
+            if with_kernels:
+                cases += [(name, build(config), hw) for name, config, hw in calib.sampled_architectures(kernel_samples)]
             settings = TimingSettings(threads=threads)
             measure = lambda _name, model, hw: measure_model(model, hw, spec, backend, precision, settings)  # noqa: E731
         runtime = "torch-eager" if backend == "torch" else backend
         cal_id = f"{spec.name}/{runtime}-{precision}/{datetime.date.today().isoformat()}"
         with Progress(console=err_console, transient=True) as progress:
+            kernels = None
+            if with_kernels:
+                rows = calib.conv_geometry_rows(cases)
+                timing = dataclasses.replace(KERNEL_TIMING, threads=threads)
+                task = progress.add_task(f"timing {len(rows)} convolutions alone", total=len(rows))
+                kernels = measure_table(rows, timing, lambda done, _total: progress.update(task, completed=done))
             task = progress.add_task(f"measuring on {spec.name}", total=len(cases))
             cal, _ = calib.measure_and_fit(
-                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id,
+                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id, kernels=kernels,
                 progress=lambda name: progress.update(task, advance=1, description=name),
             )
         path = cal.save(out or USER_CALIBRATIONS_DIR / f"{spec.name}-{precision}.json")
@@ -248,5 +266,7 @@ def calibrate_command(
     table.add_row("memory efficiency", f"{cal.memory_efficiency:.3f}")
     table.add_row("per-kernel overhead", f"{cal.layer_overhead_ms * 1e3:.1f} µs")
     table.add_row("fixed overhead", f"{cal.fixed_overhead_ms:.3f} ms")
+    if cal.kernel_table is not None:
+        table.add_row("convolutions", f"kernel table: {len(cal.kernel_table.ms)} timed alone")
     console.print(table)
     console.print(f"written to {path}; estimates for {spec.name} now use it (or pass calibration={cal.id!r})")

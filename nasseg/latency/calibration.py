@@ -22,6 +22,7 @@ from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.costs import OP_CLASSES
+from nasseg.latency.kernels import KernelTable
 from nasseg.latency.predictor import (
     CALIBRATIONS_DIR,
     Calibration,
@@ -298,14 +299,18 @@ def measure_and_fit(
     precision: str,
     runtime: str,
     cal_id: str,
+    kernels: KernelTable | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Calibration, list[Measurement]]:
     """Measure every case (``measure`` returns a measured LatencyResult), then fit a calibration
     for ``target``. TensorRT runtimes fuse element-wise ops into convolutions; others do not.
-    The calibration records the device, timing scope and cases it was fitted on."""
+    With a kernel table (convolutions timed alone on the same device), convolutions come from it
+    and the fit covers the rest. The calibration records the device, timing scope and cases."""
     fuse = runtime in ("tensorrt", "torch2trt")
     prior = JETSON_PRIOR if get_target(target).is_jetson else HOST_PRIOR
     base = template(target, precision, runtime, "", fuse, prior, cal_id)
+    if kernels is not None:
+        base = dataclasses.replace(base, kernels=kernels.to_dict())
     measurements, results = [], []
     for name, model, input_hw in cases:
         result = measure(name, model, input_hw)
@@ -322,6 +327,13 @@ def measure_and_fit(
 
 
 Architecture = tuple[str, ArchConfig, tuple[int, int]]  # name, config, the space's search input
+
+
+def conv_geometry_rows(cases: list[Case]) -> np.ndarray:
+    """The distinct convolution geometries of the cases' networks (for a kernel table)."""
+    probe = template("host-cpu", "fp32", "torch-eager", "", False, HOST_PRIOR, "probe")
+    tables = [layer_table(model, hw, probe)[1] for _, model, hw in cases]
+    return np.unique(np.concatenate([t.conv_rows[t.is_conv] for t in tables]), axis=0)
 
 
 def baseline_architectures() -> list[Architecture]:
