@@ -101,6 +101,9 @@ def test_kernel_table_reproduces_timed_kernels_and_interpolates_unseen_ones() ->
     ratio = table.predict_ms(unseen.rows) / unseen.ms
     assert np.median(np.abs(ratio - 1)) < 0.3
     assert np.median(np.abs(table.cross_validated_ms() / table.ms - 1)) < 0.3
+    # Larger than anything timed: the speed of the largest carries over, so time grows with the work.
+    larger = _synthetic_table(30, [128], [128, 256], seed=2)
+    assert np.median(np.abs(table.predict_ms(larger.rows) / larger.ms - 1)) < 0.3
     again = KernelTable.from_dict(table.to_dict())
     np.testing.assert_allclose(again.predict_ms(unseen.rows), table.predict_ms(unseen.rows), rtol=1e-5)
 

@@ -94,21 +94,32 @@ class KernelTable:
         # randomised splits interpolates between them.
         return ExtraTreesRegressor(_TREES, min_samples_leaf=1, bootstrap=False, random_state=0, n_jobs=1)
 
+    # The regressor learns log(time per FLOP), not log(time): trees cannot extrapolate, and a kernel
+    # larger than any timed one then keeps the speed of the largest like it (time grows with its
+    # work) instead of taking their time.
     @cached_property
     def _model(self) -> ExtraTreesRegressor:
-        return self._regressor().fit(features(self.rows), np.log(self.ms))
+        return self._regressor().fit(features(self.rows), self._log_ms_per_flop(self.rows, self.ms))
+
+    @staticmethod
+    def _log_ms_per_flop(rows: np.ndarray, ms: np.ndarray) -> np.ndarray:
+        return np.log(ms) - np.log(np.maximum(conv_flops(rows), 1))
 
     def predict_ms(self, rows: np.ndarray) -> np.ndarray:
         """Predicted time (ms) of each geometry row; a timed kernel gets its own time."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS))
-        return np.exp(self._model.predict(features(rows))) if len(rows) else np.zeros(0)
+        if not len(rows):
+            return np.zeros(0)
+        return np.exp(self._model.predict(features(rows))) * np.maximum(conv_flops(rows), 1)
 
     def cross_validated_ms(self, folds: int = 5) -> np.ndarray:
         """Each timed kernel predicted by a regressor fitted without it (k-fold)."""
         from sklearn.model_selection import KFold, cross_val_predict
 
         split = KFold(min(folds, len(self.ms)), shuffle=True, random_state=0)
-        return np.exp(cross_val_predict(self._regressor(), features(self.rows), np.log(self.ms), cv=split))
+        target = self._log_ms_per_flop(self.rows, self.ms)
+        predicted = cross_val_predict(self._regressor(), features(self.rows), target, cv=split)
+        return np.exp(predicted) * np.maximum(conv_flops(self.rows), 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"fields": list(GEOMETRY_FIELDS), "rows": self.rows.tolist(), "ms": [float(v) for v in self.ms]}
