@@ -16,7 +16,9 @@ file that the operating system releases if its holder dies):
     python benchmarks/proxy_fidelity.py --report
 
 A tuning candidate for ``short`` is judged against the same long runs: ``--proxy-steps 600`` trains
-``short`` stretched to 600 steps into ``short-600/`` (and ``--report --proxy-steps 600`` compares it).
+``short`` stretched to 600 steps into ``short-600/`` (and ``--report --proxy-steps 600`` compares it);
+``--proxy-steps 600 --proxy-batch 4`` keeps the images seen, and so about the cost, of ``short`` while
+making twice the updates (``short-600-b4/``).
 """
 
 from __future__ import annotations
@@ -56,12 +58,18 @@ def _scaled(schedule: Schedule, name: str, factor: float) -> Schedule:
     )
 
 
-def schedules(factor: int, proxy_steps: int | None = None) -> dict[str, Schedule]:
-    """The proxy under test (``short``, or ``short`` stretched to ``proxy_steps`` as a candidate
-    tuning) and the reference: ``short`` ``factor`` times longer, the same for every candidate.
-    The keys are the result folders."""
+def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | None = None) -> dict[str, Schedule]:
+    """The proxy under test (``short``, or a tuning candidate: ``short`` stretched to ``proxy_steps``
+    and/or at batch ``proxy_batch``) and the reference: ``short`` ``factor`` times longer, the same
+    for every candidate. The keys are the result folders."""
     short = get_schedule("short")
-    proxy = short if proxy_steps in (None, short.steps) else _scaled(short, f"short-{proxy_steps}", proxy_steps / short.steps)
+    steps = proxy_steps or short.steps
+    batch = proxy_batch or short.batch_size
+    if (steps, batch) == (short.steps, short.batch_size):
+        proxy = short
+    else:
+        name = f"short-{steps}" + (f"-b{batch}" if batch != short.batch_size else "")
+        proxy = _scaled(short, name, steps / short.steps).with_overrides(batch_size=batch)
     return {proxy.name: proxy, "long": _scaled(short, f"short-x{factor}", factor)}
 
 
@@ -102,7 +110,7 @@ def _baseline(name: str) -> ArchConfig:
 
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    plans = schedules(args.factor, args.proxy_steps)
+    plans = schedules(args.factor, args.proxy_steps, args.proxy_batch)
     archs = architectures(args.data, args.samples, args.seed, plans["long"])
     candidate = "short" not in plans  # a tuning candidate trains only itself, judged by the long runs there are
     for key in [k for k in plans if not (candidate and k == "long")]:
@@ -143,7 +151,7 @@ def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]
 
 
 def report(args: argparse.Namespace) -> None:
-    proxy = next(iter(schedules(args.factor, args.proxy_steps)))
+    proxy = next(iter(schedules(args.factor, args.proxy_steps, args.proxy_batch)))
     print(f"proxy: {proxy}, reference: {args.factor}x short\n")
     short, long = _load(args.runs, proxy), _load(args.runs, "long")
     both = [name for name in short if name in long]
@@ -172,6 +180,12 @@ def report(args: argparse.Namespace) -> None:
             if len(mine) >= 3:
                 family_tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
                 print(f"  {name}: {len(mine)} architectures, Kendall tau {family_tau:.2f}")
+        if proxy != "short":  # a candidate: what short itself gives on the same architectures
+            base = _load(args.runs, "short")
+            same = [n for n in both if n in base]
+            tau = kendalltau([base[n]["miou"] for n in same], [long[n]["miou"] for n in same]).statistic
+            agree, pairs = _pair_agreement([(family[n], base[n]["miou"], long[n]["miou"]) for n in same])
+            print(f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}")
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
@@ -188,6 +202,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
+    parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")

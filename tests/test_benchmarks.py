@@ -28,6 +28,10 @@ def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
     # Every candidate is judged against the same long runs.
     assert stretched["long"] == default["long"] and default["long"].steps == 4 * short.steps
     assert proxy_fidelity.schedules(4, short.steps) == default
+    same_images = proxy_fidelity.schedules(4, 600, 4)
+    assert list(same_images) == ["short-600-b4", "long"] and same_images["long"] == default["long"]
+    assert (same_images["short-600-b4"].steps, same_images["short-600-b4"].batch_size) == (600, 4)
+    assert same_images["short-600-b4"].steps * 4 == short.steps * short.batch_size
 
 
 def test_pair_agreement_counts_only_same_family_pairs() -> None:
