@@ -187,6 +187,19 @@ def _measure_kernels(cal_set: list[Measurement], store: dict) -> KernelTable:
     return KernelTable(rows, np.array([known[key] for key in keys]))
 
 
+def _save_store(store: dict, path: Path, known: tuple[int, int], load_before: float) -> None:
+    """Write the store with a record of this run, if it measured anything."""
+    measured = (len(store["ms"]) - known[0], len(store["kernels"]) - known[1])
+    if not any(measured):
+        return
+    store.setdefault("measured_with", MEASURED_WITH)
+    store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": measured[0],
+                          "kernels_measured": measured[1], "allocator": keep_freed_memory() or "default",
+                          "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(store, indent=1) + "\n")
+
+
 def _load_store(path: Path) -> dict:
     if not path.is_file():
         return {"cpu": cpu_name(), "measured_with": MEASURED_WITH, "runs": [], "ms": {}, "kernels": {}}
@@ -216,25 +229,18 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
           f"spaces: {', '.join(s.name for s in spaces)}\n")
     calibrate, check = host_cases(scale, per_space, check_total)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
-    known = len(store["ms"])
+    known = (len(store["ms"]), len(store.setdefault("kernels", {})))
     load_before = os.getloadavg()
-    cal_set = _measure_host(calibrate, settings, "calibration set", store)
-    micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks", store)
-    check_set = _measure_host(check, settings, "check set", store)
-    kernels_known = len(store.get("kernels", {}))
-    kernels = _measure_kernels(cal_set, store)
-    # Not a prediction: with every check convolution timed too, what is left is how far the sum of
-    # kernels timed alone (plus the fitted rest) is from the network (the composition error).
-    all_kernels = _measure_kernels(cal_set + check_set, store)
-    load_after = os.getloadavg()
-    if len(store["ms"]) > known or len(store["kernels"]) > kernels_known:
-        store.setdefault("measured_with", MEASURED_WITH)
-        store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": len(store["ms"]) - known,
-                              "kernels_measured": len(store["kernels"]) - kernels_known,
-                              "allocator": keep_freed_memory() or "default",
-                              "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)})
-        store_path.parent.mkdir(parents=True, exist_ok=True)
-        store_path.write_text(json.dumps(store, indent=1) + "\n")
+    try:
+        cal_set = _measure_host(calibrate, settings, "calibration set", store)
+        micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks", store)
+        check_set = _measure_host(check, settings, "check set", store)
+        kernels = _measure_kernels(cal_set, store)
+        # Not a prediction: with every check convolution timed too, what is left is how far the sum of
+        # kernels timed alone (plus the fitted rest) is from the network (the composition error).
+        all_kernels = _measure_kernels(cal_set + check_set, store)
+    finally:  # an interrupted or failed run keeps what it measured
+        _save_store(store, store_path, known, load_before[0])
     runs = "; ".join(f"{r['date']}, {r['measured']} cases and {r.get('kernels_measured', 0)} kernels, "
                      f"load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,

@@ -56,3 +56,15 @@ def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
     assert store["measured_with"]["clock"] == "thread CPU time" and store["measured_with"]["threads"] == 1
     for kept in latency_accuracy.MEASUREMENTS.parent.glob("host_measurements*.json"):
         assert latency_accuracy._load_store(kept)["measured_with"] == latency_accuracy.MEASURED_WITH
+
+
+def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
+    path = tmp_path / "store.json"
+    store = latency_accuracy._load_store(path)
+    latency_accuracy._save_store(store, path, (0, 0), 0.5)
+    assert not path.exists()
+    store["ms"]["espnet-1234@192x256"] = 12.5
+    latency_accuracy._save_store(store, path, (0, 0), 0.5)
+    again = latency_accuracy._load_store(path)
+    assert again["ms"] == {"espnet-1234@192x256": 12.5}
+    assert again["runs"][-1]["measured"] == 1 and again["runs"][-1]["kernels_measured"] == 0
