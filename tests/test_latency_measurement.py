@@ -249,3 +249,14 @@ def test_infeasible_architecture_stops_before_measuring(tinyseg, tmp_path) -> No
     assert len(cache) == 0
     with pytest.raises(NassegError, match="valid targets"):
         measure_config(tiny(), (32, 32), "orin", settings=QUICK)
+
+
+def test_cpu_name_tells_apart_cpus_that_share_a_generic_name(monkeypatch, tmp_path) -> None:
+    from nasseg.latency import device
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n\n"
+                       "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    monkeypatch.setattr(device, "Path", lambda _path: cpuinfo)
+    assert device.cpu_name() == "Intel(R) Xeon(R) Processor (family 6, model 167)"
+    assert device.cpu_device(2) == "Intel(R) Xeon(R) Processor (family 6, model 167) (2 threads)"

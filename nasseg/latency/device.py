@@ -25,13 +25,20 @@ _JETSON_MODELS = (
 
 
 def cpu_name() -> str:
+    """The CPU's model name, with its CPUID family and model where /proc/cpuinfo has them.
+
+    Virtual machines often show a generic name ("Intel(R) Xeon(R) Processor") for different
+    generations; the family and model tell them apart, and timings do not transfer between them.
+    """
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def cpu_device(threads: int) -> str:
