@@ -196,9 +196,9 @@ def calibrate_command(
     channels: int = typer.Option(32, "--channels", min=1, help="Micro-benchmark channel width (without --agent)."),
     samples: int = typer.Option(4, "--samples", min=0, help="With --agent: sampled architectures per search space."),
     kernel_samples: int = typer.Option(
-        2, "--kernel-samples", min=0,
-        help="host-cpu with torch: also measure N sampled architectures per space at their search input, and time "
-        "every convolution of them and of the micro-benchmarks alone into a kernel table (0: roofline only).",
+        0, "--kernel-samples", min=0,
+        help="host-cpu with torch, experimental: also measure N sampled architectures per space at their search input, "
+        "and time every convolution of them and of the micro-benchmarks alone into a kernel table (0: roofline only).",
     ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
     out: Path | None = typer.Option(None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."),
