@@ -11,6 +11,10 @@ The table (geometries and times) is what a calibration stores; the regressor is 
 deterministically, when the calibration is first used. A table is only meaningful where a network
 runs its convolutions one by one as separate kernels: PyTorch eager (the host CPU). TensorRT fuses
 and re-plans layers, so Jetson calibrations keep the roofline of ``nasseg.latency.predictor``.
+
+Experimental: on the development VM, convolutions inside a network did not cost what they cost alone
+(benchmarks/README.md), so no packaged calibration has a table and ``nasseg calibrate`` builds one
+only when asked (``--kernel-samples``).
 """
 
 from __future__ import annotations
