@@ -332,8 +332,7 @@ Architecture = tuple[str, ArchConfig, tuple[int, int]]  # name, config, the spac
 def conv_geometry_rows(cases: list[Case]) -> np.ndarray:
     """The distinct convolution geometries of the cases' networks (for a kernel table)."""
     probe = template("host-cpu", "fp32", "torch-eager", "", False, HOST_PRIOR, "probe")
-    tables = [layer_table(model, hw, probe)[1] for _, model, hw in cases]
-    return np.unique(np.concatenate([t.conv_rows[t.is_conv] for t in tables]), axis=0)
+    return LayerTable.concat([layer_table(model, hw, probe)[1] for _, model, hw in cases]).distinct_convs()
 
 
 def baseline_architectures() -> list[Architecture]:

@@ -80,7 +80,7 @@ class ConvGeometry:
     """One 2-D convolution as ``aten.convolution`` ran it: input, weight and arguments.
 
     It is what a device's kernel time depends on, and enough to run the same kernel alone
-    (``nasseg.latency.kernels`` times them and predicts unseen ones from the nearest measured).
+    (``nasseg.latency.kernels`` times them and predicts the ones it has not timed).
     """
 
     in_channels: int

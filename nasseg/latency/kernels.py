@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from nasseg.latency.costs import ConvGeometry
+from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, keep_freed_memory, time_repeatedly
 
 if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
-from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, keep_freed_memory, time_repeatedly
 
 GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
 _COL = {name: i for i, name in enumerate(GEOMETRY_FIELDS)}
@@ -135,12 +135,6 @@ class KernelTable:
         return cls(np.array(data["rows"], dtype=np.int64), np.array(data["ms"], dtype=float))
 
 
-def distinct_rows(geometries: list[ConvGeometry]) -> np.ndarray:
-    """The distinct geometries, as rows in first-seen order."""
-    unique = list(dict.fromkeys(tuple(g.as_row()) for g in geometries))
-    return np.array(unique, dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS))
-
-
 def time_conv(geometry: ConvGeometry, settings: TimingSettings) -> float:
     """Median time (ms) of one convolution run alone on this CPU, by the clock a network
     measurement with the same settings uses."""
@@ -178,4 +172,3 @@ def measure_table(
         if progress:
             progress(i + 1, len(rows))
     return KernelTable(np.asarray(rows, dtype=np.int64), ms)
-

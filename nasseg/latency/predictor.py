@@ -203,6 +203,10 @@ class LayerTable:
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
                    conv_rows=np.concatenate([t.conv_rows for t in tables]))
 
+    def distinct_convs(self) -> np.ndarray:
+        """The distinct convolution geometries among the layers, one row each (sorted)."""
+        return np.unique(self.conv_rows[self.is_conv], axis=0)
+
     def kernel_ms(self, kernels: KernelTable | None, only: np.ndarray | None = None) -> np.ndarray:
         """Each convolution's time from a kernel table (of those in ``only``, a layer mask); NaN for
         every other layer, and for all without a table."""
