@@ -18,7 +18,9 @@ file that the operating system releases if its holder dies):
 A tuning candidate for ``short`` is judged against the same long runs: ``--proxy-steps 600`` trains
 ``short`` stretched to 600 steps into ``short-600/`` (and ``--report --proxy-steps 600`` compares it);
 ``--proxy-steps 600 --proxy-batch 4`` keeps the images seen, and so about the cost, of ``short`` while
-making twice the updates (``short-600-b4/``).
+making twice the updates (``short-600-b4/``). ``--train-seed 1`` trains the proxy again with another
+seed into ``short-seed1/``; its report adds how well the two seeds agree, and how the mean of the two
+ranks against the long runs.
 """
 
 from __future__ import annotations
@@ -108,12 +110,22 @@ def _baseline(name: str) -> ArchConfig:
     return space.baseline(name)
 
 
+def proxy_folder(proxy: str, train_seed: int | None) -> str:
+    """Where a proxy's runs live: the same proxy trained with another seed gets its own folder."""
+    return proxy if train_seed is None else f"{proxy}-seed{train_seed}"
+
+
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor, args.proxy_steps, args.proxy_batch)
+    proxy = next(iter(plans))
     archs = architectures(args.data, args.samples, args.seed, plans["long"])
-    candidate = "short" not in plans  # a tuning candidate trains only itself, judged by the long runs there are
-    for key in [k for k in plans if not (candidate and k == "long")]:
+    folder = proxy_folder(proxy, args.train_seed)
+    jobs = [(folder, plans[proxy], args.seed if args.train_seed is None else args.train_seed)]
+    candidate = folder != "short"  # a tuning candidate trains only itself, judged by the long runs there are
+    if not candidate:
+        jobs.append(("long", plans["long"], args.seed))
+    for key, schedule, seed in jobs:
         for name, arch in archs:
             out = args.runs / key / name
             if candidate and not (args.runs / "long" / name / METRICS_FILE).is_file():
@@ -121,7 +133,7 @@ def run_all(args: argparse.Namespace) -> None:
             with _claim(out) as claimed:
                 if not claimed or (out / METRICS_FILE).is_file():
                     continue
-                run = make_run(name, arch, args.data, plans[key], args.seed)
+                run = make_run(name, arch, args.data, schedule, seed)
                 metrics = run_training(run, out, resume=True, progress=False)
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
 
@@ -150,10 +162,20 @@ def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]
     return (alike / len(same) if same else float("nan")), len(same)
 
 
+def _agreement(scores: dict[str, float], long: dict[str, dict], family: dict[str, str]) -> tuple[float, float, int]:
+    """Kendall tau between ``scores`` and the long runs' mIoU, the share of same-family pairs they
+    order alike, and the number of those pairs (over the architectures both have)."""
+    names = [n for n in scores if n in long]
+    tau = kendalltau([scores[n] for n in names], [long[n]["miou"] for n in names]).statistic
+    agree, pairs = _pair_agreement([(family[n], scores[n], long[n]["miou"]) for n in names])
+    return tau, agree, pairs
+
+
 def report(args: argparse.Namespace) -> None:
     proxy = next(iter(schedules(args.factor, args.proxy_steps, args.proxy_batch)))
-    print(f"proxy: {proxy}, reference: {args.factor}x short\n")
-    short, long = _load(args.runs, proxy), _load(args.runs, "long")
+    folder = proxy_folder(proxy, args.train_seed)
+    print(f"proxy: {folder}, reference: {args.factor}x short\n")
+    short, long = _load(args.runs, folder), _load(args.runs, "long")
     both = [name for name in short if name in long]
     print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
     print("|---|---|---|---|---|---|---|")
@@ -161,7 +183,7 @@ def report(args: argparse.Namespace) -> None:
     for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
         s, lg = short[name], long.get(name)
         kind = "baseline" if name in BASELINES else "sampled"
-        arch = RunSpec.from_file(args.runs / proxy / name / "run.yaml").config
+        arch = RunSpec.from_file(args.runs / folder / name / "run.yaml").config
         family[name] = arch.family
         params = count_params(build(arch))
         long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
@@ -180,12 +202,19 @@ def report(args: argparse.Namespace) -> None:
             if len(mine) >= 3:
                 family_tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
                 print(f"  {name}: {len(mine)} architectures, Kendall tau {family_tau:.2f}")
-        if proxy != "short":  # a candidate: what short itself gives on the same architectures
+        if folder != "short":  # a candidate: what short itself gives on the same architectures
             base = _load(args.runs, "short")
-            same = [n for n in both if n in base]
-            tau = kendalltau([base[n]["miou"] for n in same], [long[n]["miou"] for n in same]).statistic
-            agree, pairs = _pair_agreement([(family[n], base[n]["miou"], long[n]["miou"]) for n in same])
+            same = {n: base[n]["miou"] for n in both if n in base}
+            tau, agree, pairs = _agreement(same, long, family)
             print(f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}")
+        if args.train_seed is not None:  # a second seed of a proxy: how noisy one run is, and what two give
+            first = _load(args.runs, proxy)
+            same = [n for n in both if n in first]
+            seed_tau = kendalltau([first[n]["miou"] for n in same], [short[n]["miou"] for n in same]).statistic
+            print(f"{proxy} with two seeds on {len(same)} architectures: Kendall tau {seed_tau:.3f} between the seeds")
+            mean = {n: (first[n]["miou"] + short[n]["miou"]) / 2 for n in same}
+            tau, agree, pairs = _agreement(mean, long, family)
+            print(f"the mean of the two seeds: Kendall tau {tau:.3f} against long, same-family pairs alike {agree:.0%} of {pairs}")
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
@@ -203,6 +232,7 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
     parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
+    parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")

@@ -43,6 +43,16 @@ def test_pair_agreement_counts_only_same_family_pairs() -> None:
     assert pairs == 0 and share != share  # NaN: no pair to agree on
 
 
+def test_a_second_seed_gets_its_own_folder_and_is_judged_by_rank() -> None:
+    assert proxy_fidelity.proxy_folder("short", None) == "short"
+    assert proxy_fidelity.proxy_folder("short-600", 1) == "short-600-seed1"
+    family = {"a": "espnet", "b": "espnet", "c": "espnet", "d": "fassd"}
+    long = {"a": {"miou": 0.5}, "b": {"miou": 0.6}, "c": {"miou": 0.4}, "d": {"miou": 0.1}}
+    # "e" has no long run and is left out; a, b, c are ordered as long orders them, d against them is not.
+    tau, agree, pairs = proxy_fidelity._agreement({"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, long, family)
+    assert (agree, pairs) == (1.0, 3) and tau == pytest.approx(0.0)
+
+
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
     with pytest.raises(SystemExit, match="not this CPU .'Some Other CPU'.*--measurements"):
