@@ -115,16 +115,21 @@ def proxy_folder(proxy: str, train_seed: int | None) -> str:
     return proxy if train_seed is None else f"{proxy}-seed{train_seed}"
 
 
+def training_jobs(plans: dict[str, Schedule], seed: int, train_seed: int | None) -> list[tuple[str, Schedule, int]]:
+    """(folder, schedule, training seed) of each set of runs: ``short`` and the long reference, or a tuning
+    candidate alone, which is judged by the long runs there are."""
+    proxy = next(iter(plans))
+    folder = proxy_folder(proxy, train_seed)
+    jobs = [(folder, plans[proxy], seed if train_seed is None else train_seed)]
+    return jobs + [("long", plans["long"], seed)] if folder == "short" else jobs
+
+
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor, args.proxy_steps, args.proxy_batch)
-    proxy = next(iter(plans))
     archs = architectures(args.data, args.samples, args.seed, plans["long"])
-    folder = proxy_folder(proxy, args.train_seed)
-    jobs = [(folder, plans[proxy], args.seed if args.train_seed is None else args.train_seed)]
-    candidate = folder != "short"  # a tuning candidate trains only itself, judged by the long runs there are
-    if not candidate:
-        jobs.append(("long", plans["long"], args.seed))
+    jobs = training_jobs(plans, args.seed, args.train_seed)
+    candidate = jobs[0][0] != "short"
     for key, schedule, seed in jobs:
         for name, arch in archs:
             out = args.runs / key / name

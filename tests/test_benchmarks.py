@@ -46,6 +46,12 @@ def test_pair_agreement_counts_only_same_family_pairs() -> None:
 def test_a_second_seed_gets_its_own_folder_and_is_judged_by_rank() -> None:
     assert proxy_fidelity.proxy_folder("short", None) == "short"
     assert proxy_fidelity.proxy_folder("short-600", 1) == "short-600-seed1"
+    plans = proxy_fidelity.schedules(4)
+    assert proxy_fidelity.training_jobs(plans, 0, None) == [("short", plans["short"], 0), ("long", plans["long"], 0)]
+    # Another seed trains only the proxy, with that seed; the long reference keeps its own.
+    assert proxy_fidelity.training_jobs(plans, 0, 1) == [("short-seed1", plans["short"], 1)]
+    stretched = proxy_fidelity.schedules(4, 600)
+    assert proxy_fidelity.training_jobs(stretched, 0, None) == [("short-600", stretched["short-600"], 0)]
     family = {"a": "espnet", "b": "espnet", "c": "espnet", "d": "fassd"}
     long = {"a": {"miou": 0.5}, "b": {"miou": 0.6}, "c": {"miou": 0.4}, "d": {"miou": 0.1}}
     # "e" has no long run and is left out; a, b, c are ordered as long orders them, d against them is not.
