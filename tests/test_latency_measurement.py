@@ -22,7 +22,7 @@ from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
-from nasseg.latency.timing import TimingSettings, summarise, time_repeatedly
+from nasseg.latency.timing import TimingSettings, denormals_flushed, summarise, time_repeatedly
 
 
 def small_net() -> nn.Module:
@@ -73,6 +73,8 @@ def test_host_cpu_measurement_carries_full_provenance(backend: str) -> None:
     assert result.median_ms > 0 and result.spread_ms >= 0
     assert 5 <= result.repeats <= 8
     assert "1 thread" in result.device and result.extra["threads"] == 1
+    # Timed without denormal arithmetic, and the caller's thread gets the default back.
+    assert result.extra["denormals"] == "flushed to zero" and (torch.tensor([1e-39]) * 1.0).item() != 0.0
     assert result.versions["torch"] == torch.__version__
     assert LatencyResult.from_dict(result.to_dict()) == result
     # The caller's model is left as it was: still training, same weights (BN statistics untouched).
@@ -123,6 +125,36 @@ def test_host_timing_keeps_freed_memory_so_forwards_do_not_page_fault() -> None:
     assert kept < default / 20, (kept, default)
     result = measure_model(small_net(), (16, 16), "host-cpu", "torch", settings=QUICK)
     assert result.extra["allocator"].startswith("glibc malloc keeps freed memory")
+
+
+_DENORMAL_SURVIVED: list[bool] = []  # module-level: the backend times a deep copy of the model
+
+
+class _SeesDenormals(nn.Module):
+    """Records, at every forward, whether a denormal operand survives a multiplication."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _DENORMAL_SURVIVED.append(bool((torch.tensor([1e-39]) * 1.0).item() != 0.0))
+        return self.conv(x)
+
+
+def test_host_timing_flushes_denormals_and_restores_the_default() -> None:
+    # Untrained deep networks drift into denormal activations, which x86 cores compute 4x+ slower.
+    tiny_value = torch.tensor([1e-39])
+    assert (tiny_value * 1.0).item() != 0.0
+    with denormals_flushed() as how:
+        assert how == "flushed to zero"
+        assert (tiny_value * 1.0).item() == 0.0
+    assert (tiny_value * 1.0).item() != 0.0
+    _DENORMAL_SURVIVED.clear()
+    result = measure_model(_SeesDenormals(), (8, 8), "host-cpu", "torch", settings=QUICK)
+    assert result.extra["denormals"] == "flushed to zero"
+    assert len(_DENORMAL_SURVIVED) >= QUICK.min_repeats and not any(_DENORMAL_SURVIVED)
+    assert (tiny_value * 1.0).item() != 0.0  # and the default is back after the measurement
 
 
 def test_torch_backend_without_cuda_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:

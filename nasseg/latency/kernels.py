@@ -29,7 +29,14 @@ import numpy as np
 import torch
 
 from nasseg.latency.costs import ConvGeometry
-from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, keep_freed_memory, time_repeatedly
+from nasseg.latency.timing import (
+    TimingSettings,
+    denormals_flushed,
+    fixed_threads,
+    host_clock,
+    keep_freed_memory,
+    time_repeatedly,
+)
 
 if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
@@ -153,7 +160,7 @@ def time_conv(geometry: ConvGeometry, settings: TimingSettings) -> float:
         torch.ops.aten.convolution(x, weight, bias, *args)
         return (clock() - start) * 1e3
 
-    with fixed_threads(settings.threads), torch.no_grad():
+    with fixed_threads(settings.threads), torch.no_grad(), denormals_flushed():
         return time_repeatedly(run_once, settings).median_ms
 
 

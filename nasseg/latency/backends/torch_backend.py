@@ -12,7 +12,14 @@ from nasseg.latency.device import cpu_device, jetson_model, power_mode, software
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
-from nasseg.latency.timing import TimingSettings, fixed_threads, host_clock, keep_freed_memory, time_repeatedly
+from nasseg.latency.timing import (
+    TimingSettings,
+    denormals_flushed,
+    fixed_threads,
+    host_clock,
+    keep_freed_memory,
+    time_repeatedly,
+)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -59,12 +66,14 @@ def measure(
     x = torch.randn(1, 3, *input_hw, device=device, dtype=_DTYPES[precision])
     threads = settings.threads
     clock, clock_name = host_clock(threads)
+    on_cpu = device.type == "cpu"
     # CUDA has a caching allocator; the CPU needs malloc to keep memory between forwards.
-    allocator = {"allocator": keep_freed_memory() or "default (freed memory may return to the system)"} if device.type == "cpu" else {}
-    timer = cpu_timer(net, x, clock) if device.type == "cpu" else cuda_timer(net, x)
-    with fixed_threads(threads), torch.inference_mode():
+    host = {"allocator": keep_freed_memory() or "default (freed memory may return to the system)"} if on_cpu else {}
+    timer = cpu_timer(net, x, clock) if on_cpu else cuda_timer(net, x)
+    with fixed_threads(threads), torch.inference_mode(), denormals_flushed() as denormals:
         stats = time_repeatedly(timer, settings)
-    if device.type == "cpu":
+    if on_cpu:
+        host["denormals"] = denormals
         device_name, timed = cpu_device(threads), f"forward, {clock_name}"
     else:
         device_name = jetson_model() or torch.cuda.get_device_name(device)
@@ -82,5 +91,5 @@ def measure(
         repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions(),
-        extra={**stats.as_extra(), "threads": threads, **allocator},
+        extra={**stats.as_extra(), "threads": threads, **host},
     )
