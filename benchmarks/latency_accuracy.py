@@ -61,7 +61,8 @@ from nasseg.spaces import all_spaces, find_baseline
 MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
 MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
-                 "clock": "thread CPU time", "what": "forward pass under no_grad; kernels: aten.convolution alone"}
+                 "clock": "thread CPU time", "what": "forward pass under no_grad; kernels: aten.convolution alone",
+                 "denormals": "flushed to zero"}
 KERNEL_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-kernels-v4"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
@@ -165,10 +166,14 @@ def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict
 
 
 def _require_same_cpu(store: dict, what: str) -> None:
-    """Timings do not transfer between CPUs: a store only grows on the CPU it was started on."""
+    """Timings do not transfer between CPUs or timing methods: a store only grows on the CPU, and
+    with the method, it was started with."""
     if store["cpu"] != cpu_name():
         raise SystemExit(f"{what} is not measured yet, and the measurements kept with it come from "
                          f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+    if store.get("measured_with") != MEASURED_WITH:
+        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it were taken otherwise "
+                         f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json")
 
 
 def _measure_kernels(cal_set: list[Measurement], store: dict) -> KernelTable:

@@ -61,17 +61,27 @@ def test_a_second_seed_gets_its_own_folder_and_is_judged_by_rank() -> None:
 
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
+    method = latency_accuracy.MEASURED_WITH
     with pytest.raises(SystemExit, match="not this CPU .'Some Other CPU'.*--measurements"):
-        latency_accuracy._require_same_cpu({"cpu": "Intel(R) Xeon(R) Processor"}, "espnet-1234@192x256")
-    latency_accuracy._require_same_cpu({"cpu": "Some Other CPU"}, "espnet-1234@192x256")
+        latency_accuracy._require_same_cpu({"cpu": "Intel(R) Xeon(R) Processor", "measured_with": method}, "espnet-1234@192x256")
+    latency_accuracy._require_same_cpu({"cpu": "Some Other CPU", "measured_with": method}, "espnet-1234@192x256")
+    # Nor between timing methods: measurements taken with denormals are not mixed with flushed ones.
+    older = {**method, "denormals": "kept"}
+    with pytest.raises(SystemExit, match="taken otherwise.*--measurements"):
+        latency_accuracy._require_same_cpu({"cpu": "Some Other CPU", "measured_with": older}, "espnet-1234@192x256")
 
 
 def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
     store = latency_accuracy._load_store(tmp_path / "new.json")
     assert store["cpu"] == latency_accuracy.cpu_name() and store["ms"] == {} and store["kernels"] == {}
     assert store["measured_with"]["clock"] == "thread CPU time" and store["measured_with"]["threads"] == 1
+    assert store["measured_with"]["denormals"] == "flushed to zero"
+    # Every kept store says how it was measured, down to the treatment of denormals.
     for kept in latency_accuracy.MEASUREMENTS.parent.glob("host_measurements*.json"):
-        assert latency_accuracy._load_store(kept)["measured_with"] == latency_accuracy.MEASURED_WITH
+        method = latency_accuracy._load_store(kept)["measured_with"]
+        assert method.keys() == latency_accuracy.MEASURED_WITH.keys(), kept.name
+        assert {k: v for k, v in method.items() if k != "denormals"} == {
+            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k != "denormals"}, kept.name
 
 
 def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
