@@ -11,7 +11,9 @@
    A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set.
    Host measurements are kept in ``--measurements`` (a JSON file keyed by architecture and input):
    a case found there is not measured again, so the fits can be redone, or a changed cost model
-   checked, on one quiet measurement run.
+   checked, on one quiet measurement run. The check networks are measured a second time at the end:
+   how often two measurements of one network agree within +-10 % bounds what any predictor can be
+   shown to do on this machine.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
         [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--write-host-calibration]
@@ -27,12 +29,14 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import Progress, track
 from scipy.stats import kendalltau, spearmanr
+from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture, NassegError
 from nasseg.latency import estimate
@@ -148,9 +152,18 @@ def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict
     """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU;
     a case already in ``store["ms"]`` (id -> ms) is taken from there, a new one is added to it.
     Timings do not transfer between CPUs, so a store only grows on the CPU it was started on."""
-    ms = store["ms"]
     probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
     out = []
+    for case_id, model, hw, ms in _timed_cases(cases, settings, label, store, "ms"):
+        out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
+    return out
+
+
+def _timed_cases(
+    cases: list, settings: TimingSettings, label: str, store: dict, field: str
+) -> Iterator[tuple[str, nn.Module, tuple[int, int], float]]:
+    """(case id, network, input, ms) of every case that runs, measured into ``store[field]`` unless there."""
+    ms = store.setdefault(field, {})
     for name, config, hw in track(cases, description=label):
         case_id = f"{name}@{hw[0]}x{hw[1]}"
         model = build(config) if isinstance(config, ArchConfig) else config
@@ -161,8 +174,13 @@ def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict
             except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
                 print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
                 continue
-        out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms[case_id]))
-    return out
+        yield case_id, model, hw, ms[case_id]
+
+
+def _remeasured(check: list, settings: TimingSettings, store: dict) -> dict[str, float]:
+    """The check networks measured a second time, after everything else (``store["ms_again"]``): how
+    far the instrument agrees with itself bounds how close any prediction can be shown to be."""
+    return {case_id: ms for case_id, _, _, ms in _timed_cases(check, settings, "check set again", store, "ms_again")}
 
 
 def _require_same_cpu(store: dict, what: str) -> None:
@@ -192,14 +210,21 @@ def _measure_kernels(cal_set: list[Measurement], store: dict) -> KernelTable:
     return KernelTable(rows, np.array([known[key] for key in keys]))
 
 
-def _save_store(store: dict, path: Path, known: tuple[int, int], load_before: float) -> None:
-    """Write the store with a record of this run, if it measured anything."""
-    measured = (len(store["ms"]) - known[0], len(store["kernels"]) - known[1])
-    if not any(measured):
+_COUNTED = {"ms": "measured", "kernels": "kernels_measured", "ms_again": "remeasured"}  # store field -> run record
+
+
+def _counts(store: dict) -> dict[str, int]:
+    return {field: len(store.get(field, {})) for field in _COUNTED}
+
+
+def _save_store(store: dict, path: Path, known: dict[str, int], load_before: float) -> None:
+    """Write the store with a record of this run, if it measured anything (``known``: the counts before)."""
+    measured = {_COUNTED[field]: n - known.get(field, 0) for field, n in _counts(store).items()}
+    if not any(measured.values()):
         return
     store.setdefault("measured_with", MEASURED_WITH)
-    store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "measured": measured[0],
-                          "kernels_measured": measured[1], "allocator": keep_freed_memory() or "default",
+    store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **measured,
+                          "allocator": keep_freed_memory() or "default",
                           "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(store, indent=1) + "\n")
@@ -234,7 +259,7 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
           f"spaces: {', '.join(s.name for s in spaces)}\n")
     calibrate, check = host_cases(scale, per_space, check_total)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
-    known = (len(store["ms"]), len(store.setdefault("kernels", {})))
+    known = _counts(store)
     load_before = os.getloadavg()
     try:
         cal_set = _measure_host(calibrate, settings, "calibration set", store)
@@ -244,9 +269,10 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         # Not a prediction: with every check convolution timed too, what is left is how far the sum of
         # kernels timed alone (plus the fitted rest) is from the network (the composition error).
         all_kernels = _measure_kernels(cal_set + check_set, store)
+        again = _remeasured(check, settings, store)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
-    runs = "; ".join(f"{r['date']}, {r['measured']} cases and {r.get('kernels_measured', 0)} kernels, "
+    runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('kernels_measured', 0)} kernels, {r.get('remeasured', 0)} again, "
                      f"load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v3")
@@ -263,6 +289,7 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     }
     oracle, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, kernels=all_kernels.to_dict())}, HOST_PRIOR)
     rows["(not a prediction) every check convolution timed alone as well"] = predict_measurements(oracle, check_set)
+    rows["(not a prediction) the same networks measured again, after all the rest"] = np.array([again[m.id] for m in check_set])
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop

@@ -87,10 +87,13 @@ def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
 def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
     path = tmp_path / "store.json"
     store = latency_accuracy._load_store(path)
-    latency_accuracy._save_store(store, path, (0, 0), 0.5)
+    before = latency_accuracy._counts(store)
+    latency_accuracy._save_store(store, path, before, 0.5)
     assert not path.exists()
     store["ms"]["espnet-1234@192x256"] = 12.5
-    latency_accuracy._save_store(store, path, (0, 0), 0.5)
+    store["ms_again"] = {"espnet-1234@192x256": 13.0}
+    latency_accuracy._save_store(store, path, before, 0.5)
     again = latency_accuracy._load_store(path)
-    assert again["ms"] == {"espnet-1234@192x256": 12.5}
-    assert again["runs"][-1]["measured"] == 1 and again["runs"][-1]["kernels_measured"] == 0
+    assert again["ms"] == {"espnet-1234@192x256": 12.5} and again["ms_again"] == {"espnet-1234@192x256": 13.0}
+    run = again["runs"][-1]
+    assert (run["measured"], run["kernels_measured"], run["remeasured"]) == (1, 0, 1)
