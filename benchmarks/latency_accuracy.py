@@ -16,7 +16,7 @@
    shown to do on this machine.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
-        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--write-host-calibration]
+        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--rounds 3] [--write-host-calibration]
 
 Prints Markdown tables (paste them into benchmarks/README.md with the date, machine and load).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress, track
+from rich.progress import Progress
 from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
@@ -148,39 +148,57 @@ def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
     return out[:wanted]
 
 
-def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict) -> list[Measurement]:
-    """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU;
-    a case already in ``store["ms"]`` (id -> ms) is taken from there, a new one is added to it.
+def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict, rounds: int) -> list[Measurement]:
+    """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU, into
+    ``store["ms"]`` (see ``_timed_cases``), with the layer table of each.
     Timings do not transfer between CPUs, so a store only grows on the CPU it was started on."""
     probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
     out = []
-    for case_id, model, hw, ms in _timed_cases(cases, settings, label, store, "ms"):
+    for case_id, model, hw, ms in _timed_cases(cases, settings, label, store, "ms", rounds):
         out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
     return out
 
 
+def _network(config: ArchConfig | nn.Module) -> nn.Module:
+    return build(config) if isinstance(config, ArchConfig) else config
+
+
 def _timed_cases(
-    cases: list, settings: TimingSettings, label: str, store: dict, field: str
+    cases: list, settings: TimingSettings, label: str, store: dict, field: str, rounds: int
 ) -> Iterator[tuple[str, nn.Module, tuple[int, int], float]]:
-    """(case id, network, input, ms) of every case that runs, measured into ``store[field]`` unless there."""
-    ms = store.setdefault(field, {})
-    for name, config, hw in track(cases, description=label):
-        case_id = f"{name}@{hw[0]}x{hw[1]}"
-        model = build(config) if isinstance(config, ArchConfig) else config
-        if case_id not in ms:
-            _require_same_cpu(store, case_id)
-            try:
-                ms[case_id] = measure_model(model, hw, "host-cpu", "torch", settings=settings).median_ms
-            except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
-                print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
-                continue
-        yield case_id, model, hw, ms[case_id]
+    """(case id, network, input, ms) of every case that runs, its ms the median of ``rounds`` measurements.
+
+    The measurements are taken in ``rounds`` passes over all the cases, so that the host's slow and fast
+    spells (10-60 s on the development VM) fall on every network alike instead of on whichever was being
+    timed. They are kept in ``store[field]`` (case id -> list of ms); those already there are reused.
+    """
+    ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
+    ids = [f"{name}@{hw[0]}x{hw[1]}" for name, _, hw in cases]
+    failed: set[str] = set()
+    with Progress() as progress:
+        task = progress.add_task(label, total=sum(max(0, rounds - len(ms.get(i, []))) for i in ids))
+        for done in range(rounds):
+            for case_id, (name, config, hw) in zip(ids, cases, strict=True):
+                if case_id in failed or len(ms.get(case_id, [])) > done:
+                    continue
+                _require_same_cpu(store, case_id)
+                try:
+                    ms.setdefault(case_id, []).append(
+                        measure_model(_network(config), hw, "host-cpu", "torch", settings=settings).median_ms)
+                except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
+                    print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
+                    failed.add(case_id)
+                progress.advance(task)
+    for case_id, (_, config, hw) in zip(ids, cases, strict=True):
+        if case_id not in failed and case_id in ms:
+            yield case_id, _network(config), hw, float(np.median(ms[case_id][:rounds]))
 
 
-def _remeasured(check: list, settings: TimingSettings, store: dict) -> dict[str, float]:
-    """The check networks measured a second time, after everything else (``store["ms_again"]``): how
-    far the instrument agrees with itself bounds how close any prediction can be shown to be."""
-    return {case_id: ms for case_id, _, _, ms in _timed_cases(check, settings, "check set again", store, "ms_again")}
+def _remeasured(check: list, settings: TimingSettings, store: dict, rounds: int) -> dict[str, float]:
+    """The check networks measured again, after everything else (``store["ms_again"]``): how far the
+    instrument agrees with itself bounds how close any prediction can be shown to be."""
+    timed = _timed_cases(check, settings, "check set again", store, "ms_again", rounds)
+    return {case_id: ms for case_id, _, _, ms in timed}
 
 
 def _require_same_cpu(store: dict, what: str) -> None:
@@ -214,7 +232,8 @@ _COUNTED = {"ms": "measured", "kernels": "kernels_measured", "ms_again": "remeas
 
 
 def _counts(store: dict) -> dict[str, int]:
-    return {field: len(store.get(field, {})) for field in _COUNTED}
+    """How many measurements each field holds (a case measured in three rounds counts three)."""
+    return {field: sum(len(v) if isinstance(v, list) else 1 for v in store.get(field, {}).values()) for field in _COUNTED}
 
 
 def _save_store(store: dict, path: Path, known: dict[str, int], load_before: float) -> None:
@@ -252,7 +271,7 @@ def host_cases(scale: float, per_space: int, check_total: int) -> tuple[list, li
     return calibrate, check
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path) -> None:
+def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
     print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
@@ -262,20 +281,20 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     known = _counts(store)
     load_before = os.getloadavg()
     try:
-        cal_set = _measure_host(calibrate, settings, "calibration set", store)
-        micro_set = _measure_host([(n, m, hw) for n, m, hw in suite((96, 128), 32)], settings, "micro-benchmarks", store)
-        check_set = _measure_host(check, settings, "check set", store)
+        cal_set = _measure_host(calibrate, settings, "calibration set", store, rounds)
+        micro_set = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
+        check_set = _measure_host(check, settings, "check set", store, rounds)
         kernels = _measure_kernels(cal_set, store)
         # Not a prediction: with every check convolution timed too, what is left is how far the sum of
         # kernels timed alone (plus the fitted rest) is from the network (the composition error).
         all_kernels = _measure_kernels(cal_set + check_set, store)
-        again = _remeasured(check, settings, store)
+        again = _remeasured(check, settings, store, rounds)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
     runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('kernels_measured', 0)} kernels, {r.get('remeasured', 0)} again, "
                      f"load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
-                    "host-cpu/torch-eager-fp32-1thread/sampled-v3")
+                    "host-cpu/torch-eager-fp32-1thread/sampled-v4")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     with_kernels, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, id=KERNEL_CAL_ID, kernels=kernels.to_dict())}, HOST_PRIOR)
@@ -289,12 +308,13 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     }
     oracle, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, kernels=all_kernels.to_dict())}, HOST_PRIOR)
     rows["(not a prediction) every check convolution timed alone as well"] = predict_measurements(oracle, check_set)
-    rows["(not a prediction) the same networks measured again, after all the rest"] = np.array([again[m.id] for m in check_set])
+    rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array([again[m.id] for m in check_set])
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
     print(f"Calibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint), inputs = search input x {scale} "
-          f"(rounded to 32). Measured {measured.min():.1f}-{measured.max():.1f} ms. "
+          f"(rounded to 32). Each network's latency is the median of {rounds} measurements taken in {rounds} passes; "
+          f"measured {measured.min():.1f}-{measured.max():.1f} ms. "
           f"Measurement runs (1-min load average on 2 cores, before -> after): {runs}.\n")
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
@@ -339,6 +359,9 @@ def main() -> None:
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
     parser.add_argument("--calibrate-per-space", type=int, default=10)
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="host: measure every network this many times, in as many passes, and take the median "
+                             "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)")
     parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
     parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
                         help="host measurements reused from and added to this JSON file (a new path measures afresh)")
@@ -347,7 +370,8 @@ def main() -> None:
         jetson_leave_one_out()
         paper_settings()
     if not args.skip_host:
-        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements)
+        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
+             args.rounds)
 
 
 if __name__ == "__main__":
