@@ -29,14 +29,7 @@ import numpy as np
 import torch
 
 from nasseg.latency.costs import ConvGeometry
-from nasseg.latency.timing import (
-    TimingSettings,
-    denormals_flushed,
-    fixed_threads,
-    host_clock,
-    keep_freed_memory,
-    time_repeatedly,
-)
+from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 
 if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
@@ -146,7 +139,6 @@ def time_conv(geometry: ConvGeometry, settings: TimingSettings) -> float:
     """Median time (ms) of one convolution run alone on this CPU, by the clock a network
     measurement with the same settings uses."""
     g = geometry
-    keep_freed_memory()
     clock, _ = host_clock(settings.threads)
     weight_shape = (g.in_channels, g.out_channels // g.groups) if g.transposed else (g.out_channels, g.in_channels // g.groups)
     x = torch.randn(1, g.in_channels, g.in_h, g.in_w)
@@ -160,7 +152,7 @@ def time_conv(geometry: ConvGeometry, settings: TimingSettings) -> float:
         torch.ops.aten.convolution(x, weight, bias, *args)
         return (clock() - start) * 1e3
 
-    with fixed_threads(settings.threads), torch.no_grad(), denormals_flushed():
+    with fixed_threads(settings.threads), torch.no_grad(), cpu_conditions():
         return time_repeatedly(run_once, settings).median_ms
 
 

@@ -156,3 +156,12 @@ def keep_freed_memory() -> str | None:
     if mallopt is None or not (mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)):
         return None
     return "glibc malloc keeps freed memory (no trim, mmap above 32 MiB)"
+
+
+@contextmanager
+def cpu_conditions() -> Iterator[dict[str, str]]:
+    """What every CPU timing sets up (memory kept between forwards, denormals flushed); yields
+    the provenance a measurement records of them."""
+    allocator = keep_freed_memory() or "default (freed memory may return to the system)"
+    with denormals_flushed() as denormals:
+        yield {"allocator": allocator, "denormals": denormals}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -12,14 +13,7 @@ from nasseg.latency.device import cpu_device, jetson_model, power_mode, software
 from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
-from nasseg.latency.timing import (
-    TimingSettings,
-    denormals_flushed,
-    fixed_threads,
-    host_clock,
-    keep_freed_memory,
-    time_repeatedly,
-)
+from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -67,13 +61,11 @@ def measure(
     threads = settings.threads
     clock, clock_name = host_clock(threads)
     on_cpu = device.type == "cpu"
-    # CUDA has a caching allocator; the CPU needs malloc to keep memory between forwards.
-    host = {"allocator": keep_freed_memory() or "default (freed memory may return to the system)"} if on_cpu else {}
     timer = cpu_timer(net, x, clock) if on_cpu else cuda_timer(net, x)
-    with fixed_threads(threads), torch.inference_mode(), denormals_flushed() as denormals:
+    # CUDA has a caching allocator and flushes denormals in its own kernels; the CPU needs both set up.
+    with fixed_threads(threads), torch.inference_mode(), (cpu_conditions() if on_cpu else nullcontext({})) as host:
         stats = time_repeatedly(timer, settings)
     if on_cpu:
-        host["denormals"] = denormals
         device_name, timed = cpu_device(threads), f"forward, {clock_name}"
     else:
         device_name = jetson_model() or torch.cuda.get_device_name(device)
