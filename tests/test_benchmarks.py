@@ -7,11 +7,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import latency_accuracy  # noqa: E402
+import latency_stability  # noqa: E402
 import proxy_fidelity  # noqa: E402
 
 from nasseg.train import get_schedule  # noqa: E402
@@ -123,3 +125,34 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     # With one round, the kept measurements answer and nothing runs again.
     again = list(latency_accuracy._timed_cases([("a", a, (8, 8))], None, "test", store, "ms", 1))
     assert len(calls) == 5 and again[0][3] == 12.0
+
+
+def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    probes, medians = iter([2.0, 3.0, 2.0, 3.0]), iter([100.0, 110.0, 100.0, 110.0])
+
+    def fake_probe(threads: int) -> float:
+        events.append("probe")
+        return next(probes)
+
+    def fake_measure(*_args: object, **_kwargs: object) -> SimpleNamespace:
+        events.append("measure")
+        return SimpleNamespace(median_ms=next(medians), spread_ms=1.0, repeats=20, extra={"converged": True})
+
+    monkeypatch.setattr(latency_stability, "host_speed_probe", fake_probe)
+    monkeypatch.setattr(latency_stability, "measure_model", fake_measure)
+    args = SimpleNamespace(input="8x8", threads=1, runs=4, backend="torch")
+    progress = SimpleNamespace(add_task=lambda *a, **k: 0, advance=lambda *a: None)
+    row = latency_stability.stability("net", nn.Identity(), args, progress)
+    assert events == ["probe", "measure"] * 4
+    assert row["mean_ms"] == 105.0 and row["converged"] == 4
+    assert row["cv"] == pytest.approx(latency_stability.cv([100.0, 110.0, 100.0, 110.0]))
+    assert row["probe_cv"] == pytest.approx(0.5 / 2.5 * (4 / 3) ** 0.5)
+    assert row["probe_corr"] == pytest.approx(1.0)  # the runs follow the probe exactly
+
+
+def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() -> None:
+    before = torch.get_num_threads()
+    ms = latency_stability.host_speed_probe(1)
+    assert 0.0 < ms < 1000.0  # a 512x512 product: about 2-6 ms on the development VM
+    assert torch.get_num_threads() == before
