@@ -80,6 +80,25 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
     assert cal.timed.startswith("forward") and not cal.fuse_pointwise  # the backend's timing scope
 
 
+def test_calibrating_in_rounds_measures_in_passes_and_fits_to_the_medians() -> None:
+    cases = suite((16, 16), 4, depths=(1,))[:3]
+    times = {name: iter(ms) for (name, _, _), ms in zip(cases, ([3.0, 1.0, 2.0], [5.0, 6.0, 4.0], [9.0, 7.0, 8.0]), strict=True)}
+    order: list[str] = []
+
+    def fake_measure(name: str, _model: nn.Module, hw: tuple[int, int]) -> LatencyResult:
+        order.append(name)
+        return LatencyResult("measured", next(times[name]), "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward")
+
+    names = [name for name, _, _ in cases]
+    cal, measurements = measure_and_fit("host-cpu", cases, fake_measure, precision="fp32", runtime="torch-eager",
+                                        cal_id="test/rounds", rounds=3)
+    assert order == names * 3  # every case once per pass, not three times in a row
+    assert [m.ms for m in measurements] == [2.0, 5.0, 8.0]
+    assert cal.fitted_on["rounds"] == 3 and cal.fitted_on["measured_ms"] == [2.0, 5.0, 8.0]
+    with pytest.raises(ValueError, match="rounds"):
+        measure_and_fit("host-cpu", cases, fake_measure, precision="fp32", runtime="torch-eager", cal_id="x", rounds=0)
+
+
 def _published(source: str, target: str) -> list[Measurement]:
     probe = template(target, "fp16", "tensorrt", "engine", True, JETSON_PRIOR, "probe")
     points = [p for p in published_points() if p["source"] == source and p["target"] == target]
@@ -157,3 +176,26 @@ def test_check_points_on_our_baselines_are_costed_but_never_fitted() -> None:
     fitted_ids = set(find_calibration("jetson-tx2").fitted_on["points"])
     assert fitted_ids and not fitted_ids & {m.id for m in checks}
     assert not {p["id"] for p in published_points()} & {m.id for m in checks}
+
+
+def test_calibrate_rounds_option_measures_every_case_that_many_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from nasseg.cli import app
+    from nasseg.latency import backends
+
+    calls: list[tuple[int, int]] = []
+
+    def fake_measure(model: nn.Module, hw: tuple[int, int], *_args: object, **_kwargs: object) -> LatencyResult:
+        calls.append(hw)
+        return LatencyResult("measured", 1.0 + len(calls) % 3, "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward")
+
+    monkeypatch.setattr(backends, "measure_model", fake_measure)
+    out = tmp_path / "host.json"
+    result = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--input", "16x16", "--channels", "4",
+                                      "--rounds", "2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    cal = Calibration.load(out)
+    assert len(calls) == 2 * len(suite((16, 16), 4)) and cal.fitted_on["rounds"] == 2
+    bad = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--rounds", "0"])
+    assert bad.exit_code == 2 and "--rounds" in bad.output

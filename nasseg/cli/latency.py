@@ -201,6 +201,10 @@ def calibrate_command(
         "and time every convolution of them and of the micro-benchmarks alone into a kernel table (0: roofline only).",
     ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+    rounds: int = typer.Option(
+        1, "--rounds", min=1,
+        help="Measure every case this many times, in as many passes, and fit to the medians (3 on a shared machine).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
@@ -249,16 +253,16 @@ def calibrate_command(
                 timing = dataclasses.replace(KERNEL_TIMING, threads=threads)
                 task = progress.add_task(f"timing {len(rows)} convolutions alone", total=len(rows))
                 kernels = measure_table(rows, timing, lambda done, _total: progress.update(task, completed=done))
-            task = progress.add_task(f"measuring on {spec.name}", total=len(cases))
+            task = progress.add_task(f"measuring on {spec.name}", total=len(cases) * rounds)
             cal, _ = calib.measure_and_fit(
                 spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id, kernels=kernels,
-                progress=lambda name: progress.update(task, advance=1, description=name),
+                rounds=rounds, progress=lambda name: progress.update(task, advance=1, description=name),
             )
         path = cal.save(out or USER_CALIBRATIONS_DIR / f"{spec.name}-{precision}.json")
     if as_json:
         print_json({"path": str(path), **cal.to_dict()})
         return
-    table = Table(title=f"calibration {cal.id} ({len(cases)} measurements, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
+    table = Table(title=f"calibration {cal.id} ({len(cases)} cases x {rounds} rounds, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
     for column in ("op class", "efficiency"):
         table.add_column(column)
     for op_class, value in cal.efficiency.items():

@@ -300,29 +300,38 @@ def measure_and_fit(
     runtime: str,
     cal_id: str,
     kernels: KernelTable | None = None,
+    rounds: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Calibration, list[Measurement]]:
     """Measure every case (``measure`` returns a measured LatencyResult), then fit a calibration
     for ``target``. TensorRT runtimes fuse element-wise ops into convolutions; others do not.
+    With ``rounds`` > 1 the cases are measured in that many passes and each keeps its median: a
+    shared host's slow and fast spells (10-60 s on the development VM) then fall on every case alike.
     With a kernel table (convolutions timed alone on the same device), convolutions come from it
     and the fit covers the rest. The calibration records the device, timing scope and cases."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, not {rounds}")
     fuse = runtime in ("tensorrt", "torch2trt")
     prior = JETSON_PRIOR if get_target(target).is_jetson else HOST_PRIOR
     base = template(target, precision, runtime, "", fuse, prior, cal_id)
     if kernels is not None:
         base = dataclasses.replace(base, kernels=kernels.to_dict())
-    measurements, results = [], []
-    for name, model, input_hw in cases:
-        result = measure(name, model, input_hw)
-        results.append(result)
-        if progress:
-            progress(name)
-        measurements.append(Measurement(name, target, layer_table(model, input_hw, base)[1], result.median_ms))
-    base = dataclasses.replace(base, timed=results[0].timed or "")
+    timed: list[list[LatencyResult]] = [[] for _ in cases]
+    for _ in range(rounds):
+        for (name, model, input_hw), results in zip(cases, timed, strict=True):
+            results.append(measure(name, model, input_hw))
+            if progress:
+                progress(name)
+    measurements = [
+        Measurement(name, target, layer_table(model, input_hw, base)[1], float(np.median([r.median_ms for r in results])))
+        for (name, model, input_hw), results in zip(cases, timed, strict=True)
+    ]
+    first = timed[0][0]
+    base = dataclasses.replace(base, timed=first.timed or "")
     fitted, _ = fit(measurements, {target: base}, prior)
     cal = fitted[target]
-    provenance = {"device": results[0].device, "backend": results[0].backend, "power_mode": results[0].power_mode,
-                  "versions": results[0].versions, "measured_ms": [m.ms for m in measurements]}
+    provenance = {"device": first.device, "backend": first.backend, "power_mode": first.power_mode,
+                  "versions": first.versions, "rounds": rounds, "measured_ms": [m.ms for m in measurements]}
     return dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}), measurements
 
 
