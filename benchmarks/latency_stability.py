@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import torch
 from rich.progress import Progress
@@ -66,7 +65,7 @@ def stability(name: str, model: torch.nn.Module, args: argparse.Namespace, progr
         "mean_ms": statistics.fmean(medians),
         "cv": cv(medians),
         "probe_cv": cv(probes),
-        "probe_corr": statistics.correlation(medians, probes) if len(set(probes)) > 1 else float("nan"),
+        "probe_corr": statistics.correlation(medians, probes) if min(len(set(medians)), len(set(probes))) > 1 else float("nan"),
         "iqr_ms": statistics.median(r.spread_ms for r in results),
         "repeats": statistics.median(r.repeats for r in results),
         "converged": sum(bool(r.extra["converged"]) for r in results),
