@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -156,6 +157,7 @@ def _claim(out: Path) -> Iterator[bool]:
         yield True
 
 
+@functools.cache  # a report compares one folder against several others: read each once
 def _load(runs: Path, key: str) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted((runs / key).glob(f"*/{METRICS_FILE}"))}
 
