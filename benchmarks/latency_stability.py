@@ -24,26 +24,28 @@ from rich.progress import Progress
 
 from nasseg.latency.backends import measure_model
 from nasseg.latency.device import cpu_device
-from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock
+from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 from nasseg.models import build
 from nasseg.spaces import all_spaces, find_baseline
 
 GOAL_CV = 0.03
-_PROBE_SIZE, _PROBE_REPEATS = 512, 15
+_PROBE_SIZE = 512
 
 
 def host_speed_probe(threads: int) -> float:
-    """Median ms of a fixed 512x512 matrix product, by the clock and conditions the backend uses."""
+    """Median ms of a fixed 512x512 matrix product, timed as the backend times a network
+    (its clock, CPU conditions and outlier rejection)."""
     clock, _ = host_clock(threads)
     a = torch.randn(_PROBE_SIZE, _PROBE_SIZE)
-    samples = []
+
+    def run_once() -> float:
+        start = clock()
+        a @ a
+        return (clock() - start) * 1e3
+
+    exactly_15 = TimingSettings(warmup_runs=3, warmup_s=0.0, min_repeats=15, max_repeats=15, threads=threads)
     with fixed_threads(threads), cpu_conditions():
-        for i in range(3 + _PROBE_REPEATS):
-            start = clock()
-            a @ a
-            if i >= 3:  # the first three warm up
-                samples.append((clock() - start) * 1e3)
-    return statistics.median(samples)
+        return time_repeatedly(run_once, exactly_15).median_ms
 
 
 def cv(values: list[float]) -> float:
