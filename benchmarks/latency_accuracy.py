@@ -8,7 +8,9 @@
 3. Host CPU: architectures sampled from every search space that has landed are measured with the
    torch backend (1 thread); the predictor is calibrated on one set and checked on another of at
    least 50: share within +-10 %, MAPE, Kendall tau (and the same for latency proportional to FLOPs).
-   A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set.
+   A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set, and a
+   third replaces the roofline with an op table: every layer of the calibration architectures timed
+   inside its network, in the same passes as the networks (nasseg.latency.optable).
    Host measurements are kept in ``--measurements`` (a JSON file keyed by architecture and input):
    a case found there is not measured again, so the fits can be redone, or a changed cost model
    checked, on one quiet measurement run. The check networks are measured a second time at the end:
@@ -54,9 +56,9 @@ from nasseg.latency.calibration import (
     template,
 )
 from nasseg.latency.device import cpu_name
-from nasseg.latency.kernels import KernelTable, measure_table
 from nasseg.latency.microbench import suite
-from nasseg.latency.predictor import CALIBRATIONS_DIR, Calibration, LayerTable, layer_table
+from nasseg.latency.optable import OpTable, time_layers
+from nasseg.latency.predictor import CALIBRATIONS_DIR, LayerTable, layer_table
 from nasseg.latency.timing import TimingSettings, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
@@ -65,9 +67,10 @@ from nasseg.spaces import all_spaces, find_baseline
 MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
 MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
-                 "clock": "thread CPU time", "what": "forward pass under no_grad; kernels: aten.convolution alone",
+                 "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
+                 "(median of 3 forwards after 1 warm-up), in the same pass as the network",
                  "denormals": "flushed to zero"}
-KERNEL_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-kernels-v4"
+OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v1"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
     ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
@@ -148,15 +151,22 @@ def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
     return out[:wanted]
 
 
-def _measure_host(cases: list, settings: TimingSettings, label: str, store: dict, rounds: int) -> list[Measurement]:
+def _measure_host(
+    cases: list, settings: TimingSettings, label: str, store: dict, rounds: int, layers: bool = False
+) -> tuple[list[Measurement], dict[str, np.ndarray]]:
     """Measure (name, ArchConfig or nn.Module, input) cases with the torch backend on this CPU, into
-    ``store["ms"]`` (see ``_timed_cases``), with the layer table of each.
+    ``store["ms"]`` (see ``_timed_cases``), with the layer table of each; with ``layers``, also each
+    layer's in-network time (case id -> ms per layer, the median over the rounds).
     Timings do not transfer between CPUs, so a store only grows on the CPU it was started on."""
     probe = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "probe")
-    out = []
-    for case_id, model, hw, ms in _timed_cases(cases, settings, label, store, "ms", rounds):
+    out, layer_ms = [], {}
+    for case_id, model, hw, ms, layer_times in _timed_cases(cases, settings, label, store, "ms", rounds, layers):
         out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
-    return out
+        if layer_times is not None:
+            if len(layer_times) != len(out[-1].table.flops):
+                raise SystemExit(f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced")
+            layer_ms[case_id] = layer_times
+    return out, layer_ms
 
 
 def _network(config: ArchConfig | nn.Module) -> nn.Module:
@@ -164,15 +174,18 @@ def _network(config: ArchConfig | nn.Module) -> nn.Module:
 
 
 def _timed_cases(
-    cases: list, settings: TimingSettings, label: str, store: dict, field: str, rounds: int
-) -> Iterator[tuple[str, nn.Module, tuple[int, int], float]]:
-    """(case id, network, input, ms) of every case that runs, its ms the median of ``rounds`` measurements.
+    cases: list, settings: TimingSettings, label: str, store: dict, field: str, rounds: int, layers: bool = False
+) -> Iterator[tuple[str, nn.Module, tuple[int, int], float, np.ndarray | None]]:
+    """(case id, network, input, ms, layer ms) of every case that runs, its ms the median of ``rounds``
+    measurements, and with ``layers`` each layer's median in-network time over as many (else None).
 
     The measurements are taken in ``rounds`` passes over all the cases, so that the host's slow and fast
     spells (10-60 s on the development VM) fall on every network alike instead of on whichever was being
-    timed. They are kept in ``store[field]`` (case id -> list of ms); those already there are reused.
+    timed. They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
+    list of per-layer lists, timed right after the network in the same pass); those already there are reused.
     """
     ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
+    layer_ms = store.setdefault("layer_ms", {})
     ids = [f"{name}@{hw[0]}x{hw[1]}" for name, _, hw in cases]
     failed: set[str] = set()
     with Progress() as progress:
@@ -183,22 +196,25 @@ def _timed_cases(
                     continue
                 _require_same_cpu(store, case_id)
                 try:
-                    ms.setdefault(case_id, []).append(
-                        measure_model(_network(config), hw, "host-cpu", "torch", settings=settings).median_ms)
+                    network = _network(config)
+                    ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
+                    if layers:
+                        layer_ms.setdefault(case_id, []).append([float(f"{v:.4g}") for v in time_layers(network, hw)[1]])
                 except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
                     print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
                     failed.add(case_id)
                 progress.advance(task)
     for case_id, (_, config, hw) in zip(ids, cases, strict=True):
         if case_id not in failed and case_id in ms:
-            yield case_id, _network(config), hw, float(np.median(ms[case_id][:rounds]))
+            timed_layers = np.median(layer_ms[case_id][:rounds], axis=0) if layers else None
+            yield case_id, _network(config), hw, float(np.median(ms[case_id][:rounds])), timed_layers
 
 
 def _remeasured(check: list, settings: TimingSettings, store: dict, rounds: int) -> dict[str, float]:
     """The check networks measured again, after everything else (``store["ms_again"]``): how far the
     instrument agrees with itself bounds how close any prediction can be shown to be."""
     timed = _timed_cases(check, settings, "check set again", store, "ms_again", rounds)
-    return {case_id: ms for case_id, _, _, ms in timed}
+    return {case_id: ms for case_id, _, _, ms, _ in timed}
 
 
 def _require_same_cpu(store: dict, what: str) -> None:
@@ -212,23 +228,7 @@ def _require_same_cpu(store: dict, what: str) -> None:
                          f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json")
 
 
-def _measure_kernels(cal_set: list[Measurement], store: dict) -> KernelTable:
-    """The kernel table of every distinct convolution in the calibration architectures, timed alone
-    on this CPU (or taken from ``store["kernels"]``, geometry row -> ms)."""
-    known = store.setdefault("kernels", {})
-    rows = LayerTable.concat([m.table for m in cal_set]).distinct_convs()
-    keys = [",".join(map(str, row)) for row in rows]
-    missing = [i for i, key in enumerate(keys) if key not in known]
-    if missing:
-        _require_same_cpu(store, f"{len(missing)} convolution kernels")
-        with Progress() as progress:
-            task = progress.add_task("convolution kernels", total=len(missing))
-            timed = measure_table(rows[missing], progress=lambda done, _total: progress.update(task, completed=done))
-        known.update({keys[i]: float(t) for i, t in zip(missing, timed.ms, strict=True)})
-    return KernelTable(rows, np.array([known[key] for key in keys]))
-
-
-_COUNTED = {"ms": "measured", "kernels": "kernels_measured", "ms_again": "remeasured"}  # store field -> run record
+_COUNTED = {"ms": "measured", "layer_ms": "layers_timed", "ms_again": "remeasured"}  # store field -> run record
 
 
 def _counts(store: dict) -> dict[str, int]:
@@ -251,7 +251,7 @@ def _save_store(store: dict, path: Path, known: dict[str, int], load_before: flo
 
 def _load_store(path: Path) -> dict:
     if not path.is_file():
-        return {"cpu": cpu_name(), "measured_with": MEASURED_WITH, "runs": [], "ms": {}, "kernels": {}}
+        return {"cpu": cpu_name(), "measured_with": MEASURED_WITH, "runs": [], "ms": {}, "layer_ms": {}}
     return json.loads(path.read_text())
 
 
@@ -281,75 +281,60 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     known = _counts(store)
     load_before = os.getloadavg()
     try:
-        cal_set = _measure_host(calibrate, settings, "calibration set", store, rounds)
-        micro_set = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
-        check_set = _measure_host(check, settings, "check set", store, rounds)
-        kernels = _measure_kernels(cal_set, store)
-        # Not a prediction: with every check convolution timed too, what is left is how far the sum of
-        # kernels timed alone (plus the fitted rest) is from the network (the composition error).
-        all_kernels = _measure_kernels(cal_set + check_set, store)
+        cal_set, cal_layers = _measure_host(calibrate, settings, "calibration set", store, rounds, layers=True)
+        micro_set, _ = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
+        check_set, check_layers = _measure_host(check, settings, "check set", store, rounds, layers=True)
         again = _remeasured(check, settings, store, rounds)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
-    runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('kernels_measured', 0)} kernels, {r.get('remeasured', 0)} again, "
-                     f"load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
+    runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
+                     f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v4")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
-    with_kernels, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, id=KERNEL_CAL_ID, kernels=kernels.to_dict())}, HOST_PRIOR)
+    fixed_ms = fitted["host-cpu"].fixed_overhead_ms
+    op_table = OpTable.from_timings([(m.table, cal_layers[m.id], m.ms) for m in cal_set], fixed_ms)
+    with_table = {"host-cpu": dataclasses.replace(fitted["host-cpu"], id=OP_TABLE_CAL_ID, op_table=op_table.to_dict())}
     measured = np.array([m.ms for m in check_set])
     rows = {
-        "predictor + convolution kernel table (the calibration architectures' kernels, timed alone)":
-            predict_measurements(with_kernels, check_set),
+        "predictor + op table (the calibration architectures' layers, timed inside them)": predict_measurements(with_table, check_set),
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
         "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
     }
-    oracle, _ = fit(cal_set, {"host-cpu": dataclasses.replace(base, kernels=all_kernels.to_dict())}, HOST_PRIOR)
-    rows["(not a prediction) every check convolution timed alone as well"] = predict_measurements(oracle, check_set)
+    # Not a prediction: the check networks' own layers, timed inside them, summed and scaled as the op
+    # table does. What is left is how far a network is from the sum of its layers (the composition error).
+    rows["(not a prediction) the check networks' own layers timed inside them, x the op table's scale"] = np.array(
+        [check_layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set])
     rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array([again[m.id] for m in check_set])
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
     print(f"Calibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint), inputs = search input x {scale} "
           f"(rounded to 32). Each network's latency is the median of {rounds} measurements taken in {rounds} passes; "
-          f"measured {measured.min():.1f}-{measured.max():.1f} ms. "
-          f"Measurement runs (1-min load average on 2 cores, before -> after): {runs}.\n")
+          f"measured {measured.min():.1f}-{measured.max():.1f} ms. Op table: {len(op_table.ms)} layers, network / sum of "
+          f"its layers {op_table.scale:.3f}. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.\n")
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
     for label, predicted in rows.items():
         err = _errors(predicted, measured)
         tau, rho = _rank(predicted, measured)
         print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
-    kernel_rows, roofline_rows = list(rows)[:2]
-    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | with kernel table | roofline only |\n|---|---|---|---|")
+    table_row, roofline_row = list(rows)[:2]
+    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | with op table | roofline only |\n|---|---|---|---|")
     for space in spaces:
         mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
         if mine.any():
-            cells = [_errors(rows[label][mine], measured[mine]) for label in (kernel_rows, roofline_rows)]
+            cells = [_errors(rows[label][mine], measured[mine]) for label in (table_row, roofline_row)]
             print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
-    _print_kernel_accuracy(kernels, check_set, with_kernels["host-cpu"])
     if write:
         provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
-        cal = fitted["host-cpu"]  # the roofline fit: kernel tables stay experimental (docs/latency.md)
+        # The roofline: a few numbers, no regressor to fit at first use; a user times an op table of
+        # their own CPU with `nasseg calibrate --op-table`.
+        cal = fitted["host-cpu"]
         path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
         print(f"\nwrote {path}")
-
-
-def _print_kernel_accuracy(kernels: KernelTable, check_set: list[Measurement], cal: Calibration) -> None:
-    """Kernel level: each timed kernel predicted by a regressor fitted without it (5-fold); and how
-    much of the check architectures' predicted time the kernel table supplies."""
-    err = _errors(kernels.cross_validated_ms(), kernels.ms)
-    table = LayerTable.concat([m.table for m in check_set])
-    conv_ms = np.nansum(table.kernel_ms(kernels))
-    total = predict_measurements({"host-cpu": cal}, check_set).sum()
-    seen = {tuple(r) for r in kernels.rows}
-    check_rows = {tuple(r) for r in table.distinct_convs()}
-    print(f"\nKernel table: {len(kernels.ms)} convolutions, {kernels.ms.min():.3f}-{kernels.ms.max():.1f} ms. 5-fold cross-validation "
-          f"over the table: {(err <= 0.10).mean():.0%} within +-10 %, MAPE {err.mean():.1%}. In the check architectures "
-          f"{len(check_rows - seen)} of {len(check_rows)} distinct convolutions are not in the table; convolutions are "
-          f"{conv_ms / total:.0%} of their predicted time.")
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -77,15 +78,16 @@ def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: 
 
 def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
     store = latency_accuracy._load_store(tmp_path / "new.json")
-    assert store["cpu"] == latency_accuracy.cpu_name() and store["ms"] == {} and store["kernels"] == {}
+    assert store["cpu"] == latency_accuracy.cpu_name() and store["ms"] == {} and store["layer_ms"] == {}
     assert store["measured_with"]["clock"] == "thread CPU time" and store["measured_with"]["threads"] == 1
     assert store["measured_with"]["denormals"] == "flushed to zero"
-    # Every kept store says how it was measured, down to the treatment of denormals.
+    # Every kept store says how it was measured, down to the treatment of denormals and what was
+    # timed beside the networks (convolutions alone before the op table, layers inside them since).
     for kept in latency_accuracy.MEASUREMENTS.parent.glob("host_measurements*.json"):
         method = latency_accuracy._load_store(kept)["measured_with"]
         assert method.keys() == latency_accuracy.MEASURED_WITH.keys(), kept.name
-        assert {k: v for k, v in method.items() if k != "denormals"} == {
-            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k != "denormals"}, kept.name
+        assert {k: v for k, v in method.items() if k not in ("denormals", "what")} == {
+            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k not in ("denormals", "what")}, kept.name
 
 
 def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
@@ -100,7 +102,7 @@ def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> 
     again = latency_accuracy._load_store(path)
     assert again["ms"] == {"espnet-1234@192x256": 12.5} and again["ms_again"] == {"espnet-1234@192x256": 13.0}
     run = again["runs"][-1]
-    assert (run["measured"], run["kernels_measured"], run["remeasured"]) == (1, 0, 1)
+    assert (run["measured"], run["layers_timed"], run["remeasured"]) == (1, 0, 1)
 
 
 def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,11 +122,33 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     timed = list(latency_accuracy._timed_cases([("a", a, (8, 8)), ("b", b, (8, 8))], None, "test", store, "ms", 3))
     assert calls == ["b", "a", "b", "a", "b"]
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
-    assert [(case_id, ms) for case_id, _, _, ms in timed] == [("a@8x8", 11.0), ("b@8x8", 30.0)]
+    assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
     assert latency_accuracy._counts(store)["ms"] == 6
     # With one round, the kept measurements answer and nothing runs again.
     again = list(latency_accuracy._timed_cases([("a", a, (8, 8))], None, "test", store, "ms", 1))
     assert len(calls) == 5 and again[0][3] == 12.0
+
+
+def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    network_ms = iter([20.0, 22.0, 21.0])
+    layer_ms = iter([[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]])
+
+    def fake_measure(model: nn.Module, *_args: object, **_kwargs: object) -> SimpleNamespace:
+        calls.append("network")
+        return SimpleNamespace(median_ms=next(network_ms))
+
+    def fake_layers(model: nn.Module, hw: tuple[int, int]) -> tuple[list, np.ndarray]:
+        calls.append("layers")
+        return [], np.array(next(layer_ms))
+
+    monkeypatch.setattr(latency_accuracy, "measure_model", fake_measure)
+    monkeypatch.setattr(latency_accuracy, "time_layers", fake_layers)
+    store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
+    [(case_id, _, _, ms, layers)] = latency_accuracy._timed_cases([("a", nn.Identity(), (8, 8))], None, "test", store, "ms", 3, layers=True)
+    assert calls == ["network", "layers"] * 3
+    assert (case_id, ms) == ("a@8x8", 21.0) and layers.tolist() == [2.0, 6.0]  # each layer's median over the passes
+    assert store["layer_ms"] == {"a@8x8": [[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]]}
 
 
 def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -194,11 +194,11 @@ def calibrate_command(
     precision: str | None = typer.Option(None, "--precision", help="fp32 / fp16 / int8 (default: the target's)."),
     input_size: str = typer.Option("128x128", "--input", help="Micro-benchmark input H×W (without --agent)."),
     channels: int = typer.Option(32, "--channels", min=1, help="Micro-benchmark channel width (without --agent)."),
-    samples: int = typer.Option(4, "--samples", min=0, help="With --agent: sampled architectures per search space."),
-    kernel_samples: int = typer.Option(
-        0, "--kernel-samples", min=0,
-        help="host-cpu with torch, experimental: also measure N sampled architectures per space at their search input, "
-        "and time every convolution of them and of the micro-benchmarks alone into a kernel table (0: roofline only).",
+    samples: int = typer.Option(4, "--samples", min=0, help="With --agent or --op-table: sampled architectures per search space."),
+    op_table: bool = typer.Option(
+        False, "--op-table",
+        help="host-cpu with torch, 1 thread: also measure --samples sampled architectures per space at their search input, "
+        "and time every layer of every case inside its network into an op table that replaces the roofline.",
     ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
     rounds: int = typer.Option(
@@ -209,13 +209,11 @@ def calibrate_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Refit the latency predictor to measurements on a real device, so estimates match your board."""
-    import dataclasses
     import datetime
 
     from rich.progress import Progress
 
     from nasseg.latency import calibration as calib
-    from nasseg.latency.kernels import KERNEL_TIMING, measure_table
     from nasseg.latency.backends import measure_model, require_local, resolve_precision
     from nasseg.latency.microbench import suite
     from nasseg.latency.predictor import USER_CALIBRATIONS_DIR
@@ -233,29 +231,25 @@ def calibrate_command(
             configs = {name: config for name, config, _ in architectures}
             cases = [(name, build(config), hw) for name, config, hw in architectures]
             measure = lambda name, _model, hw: client.measure(configs[name], hw, precision)  # noqa: E731
-            with_kernels = False  # TensorRT on the board fuses and re-plans layers: no kernel table
         else:
             backend = backend or default_backend(spec)
             require_local(spec, backend)  # a Jetson target needs this machine to be that board
             cases = suite(parse_hw(input_size), channels)
-            # PyTorch eager on this CPU runs each convolution as its own kernel: time them alone.
-            with_kernels = spec.name == "host-cpu" and backend == "torch" and kernel_samples > 0
-            if with_kernels:
-                cases += [(name, build(config), hw) for name, config, hw in calib.sampled_architectures(kernel_samples)]
+            if op_table:
+                cases += [(name, build(config), hw) for name, config, hw in calib.sampled_architectures(samples)]
             settings = TimingSettings(threads=threads)
             measure = lambda _name, model, hw: measure_model(model, hw, spec, backend, precision, settings)  # noqa: E731
         runtime = "torch-eager" if backend == "torch" else backend
         cal_id = f"{spec.name}/{runtime}-{precision}/{datetime.date.today().isoformat()}"
+        if op_table and (agent or spec.name != "host-cpu" or backend != "torch" or threads != 1 or precision != "fp32"):
+            # PyTorch eager runs each layer as its own kernel, so only there can layers be timed in the network.
+            raise ConfigError("--op-table times layers inside PyTorch eager networks on this CPU: it needs --target "
+                              f"host-cpu, the torch backend, 1 thread and fp32 (not {spec.name}, {backend}, "
+                              f"{threads} thread(s), {precision}{', --agent' if agent else ''})")
         with Progress(console=err_console, transient=True) as progress:
-            kernels = None
-            if with_kernels:
-                rows = calib.conv_geometry_rows(cases)
-                timing = dataclasses.replace(KERNEL_TIMING, threads=threads)
-                task = progress.add_task(f"timing {len(rows)} convolutions alone", total=len(rows))
-                kernels = measure_table(rows, timing, lambda done, _total: progress.update(task, completed=done))
             task = progress.add_task(f"measuring on {spec.name}", total=len(cases) * rounds)
             cal, _ = calib.measure_and_fit(
-                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id, kernels=kernels,
+                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id, op_table=op_table,
                 rounds=rounds, progress=lambda name: progress.update(task, advance=1, description=name),
             )
         path = cal.save(out or USER_CALIBRATIONS_DIR / f"{spec.name}-{precision}.json")
@@ -265,12 +259,14 @@ def calibrate_command(
     table = Table(title=f"calibration {cal.id} ({len(cases)} cases x {rounds} rounds, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
     for column in ("op class", "efficiency"):
         table.add_column(column)
-    for op_class, value in cal.efficiency.items():
-        table.add_row(op_class, f"{value:.3f}")
-    table.add_row("memory efficiency", f"{cal.memory_efficiency:.3f}")
-    table.add_row("per-kernel overhead", f"{cal.layer_overhead_ms * 1e3:.1f} µs")
+    if cal.layer_table is None:
+        for op_class, value in cal.efficiency.items():
+            table.add_row(op_class, f"{value:.3f}")
+        table.add_row("memory efficiency", f"{cal.memory_efficiency:.3f}")
+        table.add_row("per-kernel overhead", f"{cal.layer_overhead_ms * 1e3:.1f} µs")
+    else:  # the op table replaces every layer's roofline time
+        table.add_row("every layer", f"op table: {len(cal.layer_table.ms)} layers timed inside the networks")
+        table.add_row("network / sum of its layers", f"{cal.layer_table.scale:.3f}")
     table.add_row("fixed overhead", f"{cal.fixed_overhead_ms:.3f} ms")
-    if cal.kernel_table is not None:
-        table.add_row("convolutions", f"kernel table: {len(cal.kernel_table.ms)} timed alone")
     console.print(table)
     console.print(f"written to {path}; estimates for {spec.name} now use it (or pass calibration={cal.id!r})")

@@ -22,7 +22,7 @@ from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.costs import OP_CLASSES
-from nasseg.latency.kernels import KernelTable
+from nasseg.latency.optable import OpTable, time_layers
 from nasseg.latency.predictor import (
     CALIBRATIONS_DIR,
     Calibration,
@@ -147,19 +147,13 @@ class _Problem:
         self.layer_target = sample_target[self.table.sample]
         self.peaks = np.array([templates[t].class_peaks() for t in self.targets])  # T x C
         self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
-        # Convolutions a target's kernel table times are fixed: the fit leaves them alone.
-        self.kernel_ms = np.full(len(self.table.flops), np.nan)
-        for i, target in enumerate(self.targets):
-            mine = self.layer_target == i
-            self.kernel_ms[mine] = self.table.kernel_ms(templates[target].kernel_table, mine)[mine]
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
         values = np.exp(theta)
         flops, streaming = class_rates(self.peaks, self.bandwidth, values[:, :_N_CLASS], values[:, _N_CLASS])
         where = (self.layer_target, self.table.op_class)
-        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1],
-                               self.kernel_ms)
+        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1])
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 
@@ -299,7 +293,7 @@ def measure_and_fit(
     precision: str,
     runtime: str,
     cal_id: str,
-    kernels: KernelTable | None = None,
+    op_table: bool = False,
     rounds: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Calibration, list[Measurement]]:
@@ -307,19 +301,28 @@ def measure_and_fit(
     for ``target``. TensorRT runtimes fuse element-wise ops into convolutions; others do not.
     With ``rounds`` > 1 the cases are measured in that many passes and each keeps its median: a
     shared host's slow and fast spells (10-60 s on the development VM) then fall on every case alike.
-    With a kernel table (convolutions timed alone on the same device), convolutions come from it
-    and the fit covers the rest. The calibration records the device, timing scope and cases."""
+    With ``op_table`` (host-cpu only: it runs the cases here), every layer of every case is also timed
+    inside its network in each pass, and the calibration gets an op table of them
+    (``nasseg.latency.optable``) that predicts every layer in place of the roofline.
+    The calibration records the device, timing scope and cases."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, not {rounds}")
+    if op_table and target != "host-cpu":
+        raise CalibrationError(f"an op table times layers on this CPU: it calibrates host-cpu, not {target}")
     fuse = runtime in ("tensorrt", "torch2trt")
     prior = JETSON_PRIOR if get_target(target).is_jetson else HOST_PRIOR
     base = template(target, precision, runtime, "", fuse, prior, cal_id)
-    if kernels is not None:
-        base = dataclasses.replace(base, kernels=kernels.to_dict())
     timed: list[list[LatencyResult]] = [[] for _ in cases]
-    for _ in range(rounds):
-        for (name, model, input_hw), results in zip(cases, timed, strict=True):
-            results.append(measure(name, model, input_hw))
+    layer_ms: list[list[np.ndarray]] = [[] for _ in cases]
+    layer_rows: list[LayerTable] = []
+    for done in range(rounds):
+        for i, (name, model, input_hw) in enumerate(cases):
+            timed[i].append(measure(name, model, input_hw))
+            if op_table:
+                layers, ms = time_layers(model, input_hw)
+                layer_ms[i].append(ms)
+                if done == 0:
+                    layer_rows.append(LayerTable.from_layers(layers))
             if progress:
                 progress(name)
     measurements = [
@@ -330,18 +333,17 @@ def measure_and_fit(
     base = dataclasses.replace(base, timed=first.timed or "")
     fitted, _ = fit(measurements, {target: base}, prior)
     cal = fitted[target]
+    if op_table:
+        table = OpTable.from_timings([
+            (rows, np.median(ms, axis=0), m.ms) for rows, ms, m in zip(layer_rows, layer_ms, measurements, strict=True)
+        ], cal.fixed_overhead_ms)
+        cal = dataclasses.replace(cal, op_table=table.to_dict())
     provenance = {"device": first.device, "backend": first.backend, "power_mode": first.power_mode,
                   "versions": first.versions, "rounds": rounds, "measured_ms": [m.ms for m in measurements]}
     return dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}), measurements
 
 
 Architecture = tuple[str, ArchConfig, tuple[int, int]]  # name, config, the space's search input
-
-
-def conv_geometry_rows(cases: list[Case]) -> np.ndarray:
-    """The distinct convolution geometries of the cases' networks (for a kernel table)."""
-    probe = template("host-cpu", "fp32", "torch-eager", "", False, HOST_PRIOR, "probe")
-    return LayerTable.concat([layer_table(model, hw, probe)[1] for _, model, hw in cases]).distinct_convs()
 
 
 def baseline_architectures() -> list[Architecture]:

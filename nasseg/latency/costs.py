@@ -67,6 +67,7 @@ _ATTENTION = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_produc
 # Ops TensorRT folds into the producing convolution / matrix product.
 _FUSABLE = _ELEMENTWISE - {"_to_copy", "to"}
 
+BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
 # Floating-point operations per output element for memory-bound classes (their compute term).
 _FLOPS_PER_ELEMENT = {"elementwise": 1.0, "copy": 0.0, "resize": 4.0}
 
@@ -79,8 +80,8 @@ class UnsupportedLayer(NassegError):
 class ConvGeometry:
     """One 2-D convolution as ``aten.convolution`` ran it: input, weight and arguments.
 
-    It is what a device's kernel time depends on, and enough to run the same kernel alone
-    (``nasseg.latency.kernels`` times them and predicts the ones it has not timed).
+    It is what a device's kernel time depends on: the op table (``nasseg.latency.optable``) predicts
+    a convolution's time from it.
     """
 
     in_channels: int

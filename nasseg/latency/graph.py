@@ -2,14 +2,15 @@
 
 The model runs once on fake tensors (no memory, no arithmetic), so tracing works for any module
 that can run a forward pass, whatever Python control flow it uses, and costs nothing at
-1024x2048. Each operator records its input and output shapes, its non-tensor arguments
+1024x2048. ``timed_trace`` runs the same recording on real tensors and times every operator as
+it runs inside the network (the host CPU's op table, ``nasseg.latency.optable``). Each operator records its input and output shapes, its non-tensor arguments
 (stride, dilation, groups, ...), the module that called it and which earlier operator produced
 each of its inputs, so fusion and consumer counts can be worked out afterwards.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ class OpNode:
     producers: list[int | None]  # for each tensor input: the node that made it (None: input/weight)
     args: list[Any] = field(default_factory=list)  # non-tensor positional arguments, in order
     is_weight: list[bool] = field(default_factory=list)  # per tensor input: a parameter or buffer
+    ms: float | None = None  # its time inside the network (``timed_trace`` only)
 
     @property
     def where(self) -> str:
@@ -47,8 +49,11 @@ class OpNode:
 
 
 class _Recorder(TorchDispatchMode):
-    def __init__(self, module_stack: list[tuple[str, str]], weight_ids: set[int]) -> None:
+    def __init__(
+        self, module_stack: list[tuple[str, str]], weight_ids: set[int], clock: Callable[[], float] | None = None
+    ) -> None:
         super().__init__()
+        self.clock = clock
         self.nodes: list[OpNode] = []
         self.module_stack = module_stack
         self.weight_ids = weight_ids
@@ -56,7 +61,9 @@ class _Recorder(TorchDispatchMode):
         self.keep_alive: list[torch.Tensor] = []  # ids stay unique while the trace lives
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        start = self.clock() if self.clock else 0.0
         out = func(*args, **(kwargs or {}))
+        ms = (self.clock() - start) * 1e3 if self.clock else None
         op = str(func.overloadpacket)
         if op.startswith("prim."):
             return out
@@ -74,6 +81,7 @@ class _Recorder(TorchDispatchMode):
             producers=[self.producer_of.get(id(t)) for t in tensors],
             args=[a for a in args if not isinstance(a, torch.Tensor) and not _is_tensor_list(a)],
             is_weight=[id(t) in self.weight_ids for t in tensors],
+            ms=ms,
         )
         self.nodes.append(node)
         for t in outs:
@@ -114,14 +122,28 @@ def trace(model: nn.Module, input_hw: tuple[int, int], in_channels: int = 3) -> 
     Raises ``UntraceableModel`` naming the model, the layer that failed and why (for example a
     forward pass that reads tensor values with ``.item()``, which fake tensors do not have).
     """
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        return _record(model, input_hw, in_channels, None)
+
+
+def timed_trace(
+    model: nn.Module, input_hw: tuple[int, int], clock: Callable[[], float], in_channels: int = 3
+) -> list[OpNode]:
+    """The operators of one real forward pass, each with its time by ``clock`` (seconds) in ``ms``.
+
+    The caller sets the threads and CPU conditions, and warms the network up first.
+    """
+    return _record(model, input_hw, in_channels, clock)
+
+
+def _record(model: nn.Module, input_hw: tuple[int, int], in_channels: int, clock: Callable[[], float] | None) -> list[OpNode]:
     was_training = model.training
     model.eval()
     weight_ids = {id(t) for t in (*model.parameters(), *model.buffers())}
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     try:
-        with _module_stack(model) as stack, torch.no_grad(), fake_mode:
-            x = torch.empty(1, in_channels, *input_hw)
-            recorder = _Recorder(stack, weight_ids)
+        with _module_stack(model) as stack, torch.no_grad():
+            x = torch.randn(1, in_channels, *input_hw)
+            recorder = _Recorder(stack, weight_ids, clock)
             try:
                 with recorder:
                     model(x)

@@ -10,7 +10,9 @@ kernels are limited by how well they stream memory rather than by arithmetic. Th
 classes whose kernels use tensor cores and the CUDA-core peak for depthwise and dilated
 convolutions (cuDNN/TensorRT run those without tensor cores; jetson.md section 5). Efficiencies,
 overheads and the fusion rule come from a ``Calibration`` fitted to measurements
-(``nasseg.latency.calibration``); every estimate names the calibration it used.
+(``nasseg.latency.calibration``); every estimate names the calibration it used. A host-CPU
+calibration may instead carry an op table (``nasseg.latency.optable``): layers timed inside
+networks on that CPU, from which a regressor predicts every layer's time in place of the roofline.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import numpy as np
 from torch import nn
 
 from nasseg.errors import NassegError
-from nasseg.latency.costs import OP_CLASSES, Layer, layers_of
+from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, Layer, layers_of
 from nasseg.latency.graph import trace
-from nasseg.latency.kernels import GEOMETRY_FIELDS, KernelTable
+from nasseg.latency.optable import GEOMETRY_FIELDS, OpTable
 from nasseg.latency.result import LatencyResult
 
 PREDICTOR = "nasseg-roofline-v1"
+OP_TABLE_PREDICTOR = "nasseg-optable-v1"  # a calibration with an op table
 CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
 # Fitted on a user's board by `nasseg calibrate`; searched before the packaged calibrations.
 USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() / ".nasseg" / "calibrations"))
@@ -39,7 +42,6 @@ USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() /
 CUDA_CORE_CLASSES = ("conv_depthwise", "conv_dilated")
 MEMORY_CLASSES = ("elementwise", "pool", "reduce", "resize", "copy")
 _IS_MEMORY = np.array([c in MEMORY_CLASSES for c in OP_CLASSES])
-BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
 
 
 class CalibrationError(NassegError):
@@ -64,9 +66,9 @@ class Calibration:
     layer_overhead_ms: float
     fixed_overhead_ms: float
     fitted_on: dict[str, Any] = field(default_factory=dict)  # data set, points, fit error
-    # Convolutions timed alone on the device (nasseg.latency.kernels); where present, they
-    # replace the roofline for every convolution.
-    kernels: dict[str, Any] | None = None
+    # Layers timed inside networks on the device (nasseg.latency.optable); where present, its
+    # prediction replaces the roofline for every layer.
+    op_table: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
@@ -74,15 +76,15 @@ class Calibration:
             raise CalibrationError(f"calibration {self.id}: no efficiency for op class(es) {', '.join(missing)}")
         if self.precision not in BYTES_PER_ELEMENT:
             raise CalibrationError(f"calibration {self.id}: unknown precision {self.precision!r}")
-        if self.kernels is not None:
+        if self.op_table is not None:
             try:
-                self.kernel_table  # noqa: B018  (validates the table once, at load)
+                self.layer_table  # noqa: B018  (validates the table once, at load)
             except (KeyError, TypeError, ValueError) as exc:
-                raise CalibrationError(f"calibration {self.id}: bad kernel table: {exc}") from None
+                raise CalibrationError(f"calibration {self.id}: bad op table: {exc}") from None
 
     @cached_property
-    def kernel_table(self) -> KernelTable | None:
-        return KernelTable.from_dict(self.kernels) if self.kernels is not None else None
+    def layer_table(self) -> OpTable | None:
+        return OpTable.from_dict(self.op_table) if self.op_table is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,11 +180,12 @@ class LayerTable:
     bytes: np.ndarray
     launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
     sample: np.ndarray
-    conv_rows: np.ndarray  # per layer: its convolution geometry (nasseg.latency.kernels), or -1s
+    conv_rows: np.ndarray  # per layer: its convolution geometry (nasseg.latency.optable), or -1s
 
     @property
-    def is_conv(self) -> np.ndarray:
-        return self.conv_rows[:, 0] > 0
+    def rows(self) -> np.ndarray:
+        """Each layer's op-table row (``nasseg.latency.optable.ROW_FIELDS``)."""
+        return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows]).astype(float)
 
     @classmethod
     def from_layers(cls, layers: list[Layer], sample: int = 0) -> LayerTable:
@@ -203,35 +206,21 @@ class LayerTable:
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
                    conv_rows=np.concatenate([t.conv_rows for t in tables]))
 
-    def distinct_convs(self) -> np.ndarray:
-        """The distinct convolution geometries among the layers, one row each (sorted)."""
-        return np.unique(self.conv_rows[self.is_conv], axis=0)
-
-    def kernel_ms(self, kernels: KernelTable | None, only: np.ndarray | None = None) -> np.ndarray:
-        """Each convolution's time from a kernel table (of those in ``only``, a layer mask); NaN for
-        every other layer, and for all without a table."""
-        out = np.full(len(self.flops), np.nan)
-        chosen = self.is_conv if only is None else self.is_conv & only
-        if kernels is not None and chosen.any():
-            out[chosen] = kernels.predict_ms(self.conv_rows[chosen])
-        return out
-
 
 def layer_times_ms(
     table: LayerTable, flops_per_s: np.ndarray, bytes_per_s: float | np.ndarray, layer_overhead_ms: float | np.ndarray,
-    kernel_ms: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-kernel time: roofline of compute (at each layer's effective FLOP/s) and memory traffic,
-    plus the launch overhead of launched kernels; a layer with a ``kernel_ms`` (not NaN) takes that
-    instead (a kernel timed alone includes its own launch)."""
-    roofline = np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
-    return roofline if kernel_ms is None else np.where(np.isnan(kernel_ms), roofline, kernel_ms)
+    plus the launch overhead of launched kernels."""
+    return np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
 
 
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
+    """Each layer's time: from the op table where the calibration has one, else the roofline."""
+    if cal.layer_table is not None:
+        return cal.layer_table.layer_ms(table.rows) * cal.layer_table.scale
     flops_per_s, bytes_per_s = cal.class_rates()
-    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms,
-                          table.kernel_ms(cal.kernel_table))
+    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
 
 
 def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:
@@ -266,9 +255,9 @@ def estimate(
     by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
     # A fit from measurements names the device they were taken on (timings do not transfer between CPUs).
     provenance = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
-    if cal.kernel_table is not None:
-        provenance["convolutions_from_kernel_table"] = (
-            f"{int(table.is_conv.sum())} convolutions from the nearest of {len(cal.kernel_table.ms)} measured kernels")
+    if cal.layer_table is not None:
+        provenance["layers_from_op_table"] = (
+            f"{len(layers)} layers predicted from {len(cal.layer_table.ms)} timed inside networks on that device")
     return LatencyResult(
         kind="estimated",
         median_ms=total,
@@ -276,7 +265,7 @@ def estimate(
         input_hw=tuple(input_hw),
         precision=cal.precision,
         timed=cal.timed,
-        predictor=PREDICTOR,
+        predictor=PREDICTOR if cal.layer_table is None else OP_TABLE_PREDICTOR,
         calibration=cal.id,
         extra={
             "kernels": int(table.launched.sum()),
