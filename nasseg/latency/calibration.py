@@ -31,6 +31,7 @@ from nasseg.latency.predictor import (
     class_rates,
     layer_table,
     layer_times_ms,
+    predict_ms,
 )
 from nasseg.latency.reference_nets import reference_net
 from nasseg.latency.result import LatencyResult
@@ -201,10 +202,12 @@ def fit(
 
 
 def predict_measurements(cal_by_target: dict[str, Calibration], measurements: list[Measurement]) -> np.ndarray:
-    templates = {t: cal_by_target[t] for t in dict.fromkeys(m.target for m in measurements)}
-    problem = _Problem(measurements, templates)
-    theta = np.array([_to_vector(templates[t]) for t in problem.targets])
-    return problem.predict(theta)
+    """Each measurement's latency as its target's calibration predicts it (from its op table, if it has one)."""
+    out = np.empty(len(measurements))
+    for target in dict.fromkeys(m.target for m in measurements):
+        mine = [i for i, m in enumerate(measurements) if m.target == target]
+        out[mine] = predict_ms(LayerTable.concat([measurements[i].table for i in mine]), cal_by_target[target], len(mine))
+    return out
 
 
 def leave_one_out(

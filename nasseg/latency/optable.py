@@ -3,8 +3,8 @@
 One efficiency per op class cannot follow a CPU's kernels: oneDNN picks a different algorithm and
 blocking for every convolution shape, and an element-wise op costs what the caches make of it. As
 nn-Meter does for mobile CPUs, an op table holds layers timed on the device and a tree ensemble
-over their log-shape features predicts the time of a layer from its op class, FLOPs, bytes and
-(for a convolution) geometry.
+over their log-shape features predicts the time of a layer from its operator (an exp costs several
+times an add per element), op class, FLOPs, bytes and (for a convolution) geometry.
 
 The layers are timed where they run: inside the calibration networks, one forward pass at a time
 (``nasseg.latency.graph.timed_trace``). Timed alone, a convolution did not cost what it costs in the
@@ -22,6 +22,7 @@ Jetson calibrations keep the roofline of ``nasseg.latency.predictor``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -38,9 +39,10 @@ if TYPE_CHECKING:
 
     from nasseg.latency.predictor import LayerTable
 
-GEOMETRY_FIELDS = tuple(ConvGeometry.__dataclass_fields__)
-# A layer row: its op class (index into OP_CLASSES), FLOPs, bytes, and its convolution geometry (or -1s).
-ROW_FIELDS = ("op_class", "flops", "bytes", *GEOMETRY_FIELDS)
+GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
+# A layer row: its operator (index into the table's ``ops``, -1 for one it has not timed), op class
+# (index into OP_CLASSES), FLOPs, bytes, and its convolution geometry (or -1s).
+ROW_FIELDS = ("op", "op_class", "flops", "bytes", *GEOMETRY_FIELDS)
 _COL = {name: i for i, name in enumerate(ROW_FIELDS)}
 _TREES = 200
 
@@ -67,10 +69,17 @@ def _work(rows: np.ndarray) -> np.ndarray:
     return np.maximum(flops + 5.0 * moved, 1.0)
 
 
-def features(rows: np.ndarray) -> np.ndarray:
-    """Op class (one-hot), log2 FLOPs and bytes, and for convolutions the log2 geometry."""
+def rows_of(table: LayerTable, ops: tuple[str, ...]) -> np.ndarray:
+    """The op-table row of every layer, its operator numbered as in ``ops``."""
+    index = {op: i for i, op in enumerate(ops)}
+    return np.column_stack([[index.get(op, -1) for op in table.op], table.numbers]).reshape(-1, len(ROW_FIELDS))
+
+
+def features(rows: np.ndarray, n_ops: int) -> np.ndarray:
+    """Operator and op class (one-hot), log2 FLOPs and bytes, and for convolutions the log2 geometry."""
     rows = np.asarray(rows, dtype=float).reshape(-1, len(ROW_FIELDS))
-    one_hot = np.eye(len(OP_CLASSES))[rows[:, 0].astype(np.int64)]
+    operator = np.eye(n_ops + 1)[rows[:, 0].astype(np.int64)][:, :n_ops]  # -1 (untimed): no operator bit set
+    one_hot = np.eye(len(OP_CLASSES))[rows[:, 1].astype(np.int64)]
     flops, moved = _cols(rows, "flops", "bytes")
     is_conv = rows[:, _COL["in_channels"]] > 0
     cin, cout, kh, kw, sh, dh, dw, g, tr = (np.where(is_conv, c, 1.0) for c in _cols(
@@ -78,22 +87,15 @@ def features(rows: np.ndarray) -> np.ndarray:
         "groups", "transposed"))
     out_h, out_w = (np.where(is_conv, np.maximum(v, 1.0), 1.0) for v in conv_output_hw(rows))
     geometry = np.log2(np.stack([cin / g, cout / g, g, out_h, out_w, kh, kw, sh, dh, dw], axis=1))
-    return np.concatenate([one_hot, np.log2(np.stack([flops + 1, moved + 1], axis=1)), geometry,
+    return np.concatenate([operator, one_hot, np.log2(np.stack([flops + 1, moved + 1], axis=1)), geometry,
                            np.stack([is_conv, tr > 0], axis=1).astype(float)], axis=1)
-
-
-def layer_rows(layers: list[Layer]) -> np.ndarray:
-    """The op-table row of every layer."""
-    index = {c: i for i, c in enumerate(OP_CLASSES)}
-    return np.array([[index[layer.op_class], layer.flops, layer.bytes,
-                      *(layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS))] for layer in layers],
-                    dtype=float).reshape(-1, len(ROW_FIELDS))
 
 
 @dataclass(frozen=True)
 class OpTable:
     """Layers timed inside networks on one device, and a regressor of their time."""
 
+    ops: tuple[str, ...]  # the operators the table has timed ("aten.convolution", "aten.exp", ...)
     rows: np.ndarray  # n x len(ROW_FIELDS)
     ms: np.ndarray  # each layer's time inside its network
     scale: float  # network latency / the sum of its layers' times (median over the calibration networks)
@@ -105,6 +107,8 @@ class OpTable:
             raise ValueError("an op table needs at least two layers, every time positive")
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"an op table's scale must be positive, not {self.scale}")
+        if not np.all((self.rows[:, 0] >= 0) & (self.rows[:, 0] < len(self.ops))):
+            raise ValueError(f"every timed layer's operator must be one of the table's {len(self.ops)} ops")
 
     @staticmethod
     def _regressor() -> ExtraTreesRegressor:
@@ -118,34 +122,37 @@ class OpTable:
     # layer larger than any timed one then keeps the speed of the largest like it instead of its time.
     @cached_property
     def _model(self) -> ExtraTreesRegressor:
-        return self._regressor().fit(features(self.rows), np.log(self.ms / _work(self.rows)))
+        return self._regressor().fit(features(self.rows, len(self.ops)), np.log(self.ms / _work(self.rows)))
 
-    def layer_ms(self, rows: np.ndarray) -> np.ndarray:
-        """Predicted in-network time (ms) of each layer row, before ``scale``."""
-        rows = np.asarray(rows, dtype=float).reshape(-1, len(ROW_FIELDS))
-        if not len(rows):
+    def layer_ms(self, table: LayerTable) -> np.ndarray:
+        """Predicted in-network time (ms) of each layer, before ``scale``."""
+        if not len(table.flops):
             return np.zeros(0)
-        return np.exp(self._model.predict(features(rows))) * _work(rows)
+        rows = rows_of(table, self.ops)
+        return np.exp(self._model.predict(features(rows, len(self.ops)))) * _work(rows)
 
     def to_dict(self) -> dict[str, Any]:
         # Four significant digits: far finer than a layer's run-to-run spread, and a tenth of the JSON.
-        rows = [[int(row[0]), float(f"{row[1]:.4g}"), float(f"{row[2]:.4g}"), *map(int, row[3:])] for row in self.rows]
-        return {"fields": list(ROW_FIELDS), "scale": self.scale, "rows": rows, "ms": [float(f"{v:.4g}") for v in self.ms]}
+        rows = [[int(r[0]), int(r[1]), float(f"{r[2]:.4g}"), float(f"{r[3]:.4g}"), *map(int, r[4:])] for r in self.rows]
+        return {"fields": list(ROW_FIELDS), "ops": list(self.ops), "scale": self.scale, "rows": rows,
+                "ms": [float(f"{v:.4g}") for v in self.ms]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpTable:
         if list(data.get("fields", [])) != list(ROW_FIELDS):
             raise ValueError(f"op table fields {data.get('fields')} are not {list(ROW_FIELDS)}")
-        return cls(np.array(data["rows"], dtype=float), np.array(data["ms"], dtype=float), float(data["scale"]))
+        return cls(tuple(data["ops"]), np.array(data["rows"], dtype=float).reshape(-1, len(ROW_FIELDS)),
+                   np.array(data["ms"], dtype=float), float(data["scale"]))
 
     @classmethod
     def from_timings(cls, timed: list[tuple[LayerTable, np.ndarray, float]], fixed_overhead_ms: float = 0.0) -> OpTable:
         """From (layer table, each layer's in-network ms, the network's measured ms) per network."""
-        rows = np.concatenate([table.rows for table, _, _ in timed])
-        ms = np.concatenate([layer_ms for _, layer_ms, _ in timed])
+        ops = tuple(sorted({op for table, _, _ in timed for op in table.op}))
+        rows = np.concatenate([rows_of(table, ops) for table, _, _ in timed])
+        # A layer faster than the clock resolves counts as 1 us: fast, not free.
+        ms = np.maximum(np.concatenate([layer_ms for _, layer_ms, _ in timed]), 1e-3)
         scale = float(np.median([(network - fixed_overhead_ms) / layer_ms.sum() for _, layer_ms, network in timed]))
-        keep = ms > 0  # a layer below the clock's resolution carries no time to learn from
-        return cls(rows[keep], ms[keep], scale)
+        return cls(ops, rows, ms, scale)
 
 
 def time_layers(model: nn.Module, input_hw: tuple[int, int], passes: int = 3, warmup: int = 1) -> tuple[list[Layer], np.ndarray]:

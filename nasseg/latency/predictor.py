@@ -181,10 +181,11 @@ class LayerTable:
     launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
     sample: np.ndarray
     conv_rows: np.ndarray  # per layer: its convolution geometry (nasseg.latency.optable), or -1s
+    op: np.ndarray  # per layer: the ATen operator, e.g. "aten.exp" (an op table tells them apart)
 
     @property
-    def rows(self) -> np.ndarray:
-        """Each layer's op-table row (``nasseg.latency.optable.ROW_FIELDS``)."""
+    def numbers(self) -> np.ndarray:
+        """Each layer's op class, FLOPs, bytes and convolution geometry as one float row."""
         return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows]).astype(float)
 
     @classmethod
@@ -198,13 +199,14 @@ class LayerTable:
             sample=np.full(len(layers), sample, dtype=np.int64),
             conv_rows=np.array([layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers],
                                dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
+            op=np.array([layer.op for layer in layers], dtype=object),
         )
 
     @classmethod
     def concat(cls, tables: list[LayerTable]) -> LayerTable:
         return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
-                   conv_rows=np.concatenate([t.conv_rows for t in tables]))
+                   conv_rows=np.concatenate([t.conv_rows for t in tables]), op=np.concatenate([t.op for t in tables]))
 
 
 def layer_times_ms(
@@ -218,7 +220,7 @@ def layer_times_ms(
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
     """Each layer's time: from the op table where the calibration has one, else the roofline."""
     if cal.layer_table is not None:
-        return cal.layer_table.layer_ms(table.rows) * cal.layer_table.scale
+        return cal.layer_table.layer_ms(table) * cal.layer_table.scale
     flops_per_s, bytes_per_s = cal.class_rates()
     return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
 
