@@ -186,6 +186,9 @@ def _timed_cases(
     """
     ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
     layer_ms = store.setdefault("layer_ms", {})
+    if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in [f"{n}@{hw[0]}x{hw[1]}" for n, _, hw in cases]):
+        raise SystemExit(f"{label}: the store holds networks measured without their layers (from before the op "
+                         "table): pass --measurements NEW.json")
     ids = [f"{name}@{hw[0]}x{hw[1]}" for name, _, hw in cases]
     failed: set[str] = set()
     with Progress() as progress:

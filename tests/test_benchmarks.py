@@ -149,6 +149,10 @@ def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch
     assert calls == ["network", "layers"] * 3
     assert (case_id, ms) == ("a@8x8", 21.0) and layers.tolist() == [2.0, 6.0]  # each layer's median over the passes
     assert store["layer_ms"] == {"a@8x8": [[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]]}
+    # A store from before the op table has networks without their layers: refused, not half-used.
+    store["ms"]["b@8x8"] = [9.0]
+    with pytest.raises(SystemExit, match="without their layers"):
+        list(latency_accuracy._timed_cases([("b", nn.Identity(), (8, 8))], None, "test", store, "ms", 1, layers=True))
 
 
 def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
