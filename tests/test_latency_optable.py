@@ -163,7 +163,7 @@ def test_an_estimate_from_an_op_table_costs_every_layer_from_it_and_says_so(tmp_
     model, hw = _Block(24).eval(), (24, 40)
     result = estimate(model, hw, "host-cpu", calibration=cal.save(tmp_path / "op.json"))
     layers = layer_table(model, hw, PROBE)[1]
-    expected = cal.layer_table.layer_ms(layers).sum() * table.scale + cal.fixed_overhead_ms
+    expected = cal.optable.layer_ms(layers).sum() * table.scale + cal.fixed_overhead_ms
     assert result.kind == "estimated" and result.predictor == OP_TABLE_PREDICTOR
     assert result.median_ms == pytest.approx(expected, rel=1e-9)
     assert result.median_ms == pytest.approx(_known_ms(layers).sum() * 1.1, rel=0.3)
@@ -189,7 +189,7 @@ def test_calibrating_with_an_op_table_times_every_layer_in_each_pass(monkeypatch
                                         cal_id="test/op-table", op_table=True, rounds=2)
     names = [name for name, _, _ in cases]
     assert order == [step for name in names for step in (f"measure {name}", "layers")] * 2
-    assert cal.layer_table is not None and len(cal.layer_table.ms) == sum(len(m.table.flops) for m in measurements)
+    assert cal.optable is not None and len(cal.optable.ms) == sum(len(m.table.flops) for m in measurements)
     assert [m.ms for m in measurements] == [2.5, 4.5]
     with pytest.raises(CalibrationError, match="host-cpu, not jetson-nano"):
         measure_and_fit("jetson-nano", cases, fake_measure, precision="fp16", runtime="tensorrt", cal_id="x", op_table=True)
@@ -214,7 +214,7 @@ def test_calibrate_op_table_option_builds_one_from_the_cases_and_refuses_other_s
     cal = Calibration.load(out)
     cases = [*suite((16, 16), 4), (sample[0], build(sample[1]), sample[2])]
     layers = sum(len(layer_table(model, hw, PROBE)[1].flops) for _, model, hw in cases)
-    assert cal.layer_table is not None and len(cal.layer_table.ms) == layers
+    assert cal.optable is not None and len(cal.optable.ms) == layers
     assert sample[0] in cal.fitted_on["points"] and json.loads(result.output)["op_table"]["fields"] == list(ROW_FIELDS)
     assert estimate(build(sample[1]), (64, 96), "host-cpu", calibration=out).predictor == OP_TABLE_PREDICTOR
     refused = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--op-table", "--threads", "2"])

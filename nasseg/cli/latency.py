@@ -259,14 +259,14 @@ def calibrate_command(
     table = Table(title=f"calibration {cal.id} ({len(cases)} cases x {rounds} rounds, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
     for column in ("op class", "efficiency"):
         table.add_column(column)
-    if cal.layer_table is None:
+    if cal.optable is None:
         for op_class, value in cal.efficiency.items():
             table.add_row(op_class, f"{value:.3f}")
         table.add_row("memory efficiency", f"{cal.memory_efficiency:.3f}")
         table.add_row("per-kernel overhead", f"{cal.layer_overhead_ms * 1e3:.1f} µs")
     else:  # the op table replaces every layer's roofline time
-        table.add_row("every layer", f"op table: {len(cal.layer_table.ms)} layers timed inside the networks")
-        table.add_row("network / sum of its layers", f"{cal.layer_table.scale:.3f}")
+        table.add_row("every layer", f"op table: {len(cal.optable.ms)} layers timed inside the networks")
+        table.add_row("network / sum of its layers", f"{cal.optable.scale:.3f}")
     table.add_row("fixed overhead", f"{cal.fixed_overhead_ms:.3f} ms")
     console.print(table)
     console.print(f"written to {path}; estimates for {spec.name} now use it (or pass calibration={cal.id!r})")

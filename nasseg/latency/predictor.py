@@ -78,12 +78,12 @@ class Calibration:
             raise CalibrationError(f"calibration {self.id}: unknown precision {self.precision!r}")
         if self.op_table is not None:
             try:
-                self.layer_table  # noqa: B018  (validates the table once, at load)
+                self.optable  # noqa: B018  (validates the table once, at load)
             except (KeyError, TypeError, ValueError) as exc:
                 raise CalibrationError(f"calibration {self.id}: bad op table: {exc}") from None
 
     @cached_property
-    def layer_table(self) -> OpTable | None:
+    def optable(self) -> OpTable | None:
         return OpTable.from_dict(self.op_table) if self.op_table is not None else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,8 +219,8 @@ def layer_times_ms(
 
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
     """Each layer's time: from the op table where the calibration has one, else the roofline."""
-    if cal.layer_table is not None:
-        return cal.layer_table.layer_ms(table) * cal.layer_table.scale
+    if cal.optable is not None:
+        return cal.optable.layer_ms(table) * cal.optable.scale
     flops_per_s, bytes_per_s = cal.class_rates()
     return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
 
@@ -257,9 +257,9 @@ def estimate(
     by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
     # A fit from measurements names the device they were taken on (timings do not transfer between CPUs).
     provenance = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
-    if cal.layer_table is not None:
+    if cal.optable is not None:
         provenance["layers_from_op_table"] = (
-            f"{len(layers)} layers predicted from {len(cal.layer_table.ms)} timed inside networks on that device")
+            f"{len(layers)} layers predicted from {len(cal.optable.ms)} timed inside networks on that device")
     return LatencyResult(
         kind="estimated",
         median_ms=total,
@@ -267,7 +267,7 @@ def estimate(
         input_hw=tuple(input_hw),
         precision=cal.precision,
         timed=cal.timed,
-        predictor=PREDICTOR if cal.layer_table is None else OP_TABLE_PREDICTOR,
+        predictor=PREDICTOR if cal.optable is None else OP_TABLE_PREDICTOR,
         calibration=cal.id,
         extra={
             "kernels": int(table.launched.sum()),
