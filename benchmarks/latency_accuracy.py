@@ -58,7 +58,7 @@ from nasseg.latency.calibration import (
 from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
 from nasseg.latency.optable import OpTable, time_layers
-from nasseg.latency.predictor import CALIBRATIONS_DIR, LayerTable, layer_table
+from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
 from nasseg.latency.timing import TimingSettings, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible

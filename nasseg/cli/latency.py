@@ -221,6 +221,13 @@ def calibrate_command(
     with user_errors():
         spec = get_target(target)
         precision = resolve_precision(spec, precision)
+        # Refused before any board is contacted or network built. PyTorch eager runs each layer as its
+        # own kernel, so only there can layers be timed in the network.
+        local_backend = backend or default_backend(spec)
+        if op_table and (agent or spec.name != "host-cpu" or local_backend != "torch" or threads != 1 or precision != "fp32"):
+            raise ConfigError("--op-table times layers inside PyTorch eager networks on this CPU: it needs --target "
+                              f"host-cpu, the torch backend, 1 thread and fp32 (not {spec.name}, {local_backend}, "
+                              f"{threads} thread(s), {precision}{', --agent' if agent else ''})")
         if agent:  # the agent builds architectures from JSON: calibrate on the search spaces' networks
             client = AgentClient(agent)
             info = client.info()  # an unreachable board fails here, after bounded retries
@@ -232,7 +239,7 @@ def calibrate_command(
             cases = [(name, build(config), hw) for name, config, hw in architectures]
             measure = lambda name, _model, hw: client.measure(configs[name], hw, precision)  # noqa: E731
         else:
-            backend = backend or default_backend(spec)
+            backend = local_backend
             require_local(spec, backend)  # a Jetson target needs this machine to be that board
             cases = suite(parse_hw(input_size), channels)
             if op_table:
@@ -241,11 +248,6 @@ def calibrate_command(
             measure = lambda _name, model, hw: measure_model(model, hw, spec, backend, precision, settings)  # noqa: E731
         runtime = "torch-eager" if backend == "torch" else backend
         cal_id = f"{spec.name}/{runtime}-{precision}/{datetime.date.today().isoformat()}"
-        if op_table and (agent or spec.name != "host-cpu" or backend != "torch" or threads != 1 or precision != "fp32"):
-            # PyTorch eager runs each layer as its own kernel, so only there can layers be timed in the network.
-            raise ConfigError("--op-table times layers inside PyTorch eager networks on this CPU: it needs --target "
-                              f"host-cpu, the torch backend, 1 thread and fp32 (not {spec.name}, {backend}, "
-                              f"{threads} thread(s), {precision}{', --agent' if agent else ''})")
         with Progress(console=err_console, transient=True) as progress:
             task = progress.add_task(f"measuring on {spec.name}", total=len(cases) * rounds)
             cal, _ = calib.measure_and_fit(
