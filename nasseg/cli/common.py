@@ -31,7 +31,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except NassegError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: one line however long (paths in it stay whole when stderr is piped or captured)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
