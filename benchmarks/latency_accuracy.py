@@ -173,28 +173,33 @@ def _network(config: ArchConfig | nn.Module) -> nn.Module:
     return build(config) if isinstance(config, ArchConfig) else config
 
 
+def _case_id(name: str, hw: tuple[int, int]) -> str:
+    return f"{name}@{hw[0]}x{hw[1]}"
+
+
 def _timed_cases(
     cases: list, settings: TimingSettings, label: str, store: dict, field: str, rounds: int, layers: bool = False
 ) -> Iterator[tuple[str, nn.Module, tuple[int, int], float, np.ndarray | None]]:
     """(case id, network, input, ms, layer ms) of every case that runs, its ms the median of ``rounds``
     measurements, and with ``layers`` each layer's median in-network time over as many (else None).
 
-    The measurements are taken in ``rounds`` passes over all the cases, so that the host's slow and fast
-    spells (10-60 s on the development VM) fall on every network alike instead of on whichever was being
-    timed. They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
+    The measurements are taken in ``rounds`` passes over all the cases, each pass in its own (seeded)
+    order, so that the host's slow and fast spells (10-60 s on the development VM) fall on every network
+    alike instead of on whichever was being timed, or on the same neighbours every pass. They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
     list of per-layer lists, timed right after the network in the same pass); those already there are reused.
     """
     ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
     layer_ms = store.setdefault("layer_ms", {})
-    if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in [f"{n}@{hw[0]}x{hw[1]}" for n, _, hw in cases]):
+    ids = [_case_id(name, hw) for name, _, hw in cases]
+    if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in ids):
         raise SystemExit(f"{label}: the store holds networks measured without their layers (from before the op "
                          "table): pass --measurements NEW.json")
-    ids = [f"{name}@{hw[0]}x{hw[1]}" for name, _, hw in cases]
     failed: set[str] = set()
     with Progress() as progress:
         task = progress.add_task(label, total=sum(max(0, rounds - len(ms.get(i, []))) for i in ids))
         for done in range(rounds):
-            for case_id, (name, config, hw) in zip(ids, cases, strict=True):
+            for i in np.random.default_rng(done).permutation(len(cases)):
+                case_id, (name, config, hw) = ids[i], cases[i]
                 if case_id in failed or len(ms.get(case_id, [])) > done:
                     continue
                 _require_same_cpu(store, case_id)
@@ -258,38 +263,52 @@ def _load_store(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def host_cases(scale: float, per_space: int, check_total: int) -> tuple[list, list]:
-    """The calibration and check architectures (disjoint), each at its search input x ``scale``."""
+def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None) -> tuple[list, list, list]:
+    """The calibration and check architectures (disjoint), each at its search input x ``scale``, and the
+    calibration architectures again at x ``extra_scale`` (those that can run there; none without it)."""
     spaces = all_spaces()
     # Some samples feasible at the search input are not at the scaled one: draw spares.
-    calibrate = []
+    calibrate, extra = [], []
     for space in spaces:
-        calibrate += _feasible_at_scale(sampled_architectures(3 * per_space, seed=1, spaces=[space]), scale, per_space)
+        drawn = sampled_architectures(3 * per_space, seed=1, spaces=[space])
+        chosen = _feasible_at_scale(drawn, scale, per_space)
+        calibrate += chosen
+        if extra_scale is not None:
+            names = {name for name, _, _ in chosen}
+            extra += _feasible_at_scale([a for a in drawn if a[0] in names], extra_scale, per_space)
     seen = {c.arch_hash() for _, c, _ in calibrate}
     per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
     for space in spaces:
         fresh = [a for a in sampled_architectures(3 * per_space_check, seed=2, spaces=[space]) if a[1].arch_hash() not in seen]
         check += _feasible_at_scale(fresh, scale, per_space_check)
-    return calibrate, check
+    return calibrate, check, extra
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int) -> None:
+def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
+         extra_scale: float | None) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
     print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
           f"spaces: {', '.join(s.name for s in spaces)}\n")
-    calibrate, check = host_cases(scale, per_space, check_total)
+    calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
     known = _counts(store)
     load_before = os.getloadavg()
     try:
-        cal_set, cal_layers = _measure_host(calibrate, settings, "calibration set", store, rounds, layers=True)
+        # Both sets in the same passes, so that the host's slow spells are noise in both and not a bias
+        # between them: measured one after the other, identical layers took 6 % (median) longer in the check set.
+        timed, layers = _measure_host(calibrate + calibrate_extra + check, settings, "calibration and check sets", store,
+                                      rounds, layers=True)
         micro_set, _ = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
-        check_set, check_layers = _measure_host(check, settings, "check set", store, rounds, layers=True)
         again = _remeasured(check, settings, store, rounds)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
+    calibration_ids = {_case_id(name, hw) for name, _, hw in calibrate}
+    extra_ids = {_case_id(name, hw) for name, _, hw in calibrate_extra} - calibration_ids
+    cal_set = [m for m in timed if m.id in calibration_ids]
+    extra_set = [m for m in timed if m.id in extra_ids]
+    check_set = [m for m in timed if m.id not in calibration_ids | extra_ids]
     runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
                      f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
@@ -297,11 +316,18 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     fixed_ms = fitted["host-cpu"].fixed_overhead_ms
-    op_table = OpTable.from_timings([(m.table, cal_layers[m.id], m.ms) for m in cal_set], fixed_ms)
-    with_table = {"host-cpu": dataclasses.replace(fitted["host-cpu"], id=OP_TABLE_CAL_ID, op_table=op_table.to_dict())}
+
+    def with_table(networks: list[Measurement]) -> tuple[OpTable, np.ndarray]:
+        table = OpTable.from_timings([(m.table, layers[m.id], m.ms) for m in networks], fixed_ms)
+        calibration = dataclasses.replace(fitted["host-cpu"], id=OP_TABLE_CAL_ID, op_table=table.to_dict())
+        return table, predict_measurements({"host-cpu": calibration}, check_set)
+
+    op_table, table_predictions = with_table(cal_set)
     measured = np.array([m.ms for m in check_set])
-    rows = {
-        "predictor + op table (the calibration architectures' layers, timed inside them)": predict_measurements(with_table, check_set),
+    rows = {"predictor + op table (the calibration architectures' layers, timed inside them)": table_predictions}
+    if extra_set:  # does a table of more layer sizes generalise better to unseen networks?
+        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(cal_set + extra_set)[1]
+    rows |= {
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
         "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
@@ -309,7 +335,7 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     # Not a prediction: the check networks' own layers, timed inside them, summed and scaled as the op
     # table does. What is left is how far a network is from the sum of its layers (the composition error).
     rows["(not a prediction) the check networks' own layers timed inside them, x the op table's scale"] = np.array(
-        [check_layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set])
+        [layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set])
     rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array([again[m.id] for m in check_set])
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
@@ -324,12 +350,15 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         err = _errors(predicted, measured)
         tau, rho = _rank(predicted, measured)
         print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
-    table_row, roofline_row = list(rows)[:2]
-    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | with op table | roofline only |\n|---|---|---|---|")
+    compared = {"with op table": list(rows)[0], f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
+                "roofline only": "predictor, calibrated on the calibration architectures"}
+    compared = {column: row for column, row in compared.items() if row}
+    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
+          + "|---" * (2 + len(compared)) + "|")
     for space in spaces:
         mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
         if mine.any():
-            cells = [_errors(rows[label][mine], measured[mine]) for label in (table_row, roofline_row)]
+            cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
             print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
     if write:
         provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
@@ -347,7 +376,10 @@ def main() -> None:
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
     parser.add_argument("--calibrate-per-space", type=int, default=10)
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--op-table-extra-scale", type=float, default=None,
+                        help="host: also time the calibration architectures at the search input times this, for a "
+                             "second op table of more layer sizes")
+    parser.add_argument("--rounds", type=int, default=5,
                         help="host: measure every network this many times, in as many passes, and take the median "
                              "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)")
     parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
@@ -359,7 +391,7 @@ def main() -> None:
         paper_settings()
     if not args.skip_host:
         host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds)
+             args.rounds, args.op_table_extra_scale)
 
 
 if __name__ == "__main__":

@@ -120,13 +120,43 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
     store["ms"] = {"a@8x8": 12.0}  # a store from before rounds: one float per network
     timed = list(latency_accuracy._timed_cases([("a", a, (8, 8)), ("b", b, (8, 8))], None, "test", store, "ms", 3))
-    assert calls == ["b", "a", "b", "a", "b"]
+    assert calls[0] == "b" and sorted(calls[1:3]) == sorted(calls[3:5]) == ["a", "b"]  # a had its first round
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
     assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
     assert latency_accuracy._counts(store)["ms"] == 6
     # With one round, the kept measurements answer and nothing runs again.
     again = list(latency_accuracy._timed_cases([("a", a, (8, 8))], None, "test", store, "ms", 1))
     assert len(calls) == 5 and again[0][3] == 12.0
+
+
+def test_each_pass_times_every_network_once_in_its_own_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A slow spell of the host must not fall on the same neighbours in every pass.
+    calls: list[str] = []
+
+    def fake_measure(model: nn.Module, *_args: object, **_kwargs: object) -> SimpleNamespace:
+        calls.append(model.name)
+        return SimpleNamespace(median_ms=10.0)
+
+    monkeypatch.setattr(latency_accuracy, "measure_model", fake_measure)
+    cases = []
+    for name in "abcdefgh":
+        network = nn.Identity()
+        network.name = name
+        cases.append((name, network, (8, 8)))
+    store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
+    list(latency_accuracy._timed_cases(cases, None, "test", store, "ms", 3))
+    passes = [calls[i:i + 8] for i in range(0, 24, 8)]
+    assert all(sorted(p) == list("abcdefgh") for p in passes)
+    assert len({tuple(p) for p in passes}) == 3
+
+
+def test_the_extra_calibration_scale_times_the_same_architectures_larger() -> None:
+    calibrate, check, extra = latency_accuracy.host_cases(0.5, 1, 5, 0.75)
+    assert [name for name, _, _ in extra] == [name for name, _, _ in calibrate]
+    for (_, _, small), (_, _, large) in zip(calibrate, extra, strict=True):
+        assert large[0] * large[1] > 1.5 * small[0] * small[1]
+    assert not {c.arch_hash() for _, c, _ in check} & {c.arch_hash() for _, c, _ in extra}
+    assert latency_accuracy.host_cases(0.5, 1, 5)[2] == []
 
 
 def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch: pytest.MonkeyPatch) -> None:
