@@ -57,9 +57,9 @@ from nasseg.latency.calibration import (
 )
 from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
-from nasseg.latency.optable import OpTable, time_layers
+from nasseg.latency.optable import OpTable, significant, time_layers
 from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
-from nasseg.latency.timing import TimingSettings, keep_freed_memory
+from nasseg.latency.timing import TimingSettings, in_passes, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
@@ -183,9 +183,7 @@ def _timed_cases(
     """(case id, network, input, ms, layer ms) of every case that runs, its ms the median of ``rounds``
     measurements, and with ``layers`` each layer's median in-network time over as many (else None).
 
-    The measurements are taken in ``rounds`` passes over all the cases, each pass in its own (seeded)
-    order, so that the host's slow and fast spells (10-60 s on the development VM) fall on every network
-    alike instead of on whichever was being timed, or on the same neighbours every pass. They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
+    The measurements are taken in ``rounds`` passes over all the cases (``timing.in_passes``). They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
     list of per-layer lists, timed right after the network in the same pass); those already there are reused.
     """
     ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
@@ -197,21 +195,20 @@ def _timed_cases(
     failed: set[str] = set()
     with Progress() as progress:
         task = progress.add_task(label, total=sum(max(0, rounds - len(ms.get(i, []))) for i in ids))
-        for done in range(rounds):
-            for i in np.random.default_rng(done).permutation(len(cases)):
-                case_id, (name, config, hw) = ids[i], cases[i]
-                if case_id in failed or len(ms.get(case_id, [])) > done:
-                    continue
-                _require_same_cpu(store, case_id)
-                try:
-                    network = _network(config)
-                    ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
-                    if layers:
-                        layer_ms.setdefault(case_id, []).append([float(f"{v:.4g}") for v in time_layers(network, hw)[1]])
-                except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
-                    print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
-                    failed.add(case_id)
-                progress.advance(task)
+        for done, i in in_passes(len(cases), rounds):
+            case_id, (name, config, hw) = ids[i], cases[i]
+            if case_id in failed or len(ms.get(case_id, [])) > done:
+                continue
+            _require_same_cpu(store, case_id)
+            try:
+                network = _network(config)
+                ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
+                if layers:
+                    layer_ms.setdefault(case_id, []).append(significant(time_layers(network, hw)[1]))
+            except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
+                print(f"skipped {name}: fails to run at {hw[0]}x{hw[1]}: {str(exc).splitlines()[0][:120]}")
+                failed.add(case_id)
+            progress.advance(task)
     for case_id, (_, config, hw) in zip(ids, cases, strict=True):
         if case_id not in failed and case_id in ms:
             timed_layers = np.median(layer_ms[case_id][:rounds], axis=0) if layers else None

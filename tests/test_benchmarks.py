@@ -108,11 +108,11 @@ def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> 
 def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: pytest.MonkeyPatch) -> None:
     # The host's speed changes in spells of 10-60 s: each round times every network once before the next.
     calls: list[str] = []
-    timings = iter([30.0, 10.0, 31.0, 11.0, 29.0])
+    timings = {"a": iter([10.0, 11.0]), "b": iter([30.0, 31.0, 29.0])}
 
     def fake_measure(model: nn.Module, hw: tuple[int, int], *_args: object, **_kwargs: object) -> SimpleNamespace:
         calls.append(model.name)
-        return SimpleNamespace(median_ms=next(timings))
+        return SimpleNamespace(median_ms=next(timings[model.name]))
 
     monkeypatch.setattr(latency_accuracy, "measure_model", fake_measure)
     a, b = nn.Identity(), nn.Identity()

@@ -22,7 +22,7 @@ from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
-from nasseg.latency.timing import TimingSettings, denormals_flushed, summarise, time_repeatedly
+from nasseg.latency.timing import TimingSettings, denormals_flushed, in_passes, summarise, time_repeatedly
 
 
 def small_net() -> nn.Module:
@@ -30,6 +30,15 @@ def small_net() -> nn.Module:
 
 
 # ----- statistics ------------------------------------------------------------------------------
+def test_passes_take_every_case_once_each_in_its_own_repeatable_order() -> None:
+    steps = list(in_passes(10, 3))
+    assert [done for done, _ in steps] == [0] * 10 + [1] * 10 + [2] * 10
+    orders = [tuple(i for done, i in steps if done == p) for p in range(3)]
+    assert all(sorted(order) == list(range(10)) for order in orders)
+    assert len(set(orders)) == 3  # a slow spell does not meet the same neighbours every pass
+    assert list(in_passes(10, 3)) == steps
+
+
 def test_outliers_beyond_tukey_fences_are_rejected() -> None:
     samples = [10.0, 10.2, 9.9, 10.1, 10.0, 10.3, 9.8, 10.1, 55.0, 10.0, 80.0]
     stats = summarise(samples)

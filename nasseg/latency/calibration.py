@@ -36,6 +36,7 @@ from nasseg.latency.predictor import (
 from nasseg.latency.reference_nets import reference_net
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
+from nasseg.latency.timing import in_passes
 from nasseg.models import ArchConfig, build
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 
@@ -302,8 +303,8 @@ def measure_and_fit(
 ) -> tuple[Calibration, list[Measurement]]:
     """Measure every case (``measure`` returns a measured LatencyResult), then fit a calibration
     for ``target``. TensorRT runtimes fuse element-wise ops into convolutions; others do not.
-    With ``rounds`` > 1 the cases are measured in that many passes and each keeps its median: a
-    shared host's slow and fast spells (10-60 s on the development VM) then fall on every case alike.
+    With ``rounds`` > 1 the cases are measured in that many passes (``timing.in_passes``) and each
+    keeps its median.
     With ``op_table`` (host-cpu only: it runs the cases here), every layer of every case is also timed
     inside its network in each pass, and the calibration gets an op table of them
     (``nasseg.latency.optable``) that predicts every layer in place of the roofline.
@@ -317,17 +318,16 @@ def measure_and_fit(
     base = template(target, precision, runtime, "", fuse, prior, cal_id)
     timed: list[list[LatencyResult]] = [[] for _ in cases]
     layer_ms: list[list[np.ndarray]] = [[] for _ in cases]
-    layer_rows: list[LayerTable] = []
-    for done in range(rounds):
-        for i, (name, model, input_hw) in enumerate(cases):
-            timed[i].append(measure(name, model, input_hw))
-            if op_table:
-                layers, ms = time_layers(model, input_hw)
-                layer_ms[i].append(ms)
-                if done == 0:
-                    layer_rows.append(LayerTable.from_layers(layers))
-            if progress:
-                progress(name)
+    layer_rows: dict[int, LayerTable] = {}
+    for _, i in in_passes(len(cases), rounds):
+        name, model, input_hw = cases[i]
+        timed[i].append(measure(name, model, input_hw))
+        if op_table:
+            layers, ms = time_layers(model, input_hw)
+            layer_ms[i].append(ms)
+            layer_rows.setdefault(i, LayerTable.from_layers(layers))
+        if progress:
+            progress(name)
     measurements = [
         Measurement(name, target, layer_table(model, input_hw, base)[1], float(np.median([r.median_ms for r in results])))
         for (name, model, input_hw), results in zip(cases, timed, strict=True)
@@ -338,7 +338,7 @@ def measure_and_fit(
     cal = fitted[target]
     if op_table:
         table = OpTable.from_timings([
-            (rows, np.median(ms, axis=0), m.ms) for rows, ms, m in zip(layer_rows, layer_ms, measurements, strict=True)
+            (layer_rows[i], np.median(ms, axis=0), m.ms) for i, (ms, m) in enumerate(zip(layer_ms, measurements, strict=True))
         ], cal.fixed_overhead_ms)
         cal = dataclasses.replace(cal, op_table=table.to_dict())
     provenance = {"device": first.device, "backend": first.backend, "power_mode": first.power_mode,

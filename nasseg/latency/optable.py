@@ -51,6 +51,12 @@ def _cols(rows: np.ndarray, *names: str) -> list[np.ndarray]:
     return [rows[:, _COL[n]] for n in names]
 
 
+def significant(values: np.ndarray | list[float]) -> list[float]:
+    """Layer times and sizes as stored: four significant digits, far finer than a layer's run-to-run
+    spread, and a tenth of the JSON."""
+    return [float(f"{v:.4g}") for v in values]
+
+
 def conv_output_hw(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output height and width of each convolution row (PyTorch's convolution arithmetic)."""
     h, w, kh, kw, sh, sw, ph, pw, dh, dw, tr, oph, opw = _cols(
@@ -132,10 +138,9 @@ class OpTable:
         return np.exp(self._model.predict(features(rows, len(self.ops)))) * _work(rows)
 
     def to_dict(self) -> dict[str, Any]:
-        # Four significant digits: far finer than a layer's run-to-run spread, and a tenth of the JSON.
-        rows = [[int(r[0]), int(r[1]), float(f"{r[2]:.4g}"), float(f"{r[3]:.4g}"), *map(int, r[4:])] for r in self.rows]
+        rows = [[int(r[0]), int(r[1]), *significant(r[2:4]), *map(int, r[4:])] for r in self.rows]
         return {"fields": list(ROW_FIELDS), "ops": list(self.ops), "scale": self.scale, "rows": rows,
-                "ms": [float(f"{v:.4g}") for v in self.ms]}
+                "ms": significant(self.ms)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpTable:

@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import functools
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,17 @@ def time_repeatedly(run_once: Callable[[], float], settings: TimingSettings) -> 
             if summarise(samples, settings.rel_precision).converged or time.perf_counter() >= deadline:
                 break
     return summarise(samples, settings.rel_precision)
+
+
+def in_passes(n_cases: int, rounds: int) -> Iterator[tuple[int, int]]:
+    """(pass, case index) for measuring ``n_cases`` cases ``rounds`` times: every case once per pass,
+    each pass in its own seeded order. A shared host's slow and fast spells (10-60 s on the development
+    VM) then fall on every case alike, and not on the same neighbours in every pass."""
+    for done in range(rounds):
+        order = list(range(n_cases))
+        random.Random(done).shuffle(order)
+        for i in order:
+            yield done, i
 
 
 def host_clock(threads: int) -> tuple[Callable[[], float], str]:
