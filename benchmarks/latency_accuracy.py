@@ -10,7 +10,8 @@
    least 50: share within +-10 %, MAPE, Kendall tau (and the same for latency proportional to FLOPs).
    A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set, and a
    third replaces the roofline with an op table: every layer of the calibration architectures timed
-   inside its network, in the same passes as the networks (nasseg.latency.optable).
+   inside its network, in the same passes as the networks (nasseg.latency.optable). Calibration and
+   check networks share every pass, so the host's drift is noise in both and not a bias between them.
    Host measurements are kept in ``--measurements`` (a JSON file keyed by architecture and input):
    a case found there is not measured again, so the fits can be redone, or a changed cost model
    checked, on one quiet measurement run. The check networks are measured a second time at the end:
@@ -18,7 +19,8 @@
    shown to do on this machine.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
-        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--rounds 3] [--write-host-calibration]
+        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--rounds 5]
+        [--op-table-extra-scale S] [--write-host-calibration]
 
 Prints Markdown tables (paste them into benchmarks/README.md with the date, machine and load).
 """
