@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from latency_fixtures import QUICK, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
@@ -22,7 +23,7 @@ from nasseg.latency.errors import BackendUnavailable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
-from nasseg.latency.timing import TimingSettings, denormals_flushed, in_passes, summarise, time_repeatedly
+from nasseg.latency.timing import TimingSettings, denormals_flushed, host_slowdown, in_passes, summarise, time_repeatedly
 
 
 def small_net() -> nn.Module:
@@ -37,6 +38,35 @@ def test_passes_take_every_case_once_each_in_its_own_repeatable_order() -> None:
     assert all(sorted(order) == list(range(10)) for order in orders)
     assert len(set(orders)) == 3  # a slow spell does not meet the same neighbours every pass
     assert list(in_passes(10, 3)) == steps
+
+
+def test_the_hosts_slow_spells_are_read_from_the_neighbouring_measurements() -> None:
+    # 20 networks of different sizes, 5 passes, one measurement every 4 s; the host runs 1.3x slower
+    # for 40 s in the third pass, and one network once takes twice its time on its own (its noise).
+    rng = np.random.default_rng(0)
+    usual = {f"net{i}": float(v) for i, v in enumerate(rng.uniform(5, 200, 20))}
+    ms: dict[str, list[float]] = {case: [] for case in usual}
+    at: dict[str, list[float | None]] = {case: [] for case in usual}
+    for step, (done, i) in enumerate(in_passes(20, 5)):
+        case, t = f"net{i}", 4.0 * step
+        host = 1.3 if 200 <= t < 240 else 1.0
+        own = 2.0 if (case, done) == ("net3", 0) else 1.0
+        ms[case].append(usual[case] * host * own * float(np.exp(rng.normal(0, 0.01))))
+        at[case].append(t)
+    slowdown = host_slowdown(ms, at)
+    spell = [(c, k) for c in usual for k, t in enumerate(at[c]) if 208 <= t < 232]  # all neighbours inside
+    calm = [(c, k) for c in usual for k, t in enumerate(at[c]) if t < 150 or t >= 290]
+    assert all(abs(slowdown[c][k] / 1.3 - 1) < 0.05 for c, k in spell)
+    assert all(abs(slowdown[c][k] - 1) < 0.05 for c, k in calm)
+    assert abs(slowdown["net3"][0] - 1) < 0.05  # its own excursion is not the host's
+    corrected = {c: np.log(np.array(ms[c]) / np.array(slowdown[c])) for c in usual}
+    spread = np.mean([np.std(np.log(ms[c])) for c in usual if c != "net3"])
+    assert np.mean([np.std(corrected[c]) for c in usual if c != "net3"]) < spread / 2
+    # A measurement without a time, or with no neighbour within max_gap_s, is taken as it is.
+    at["net0"][0] = None
+    assert host_slowdown(ms, at)["net0"][0] == 1.0
+    far = host_slowdown({"a": [1.0, 2.0], "b": [2.0, 3.0]}, {"a": [0.0, 100.0], "b": [200.0, 300.0]})
+    assert far == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
 
 
 def test_outliers_beyond_tukey_fences_are_rejected() -> None:
@@ -129,7 +159,9 @@ def test_host_timing_keeps_freed_memory_so_forwards_do_not_page_fault() -> None:
     def faults(mode: str) -> int:
         return int(subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], check=True, capture_output=True, text=True).stdout)
 
-    default, kept = faults("default"), faults("keep")
+    # Left to itself glibc sometimes keeps them by chance (its mmap threshold moves with the order of
+    # frees: 2 of 12 runs here), so the premise is the worst of three runs.
+    default, kept = max(faults("default") for _ in range(3)), faults("keep")
     assert default > 1000, default
     assert kept < default / 20, (kept, default)
     result = measure_model(small_net(), (16, 16), "host-cpu", "torch", settings=QUICK)
