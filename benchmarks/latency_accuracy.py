@@ -61,7 +61,7 @@ from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
 from nasseg.latency.optable import OpTable, significant, time_layers
 from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
-from nasseg.latency.timing import TimingSettings, in_passes, keep_freed_memory
+from nasseg.latency.timing import TimingSettings, host_slowdown, in_passes, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
 from nasseg.spaces import all_spaces, find_baseline
@@ -185,10 +185,14 @@ def _timed_cases(
     """(case id, network, input, ms, layer ms) of every case that runs, its ms the median of ``rounds``
     measurements, and with ``layers`` each layer's median in-network time over as many (else None).
 
-    The measurements are taken in ``rounds`` passes over all the cases (``timing.in_passes``). They are kept in ``store[field]`` (case id -> list of ms) and ``store["layer_ms"]`` (case id ->
-    list of per-layer lists, timed right after the network in the same pass); those already there are reused.
+    The measurements are taken in ``rounds`` passes over all the cases (``timing.in_passes``). They are
+    kept in ``store[field]`` (case id -> list of ms), when each was taken in ``store[field + "_at"]``
+    (seconds since the epoch; null for those from before timestamps) and ``store["layer_ms"]`` (case
+    id -> list of per-layer lists, timed right after the network in the same pass); those already there
+    are reused.
     """
     ms = store[field] = {k: v if isinstance(v, list) else [v] for k, v in store.get(field, {}).items()}
+    at = store.setdefault(f"{field}_at", {})
     layer_ms = store.setdefault("layer_ms", {})
     ids = [_case_id(name, hw) for name, _, hw in cases]
     if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in ids):
@@ -204,7 +208,10 @@ def _timed_cases(
             _require_same_cpu(store, case_id)
             try:
                 network = _network(config)
+                started = time.time()
                 ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
+                taken = at.setdefault(case_id, [])
+                taken += [None] * (len(ms[case_id]) - 1 - len(taken)) + [started]
                 if layers:
                     layer_ms.setdefault(case_id, []).append(significant(time_layers(network, hw)[1]))
             except RuntimeError as exc:  # a family bug, not the predictor's: report it and go on
@@ -284,6 +291,19 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     return calibrate, check, extra
 
 
+def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> dict[str, tuple[float, np.ndarray | None]] | None:
+    """Each case's median ms, and its layers' (if timed), after dividing every pass's measurement by the
+    host's slowdown at that moment (``timing.host_slowdown``); None where a measurement has no time."""
+    ms, at = store[field], store.get(f"{field}_at", {})
+    if any(len(at.get(i, [])) < rounds or None in at[i][:rounds] for i in ids):
+        return None
+    slowdown = {i: np.array(v[:rounds]) for i, v in host_slowdown(ms, at).items()}
+    layers = store.get("layer_ms", {})
+    return {i: (float(np.median(np.array(ms[i][:rounds]) / slowdown[i])),
+                np.median(np.array(layers[i][:rounds]) / slowdown[i][:, None], axis=0) if field == "ms" and i in layers else None)
+            for i in ids}
+
+
 def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
          extra_scale: float | None) -> None:
     spaces = all_spaces()
@@ -305,11 +325,39 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         _save_store(store, store_path, known, load_before[0])
     calibration_ids = {_case_id(name, hw) for name, _, hw in calibrate}
     extra_ids = {_case_id(name, hw) for name, _, hw in calibrate_extra} - calibration_ids
-    cal_set = [m for m in timed if m.id in calibration_ids]
-    extra_set = [m for m in timed if m.id in extra_ids]
-    check_set = [m for m in timed if m.id not in calibration_ids | extra_ids]
     runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
                      f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
+    print(f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
+          f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.")
+    sets = [[m for m in timed if m.id in calibration_ids], [m for m in timed if m.id in extra_ids],
+            [m for m in timed if m.id not in calibration_ids | extra_ids]]
+    fitted = _report("as measured", *sets, micro_set, layers, again, extra_scale, rounds)
+    corrected = _drift_corrected(store, "ms", [m.id for m in timed + micro_set], rounds)
+    corrected_again = _drift_corrected(store, "ms_again", list(again), rounds)
+    if corrected is None or corrected_again is None:
+        print("\n(No drift-corrected table: some measurements in the store have no time; a store from before "
+              "2026-12-04.)")
+    else:
+        def fix(networks: list[Measurement]) -> list[Measurement]:
+            return [dataclasses.replace(m, ms=corrected[m.id][0]) for m in networks]
+
+        _report("drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
+                *map(fix, sets), fix(micro_set), {i: corrected[i][1] for i in layers},
+                {i: corrected_again[i][0] for i in again}, extra_scale, rounds)
+    if write:
+        provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
+        # The roofline, as measured: a few numbers, no regressor to fit at first use; a user times an op
+        # table of their own CPU with `nasseg calibrate --op-table`.
+        cal = fitted["host-cpu"]
+        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
+        print(f"\nwrote {path}")
+
+
+def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
+            micro_set: list[Measurement], layers: dict[str, np.ndarray], again: dict[str, float],
+            extra_scale: float | None, rounds: int) -> dict:
+    """Fit every predictor on the calibration networks, print how each predicts the check networks, and
+    return the roofline fit."""
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v4")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
@@ -339,10 +387,9 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
-    print(f"Calibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint), inputs = search input x {scale} "
-          f"(rounded to 32). Each network's latency is the median of {rounds} measurements taken in {rounds} passes; "
+    print(f"\n#### {title}\n\nCalibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint); "
           f"measured {measured.min():.1f}-{measured.max():.1f} ms. Op table: {len(op_table.ms)} layers, network / sum of "
-          f"its layers {op_table.scale:.3f}. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.\n")
+          f"its layers {op_table.scale:.3f}.\n")
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
     for label, predicted in rows.items():
@@ -354,18 +401,12 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     compared = {column: row for column, row in compared.items() if row}
     print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
           + "|---" * (2 + len(compared)) + "|")
-    for space in spaces:
+    for space in all_spaces():
         mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
         if mine.any():
             cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
             print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
-    if write:
-        provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
-        # The roofline: a few numbers, no regressor to fit at first use; a user times an op table of
-        # their own CPU with `nasseg calibrate --op-table`.
-        cal = fitted["host-cpu"]
-        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
-        print(f"\nwrote {path}")
+    return fitted
 
 
 def main() -> None:

@@ -124,9 +124,25 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
     assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
     assert latency_accuracy._counts(store)["ms"] == 6
+    # When each was taken, aligned with the measurements; null for the one from before times were kept.
+    a_at, b_at = store["ms_at"]["a@8x8"], store["ms_at"]["b@8x8"]
+    assert a_at[0] is None and b_at[0] < a_at[1] < a_at[2] and len(b_at) == 3
     # With one round, the kept measurements answer and nothing runs again.
     again = list(latency_accuracy._timed_cases([("a", a, (8, 8))], None, "test", store, "ms", 1))
     assert len(calls) == 5 and again[0][3] == 12.0
+
+
+def test_drift_correction_divides_each_pass_by_the_hosts_slowdown_then_takes_the_median() -> None:
+    # Three networks, three passes 100 s apart; the whole host runs 1.5x slower through the second.
+    store = {"ms": {"a": [10.0, 15.0, 10.0], "b": [20.0, 30.0, 20.0], "c": [40.0, 60.0, 40.0]},
+             "ms_at": {"a": [0.0, 100.0, 200.0], "b": [1.0, 101.0, 201.0], "c": [2.0, 102.0, 202.0]},
+             "layer_ms": {"a": [[4.0, 6.0], [6.0, 9.0], [4.0, 6.0]]}}
+    corrected = latency_accuracy._drift_corrected(store, "ms", ["a", "b", "c"], 3)
+    assert {i: ms for i, (ms, _) in corrected.items()} == pytest.approx({"a": 10.0, "b": 20.0, "c": 40.0})
+    assert corrected["a"][1] == pytest.approx([4.0, 6.0]) and corrected["b"][1] is None
+    # Without the times the correction cannot be made, and says so by None.
+    store["ms_at"]["c"][1] = None
+    assert latency_accuracy._drift_corrected(store, "ms", ["a", "b", "c"], 3) is None
 
 
 def test_each_pass_times_every_network_once_in_its_own_order(monkeypatch: pytest.MonkeyPatch) -> None:
