@@ -16,7 +16,9 @@
    a case found there is not measured again, so the fits can be redone, or a changed cost model
    checked, on one quiet measurement run. The check networks are measured a second time at the end:
    how often two measurements of one network agree within +-10 % bounds what any predictor can be
-   shown to do on this machine.
+   shown to do on this machine. The store keeps when each measurement was taken, and every table is
+   printed twice: as measured, and with each measurement divided by the host's slowdown at its moment
+   (``timing.host_slowdown``), which removes the spells in which the whole host ran slower.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
         [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--rounds 5]
