@@ -62,7 +62,7 @@ from nasseg.latency.calibration import (
 from nasseg.latency.device import cpu_name
 from nasseg.latency.microbench import suite
 from nasseg.latency.optable import OpTable, significant, time_layers
-from nasseg.latency.predictor import CALIBRATIONS_DIR, layer_table
+from nasseg.latency.predictor import CALIBRATIONS_DIR, Calibration, layer_table
 from nasseg.latency.timing import TimingSettings, host_slowdown, in_passes, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.models import check as check_feasible
@@ -340,11 +340,11 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         print("\n(No drift-corrected table: some measurements in the store have no time; a store from before "
               "2026-12-04.)")
     else:
-        def fix(networks: list[Measurement]) -> list[Measurement]:
+        def at_usual_speed(networks: list[Measurement]) -> list[Measurement]:
             return [dataclasses.replace(m, ms=corrected[m.id][0]) for m in networks]
 
         _report("drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
-                *map(fix, sets), fix(micro_set), {i: corrected[i][1] for i in layers},
+                *map(at_usual_speed, sets), at_usual_speed(micro_set), {i: corrected[i][1] for i in layers},
                 {i: corrected_again[i][0] for i in again}, extra_scale, rounds)
     if write:
         provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
@@ -357,7 +357,7 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
 
 def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
             micro_set: list[Measurement], layers: dict[str, np.ndarray], again: dict[str, float],
-            extra_scale: float | None, rounds: int) -> dict:
+            extra_scale: float | None, rounds: int) -> dict[str, Calibration]:
     """Fit every predictor on the calibration networks, print how each predicts the check networks, and
     return the roofline fit."""
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
