@@ -271,19 +271,28 @@ def _load_store(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None) -> tuple[list, list, list]:
+def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None,
+               more: dict[str, int] | None = None) -> tuple[list, list, list]:
     """The calibration and check architectures (disjoint), each at its search input x ``scale``, and the
-    calibration architectures again at x ``extra_scale`` (those that can run there; none without it)."""
+    calibration architectures again at x ``extra_scale`` (those that can run there; none without it).
+
+    ``more`` gives some spaces their own number of calibration architectures; a space's samples come
+    in a fixed order, so a larger number keeps the smaller one's architectures and adds to them."""
     spaces = all_spaces()
+    unknown = set(more or {}) - {s.name for s in spaces}
+    if unknown:
+        raise SystemExit(f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
+                         f"{', '.join(s.name for s in spaces)}")
     # Some samples feasible at the search input are not at the scaled one: draw spares.
     calibrate, extra = [], []
     for space in spaces:
-        drawn = sampled_architectures(3 * per_space, seed=1, spaces=[space])
-        chosen = _feasible_at_scale(drawn, scale, per_space)
+        wanted = (more or {}).get(space.name, per_space)
+        drawn = sampled_architectures(3 * wanted, seed=1, spaces=[space])
+        chosen = _feasible_at_scale(drawn, scale, wanted)
         calibrate += chosen
         if extra_scale is not None:
             names = {name for name, _, _ in chosen}
-            extra += _feasible_at_scale([a for a in drawn if a[0] in names], extra_scale, per_space)
+            extra += _feasible_at_scale([a for a in drawn if a[0] in names], extra_scale, wanted)
     seen = {c.arch_hash() for _, c, _ in calibrate}
     per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
@@ -307,12 +316,12 @@ def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> di
 
 
 def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
-         extra_scale: float | None) -> None:
+         extra_scale: float | None, more: dict[str, int] | None = None) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
     print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
           f"spaces: {', '.join(s.name for s in spaces)}\n")
-    calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale)
+    calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale, more)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
     known = _counts(store)
     load_before = os.getloadavg()
@@ -353,6 +362,26 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         cal = fitted["host-cpu"]
         path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
         print(f"\nwrote {path}")
+
+
+def calibration_cv(cal_set: list[Measurement], layers: dict[str, np.ndarray], fixed_ms: float,
+                   folds: int = 5) -> np.ndarray:
+    """Each calibration network's relative error, predicted by an op table of the other folds' networks.
+
+    It needs no check network: it tells which space's networks the table follows worst, and so where
+    more calibration architectures would help (``--calibrate-space``), without looking at the check set."""
+    fold = np.random.default_rng(0).permutation(len(cal_set)) % folds
+    errors = np.zeros(len(cal_set))
+    for k in range(folds):
+        table = OpTable.from_timings([(m.table, layers[m.id], m.ms) for m, f in zip(cal_set, fold) if f != k], fixed_ms)
+        for i in np.flatnonzero(fold == k):
+            m = cal_set[i]
+            errors[i] = abs((table.layer_ms(m.table).sum() * table.scale + fixed_ms) / m.ms - 1)
+    return errors
+
+
+def _family(case_id: str) -> str:
+    return next(s.name for s in all_spaces() if case_id.startswith(f"{s.name}-"))
 
 
 def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
@@ -403,12 +432,32 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     compared = {column: row for column, row in compared.items() if row}
     print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
           + "|---" * (2 + len(compared)) + "|")
+    cv = calibration_cv(cal_set, layers, fixed_ms)
+    cal_family, check_family = np.array([_family(m.id) for m in cal_set]), np.array([_family(m.id) for m in check_set])
     for space in all_spaces():
-        mine = np.array([m.id.startswith(f"{space.name}-") for m in check_set])
+        mine = check_family == space.name
         if mine.any():
             cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
             print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
+    print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
+          "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
+    for space in all_spaces():
+        mine = cal_family == space.name
+        if mine.any():
+            print(f"| {space.name} | {mine.sum()} | {(cv[mine] <= 0.10).mean():.0%} | {cv[mine].mean():.1%} |")
+    print(f"| all | {len(cv)} | {(cv <= 0.10).mean():.0%} | {cv.mean():.1%} |")
     return fitted
+
+
+def parse_space_counts(items: list[str]) -> dict[str, int]:
+    """``["espnet=40"]`` -> ``{"espnet": 40}``; a malformed item is one clear error."""
+    out = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"--calibrate-space {item!r}: expected SPACE=N with N a positive count, e.g. espnet=40")
+        out[name] = int(count)
+    return out
 
 
 def main() -> None:
@@ -417,6 +466,9 @@ def main() -> None:
     parser.add_argument("--skip-jetson", action="store_true")
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
     parser.add_argument("--calibrate-per-space", type=int, default=10)
+    parser.add_argument("--calibrate-space", action="append", default=[], metavar="SPACE=N",
+                        help="this many calibration architectures for this space (repeatable; the others keep "
+                             "--calibrate-per-space)")
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
     parser.add_argument("--op-table-extra-scale", type=float, default=None,
                         help="host: also time the calibration architectures at the search input times this, for a "
@@ -428,12 +480,13 @@ def main() -> None:
     parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
                         help="host measurements reused from and added to this JSON file (a new path measures afresh)")
     args = parser.parse_args()
+    more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:
         jetson_leave_one_out()
         paper_settings()
     if not args.skip_host:
         host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds, args.op_table_extra_scale)
+             args.rounds, args.op_table_extra_scale, more)
 
 
 if __name__ == "__main__":

@@ -230,3 +230,44 @@ def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() 
     ms = latency_stability.host_speed_probe(1)
     assert 0.0 < ms < 1000.0  # a 512x512 product: about 2-6 ms on the development VM
     assert torch.get_num_threads() == before
+
+
+def test_a_space_can_get_more_calibration_architectures_and_keeps_its_first_ones() -> None:
+    fewer, check, _ = latency_accuracy.host_cases(0.5, 2, 10)
+    more, check_more, _ = latency_accuracy.host_cases(0.5, 2, 10, more={"espnet": 4})
+    espnet = [name for name, _, _ in more if name.startswith("espnet-")]
+    # A store measured with fewer is extended, not replaced: the first two are the same architectures.
+    assert len(espnet) == 4 and espnet[:2] == [name for name, _, _ in fewer if name.startswith("espnet-")]
+    assert [n for n, _, _ in more if not n.startswith("espnet-")] == [n for n, _, _ in fewer if not n.startswith("espnet-")]
+    assert not {n for n, _, _ in more} & {n for n, _, _ in check_more}
+    with pytest.raises(SystemExit, match="no space espnett; the spaces are ejpnet, espnet"):
+        latency_accuracy.host_cases(0.5, 2, 10, more={"espnett": 4})
+
+
+def test_space_counts_are_parsed_with_one_clear_error() -> None:
+    assert latency_accuracy.parse_space_counts(["espnet=40", "jetseg=30"]) == {"espnet": 40, "jetseg": 30}
+    for bad in ("espnet", "espnet=0", "espnet=forty"):
+        with pytest.raises(SystemExit, match="expected SPACE=N"):
+            latency_accuracy.parse_space_counts([bad])
+
+
+def test_calibration_cross_validation_predicts_every_network_from_the_other_folds(monkeypatch: pytest.MonkeyPatch) -> None:
+    class SeenTable:
+        scale = 1.0
+
+        def __init__(self, seen: set[str]) -> None:
+            self.seen = seen
+
+        @classmethod
+        def from_timings(cls, timed: list, fixed_ms: float) -> SeenTable:
+            return cls({table.id for table, _, _ in timed})
+
+        def layer_ms(self, table: SimpleNamespace) -> np.ndarray:
+            assert table.id not in self.seen  # never predicted by a table that timed it
+            return np.array([table.true_ms * (1.2 if table.id.startswith("espnet") else 1.05) - 1.0])
+
+    monkeypatch.setattr(latency_accuracy, "OpTable", SeenTable)
+    networks = [SimpleNamespace(id=f"{family}-{i}", ms=10.0 + i, table=SimpleNamespace(id=f"{family}-{i}", true_ms=10.0 + i))
+                for family in ("espnet", "fassd") for i in range(6)]
+    errors = latency_accuracy.calibration_cv(networks, {m.id: np.ones(1) for m in networks}, fixed_ms=1.0)
+    assert errors[:6] == pytest.approx([0.2] * 6) and errors[6:] == pytest.approx([0.05] * 6)
