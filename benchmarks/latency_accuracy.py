@@ -18,10 +18,12 @@
    how often two measurements of one network agree within +-10 % bounds what any predictor can be
    shown to do on this machine. The store keeps when each measurement was taken, and every table is
    printed twice: as measured, and with each measurement divided by the host's slowdown at its moment
-   (``timing.host_slowdown``), which removes the spells in which the whole host ran slower.
+   (``timing.host_slowdown``), which removes the spells in which the whole host ran slower. Each report
+   ends with a 5-fold cross-validation of the op table inside the calibration set, per family: where it
+   is low, ``--calibrate-space SPACE=N`` gives that space more calibration architectures.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
-        [--calibrate-per-space 10] [--check-total 60] [--measurements FILE] [--rounds 5]
+        [--calibrate-per-space 10] [--calibrate-space SPACE=N ...] [--check-total 60] [--measurements FILE] [--rounds 5]
         [--op-table-extra-scale S] [--write-host-calibration]
 
 Prints Markdown tables (paste them into benchmarks/README.md with the date, machine and load).
@@ -35,7 +37,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -278,15 +280,15 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
 
     ``more`` gives some spaces their own number of calibration architectures; a space's samples come
     in a fixed order, so a larger number keeps the smaller one's architectures and adds to them."""
-    spaces = all_spaces()
-    unknown = set(more or {}) - {s.name for s in spaces}
+    spaces, more = all_spaces(), more or {}
+    unknown = set(more) - {s.name for s in spaces}
     if unknown:
         raise SystemExit(f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
                          f"{', '.join(s.name for s in spaces)}")
     # Some samples feasible at the search input are not at the scaled one: draw spares.
     calibrate, extra = [], []
     for space in spaces:
-        wanted = (more or {}).get(space.name, per_space)
+        wanted = more.get(space.name, per_space)
         drawn = sampled_architectures(3 * wanted, seed=1, spaces=[space])
         chosen = _feasible_at_scale(drawn, scale, wanted)
         calibrate += chosen
@@ -364,24 +366,20 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         print(f"\nwrote {path}")
 
 
-def calibration_cv(cal_set: list[Measurement], layers: dict[str, np.ndarray], fixed_ms: float,
+def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measurement], list[Measurement]], np.ndarray],
                    folds: int = 5) -> np.ndarray:
-    """Each calibration network's relative error, predicted by an op table of the other folds' networks.
+    """Each calibration network's relative error, predicted by ``predict(the other folds' networks,
+    its fold)``.
 
-    It needs no check network: it tells which space's networks the table follows worst, and so where
+    It needs no check network: it tells which space's networks the op table follows worst, and so where
     more calibration architectures would help (``--calibrate-space``), without looking at the check set."""
     fold = np.random.default_rng(0).permutation(len(cal_set)) % folds
     errors = np.zeros(len(cal_set))
     for k in range(folds):
-        table = OpTable.from_timings([(m.table, layers[m.id], m.ms) for m, f in zip(cal_set, fold) if f != k], fixed_ms)
-        for i in np.flatnonzero(fold == k):
-            m = cal_set[i]
-            errors[i] = abs((table.layer_ms(m.table).sum() * table.scale + fixed_ms) / m.ms - 1)
+        held_out = np.flatnonzero(fold == k)
+        predicted = predict([m for m, f in zip(cal_set, fold) if f != k], [cal_set[i] for i in held_out])
+        errors[held_out] = _errors(predicted, np.array([cal_set[i].ms for i in held_out]))
     return errors
-
-
-def _family(case_id: str) -> str:
-    return next(s.name for s in all_spaces() if case_id.startswith(f"{s.name}-"))
 
 
 def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
@@ -395,16 +393,16 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     fixed_ms = fitted["host-cpu"].fixed_overhead_ms
 
-    def with_table(networks: list[Measurement]) -> tuple[OpTable, np.ndarray]:
+    def with_table(networks: list[Measurement], predicted: list[Measurement]) -> tuple[OpTable, np.ndarray]:
         table = OpTable.from_timings([(m.table, layers[m.id], m.ms) for m in networks], fixed_ms)
         calibration = dataclasses.replace(fitted["host-cpu"], id=OP_TABLE_CAL_ID, op_table=table.to_dict())
-        return table, predict_measurements({"host-cpu": calibration}, check_set)
+        return table, predict_measurements({"host-cpu": calibration}, predicted)
 
-    op_table, table_predictions = with_table(cal_set)
+    op_table, table_predictions = with_table(cal_set, check_set)
     measured = np.array([m.ms for m in check_set])
     rows = {"predictor + op table (the calibration architectures' layers, timed inside them)": table_predictions}
     if extra_set:  # does a table of more layer sizes generalise better to unseen networks?
-        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(cal_set + extra_set)[1]
+        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(cal_set + extra_set, check_set)[1]
     rows |= {
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
         "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
@@ -432,19 +430,24 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     compared = {column: row for column, row in compared.items() if row}
     print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
           + "|---" * (2 + len(compared)) + "|")
-    cv = calibration_cv(cal_set, layers, fixed_ms)
-    cal_family, check_family = np.array([_family(m.id) for m in cal_set]), np.array([_family(m.id) for m in check_set])
-    for space in all_spaces():
-        mine = check_family == space.name
+    cv = calibration_cv(cal_set, lambda networks, predicted: with_table(networks, predicted)[1])
+    spaces = [space.name for space in all_spaces()]
+
+    def family(networks: list[Measurement]) -> np.ndarray:
+        return np.array([next(name for name in spaces if m.id.startswith(f"{name}-")) for m in networks])
+
+    cal_family, check_family = family(cal_set), family(check_set)
+    for name in spaces:
+        mine = check_family == name
         if mine.any():
             cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
-            print(f"| {space.name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
+            print(f"| {name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
     print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
           "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
-    for space in all_spaces():
-        mine = cal_family == space.name
+    for name in spaces:
+        mine = cal_family == name
         if mine.any():
-            print(f"| {space.name} | {mine.sum()} | {(cv[mine] <= 0.10).mean():.0%} | {cv[mine].mean():.1%} |")
+            print(f"| {name} | {mine.sum()} | {(cv[mine] <= 0.10).mean():.0%} | {cv[mine].mean():.1%} |")
     print(f"| all | {len(cv)} | {(cv <= 0.10).mean():.0%} | {cv.mean():.1%} |")
     return fitted
 
