@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from nasseg.latency.backends.parity import check_parity
 from nasseg.latency.errors import BackendUnavailable, MeasurementFailed
 from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings
+from nasseg.models import build
+from nasseg.spaces import find_baseline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trtexec"
 
@@ -54,6 +57,16 @@ def test_exported_onnx_is_static_named_and_matches_pytorch(tmp_path) -> None:
         expected = model.eval()(x).numpy()
     (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x.numpy()})
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_a_family_with_shape_branches_exports_without_tracer_warnings(tmp_path) -> None:
+    # ESPNet's image pyramid pools "while larger than the feature map": frozen on purpose for the static shape.
+    space, name = find_baseline("espnet-c")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_onnx(build(space.baseline(name)), (64, 96), tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(path))
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
 
 
 def test_a_model_that_does_not_export_is_named(tmp_path) -> None:

@@ -24,6 +24,9 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: Path) -> Path
         with warnings.catch_warnings():
             # The TorchScript exporter is chosen on purpose: it needs no onnxscript and TensorRT 8.2+ parses its graphs.
             warnings.simplefilter("ignore", DeprecationWarning)
+            # The graph is exported for one static shape, so shape-dependent Python branches (resize only when
+            # sizes differ, pool until the feature size) are meant to be frozen: the tracer's warning says just that.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
                 net, (x,), str(path), opset_version=OPSET, dynamo=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
