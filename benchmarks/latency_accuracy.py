@@ -76,7 +76,7 @@ MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, 
                  "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
                  "(median of 3 forwards after 1 warm-up), in the same pass as the network",
                  "denormals": "flushed to zero"}
-OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v1"
+OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v2"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
     ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
@@ -170,7 +170,8 @@ def _measure_host(
         out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
         if layer_times is not None:
             if len(layer_times) != len(out[-1].table.flops):
-                raise SystemExit(f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced")
+                raise SystemExit(f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced: the "
+                                 "network's graph has changed since this store was measured; pass --measurements NEW.json")
             layer_ms[case_id] = layer_times
     return out, layer_ms
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from nasseg.latency import calibration
 from nasseg.latency.calibration import HOST_PRIOR, measure_and_fit, template
-from nasseg.latency.costs import ConvGeometry, layers_of
+from nasseg.latency.costs import SHAPE_FIELDS, ConvGeometry, layers_of
 from nasseg.latency.graph import timed_trace, trace
 from nasseg.latency.microbench import suite
 from nasseg.latency.optable import ROW_FIELDS, OpTable, conv_output_hw, rows_of, time_layers
@@ -143,9 +143,48 @@ def test_op_table_tells_operators_of_one_class_apart() -> None:
     assert ratio == pytest.approx(8.0, rel=0.25)
 
 
+def test_every_layer_carries_its_activation_shapes() -> None:
+    layers = layer_table(_Block(8).eval(), (16, 24), PROBE)[0]
+    shape = {layer.op: dict(zip(SHAPE_FIELDS, layer.shape, strict=True)) for layer in layers}
+    # The upsampling reads the pooled 8x12 map and writes 16x24; the residual add reads two whole maps.
+    assert shape["aten.upsample_bilinear2d"] == dict(in_c=8, in_h=8, in_w=12, out_c=8, out_h=16, out_w=24,
+                                                     operands=1, second_numel=0)
+    assert shape["aten.add"]["operands"] == 2 and shape["aten.add"]["second_numel"] == 8 * 16 * 24
+    assert shape["aten.cat"]["out_c"] == 16
+    # A convolution's weight is not an activation operand.
+    conv = next(layer for layer in layers if layer.conv is not None)
+    assert conv.shape[:6] == (3, 16, 24, 8, 16, 24) and conv.shape[6] == 1
+
+
+def test_op_table_tells_layers_of_equal_work_apart_by_their_shapes() -> None:
+    # Upsampling many channels from a small map, or few channels onto a large one: one op, FLOPs and
+    # bytes within 20 %, but 10x apart per output element on the dev CPU (benchmarks/README.md).
+    class _Up(nn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.channels = channels
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x[:, :1].expand(-1, self.channels, -1, -1)
+            return nn.functional.interpolate(x, scale_factor=8.0 if self.channels < 64 else 2.0, mode="bilinear")
+
+    def table(channels: int, size: int) -> LayerTable:
+        return layer_table(_Up(channels), (size, size), PROBE)[1]
+
+    def known_ms(t: LayerTable) -> np.ndarray:
+        wide = t.shape_rows[:, SHAPE_FIELDS.index("in_c")] >= 64
+        return t.bytes / 5e9 * 1e3 * np.where(wide, 10.0, 1.0)
+
+    timed = [(t, known_ms(t), 1.0) for t in (table(c, s) for c in (8, 16, 256, 512) for s in (8, 16, 32))]
+    fitted = OpTable.from_timings(timed)
+    for channels, size in ((12, 12), (384, 24)):
+        unseen = table(channels, size)
+        assert fitted.layer_ms(unseen).sum() == pytest.approx(known_ms(unseen).sum(), rel=0.2), channels
+
+
 def test_op_table_rejects_bad_data() -> None:
     good = _synthetic([8, 16], [16])[0].to_dict()
-    with pytest.raises(ValueError, match="fields"):
+    with pytest.raises(ValueError, match="fields.*older nasseg.*nasseg calibrate"):
         OpTable.from_dict({**good, "fields": list(ROW_FIELDS[:-1])})
     with pytest.raises(ValueError, match="positive"):
         OpTable.from_dict({**good, "ms": [0.0] * len(good["ms"])})

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, ConvGeometry, Layer, layers_of
+from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, SHAPE_FIELDS, ConvGeometry, Layer, layers_of
 from nasseg.latency.graph import timed_trace
 from nasseg.latency.timing import cpu_conditions, fixed_threads, host_clock
 
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
 # A layer row: its operator (index into the table's ``ops``, -1 for one it has not timed), op class
-# (index into OP_CLASSES), FLOPs, bytes, and its convolution geometry (or -1s).
-ROW_FIELDS = ("op", "op_class", "flops", "bytes", *GEOMETRY_FIELDS)
+# (index into OP_CLASSES), FLOPs, bytes, its convolution geometry (or -1s) and its activation shapes.
+ROW_FIELDS = ("op", "op_class", "flops", "bytes", *GEOMETRY_FIELDS, *SHAPE_FIELDS)
 _COL = {name: i for i, name in enumerate(ROW_FIELDS)}
 _TREES = 200
 
@@ -82,7 +82,8 @@ def rows_of(table: LayerTable, ops: tuple[str, ...]) -> np.ndarray:
 
 
 def features(rows: np.ndarray, n_ops: int) -> np.ndarray:
-    """Operator and op class (one-hot), log2 FLOPs and bytes, and for convolutions the log2 geometry."""
+    """Operator and op class (one-hot), log2 FLOPs and bytes, for convolutions the log2 geometry, and
+    for every layer the log2 activation shapes and operands."""
     rows = np.asarray(rows, dtype=float).reshape(-1, len(ROW_FIELDS))
     operator = np.eye(n_ops + 1)[rows[:, 0].astype(np.int64)][:, :n_ops]  # -1 (untimed): no operator bit set
     one_hot = np.eye(len(OP_CLASSES))[rows[:, 1].astype(np.int64)]
@@ -93,8 +94,10 @@ def features(rows: np.ndarray, n_ops: int) -> np.ndarray:
         "groups", "transposed"))
     out_h, out_w = (np.where(is_conv, np.maximum(v, 1.0), 1.0) for v in conv_output_hw(rows))
     geometry = np.log2(np.stack([cin / g, cout / g, g, out_h, out_w, kh, kw, sh, dh, dw], axis=1))
-    return np.concatenate([operator, one_hot, np.log2(np.stack([flops + 1, moved + 1], axis=1)), geometry,
-                           np.stack([is_conv, tr > 0], axis=1).astype(float)], axis=1)
+    *dims, operands, second = _cols(rows, *SHAPE_FIELDS)
+    shapes = np.log2(np.maximum(np.stack([*dims, second + 1], axis=1), 1.0))
+    return np.concatenate([operator, one_hot, np.log2(np.stack([flops + 1, moved + 1], axis=1)), geometry, shapes,
+                           np.stack([is_conv, tr > 0, operands], axis=1).astype(float)], axis=1)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ class OpTable:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpTable:
         if list(data.get("fields", [])) != list(ROW_FIELDS):
-            raise ValueError(f"op table fields {data.get('fields')} are not {list(ROW_FIELDS)}")
+            raise ValueError(f"op table fields {data.get('fields')} are not {list(ROW_FIELDS)} (a table from an "
+                             "older nasseg: time it again with `nasseg calibrate --target host-cpu --op-table`)")
         return cls(tuple(data["ops"]), np.array(data["rows"], dtype=float).reshape(-1, len(ROW_FIELDS)),
                    np.array(data["ms"], dtype=float), float(data["scale"]))
 

@@ -28,13 +28,13 @@ import numpy as np
 from torch import nn
 
 from nasseg.errors import NassegError
-from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, Layer, layers_of
+from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, SHAPE_FIELDS, Layer, layers_of
 from nasseg.latency.graph import trace
 from nasseg.latency.optable import GEOMETRY_FIELDS, OpTable
 from nasseg.latency.result import LatencyResult
 
 PREDICTOR = "nasseg-roofline-v1"
-OP_TABLE_PREDICTOR = "nasseg-optable-v1"  # a calibration with an op table
+OP_TABLE_PREDICTOR = "nasseg-optable-v2"  # a calibration with an op table
 CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
 # Fitted on a user's board by `nasseg calibrate`; searched before the packaged calibrations.
 USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() / ".nasseg" / "calibrations"))
@@ -181,12 +181,13 @@ class LayerTable:
     launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
     sample: np.ndarray
     conv_rows: np.ndarray  # per layer: its convolution geometry (nasseg.latency.optable), or -1s
+    shape_rows: np.ndarray  # per layer: its activation shapes (costs.SHAPE_FIELDS), or -1s where fused
     op: np.ndarray  # per layer: the ATen operator, e.g. "aten.exp" (an op table tells them apart)
 
     @property
     def numbers(self) -> np.ndarray:
         """Each layer's op class, FLOPs, bytes and convolution geometry as one float row."""
-        return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows]).astype(float)
+        return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows, self.shape_rows]).astype(float)
 
     @classmethod
     def from_layers(cls, layers: list[Layer], sample: int = 0) -> LayerTable:
@@ -199,6 +200,7 @@ class LayerTable:
             sample=np.full(len(layers), sample, dtype=np.int64),
             conv_rows=np.array([layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers],
                                dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
+            shape_rows=np.array([layer.shape for layer in layers], dtype=np.int64).reshape(-1, len(SHAPE_FIELDS)),
             op=np.array([layer.op for layer in layers], dtype=object),
         )
 
@@ -206,7 +208,8 @@ class LayerTable:
     def concat(cls, tables: list[LayerTable]) -> LayerTable:
         return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
-                   conv_rows=np.concatenate([t.conv_rows for t in tables]), op=np.concatenate([t.op for t in tables]))
+                   conv_rows=np.concatenate([t.conv_rows for t in tables]),
+                   shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]))
 
 
 def layer_times_ms(
