@@ -74,7 +74,8 @@ MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" 
 # How every host measurement in a store was taken (the benchmark fixes all of it).
 MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
                  "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
-                 "(median of 3 forwards after 1 warm-up), in the same pass as the network",
+                 "(median of 3 forwards after 1 warm-up), in the same pass as the network, intermediates freed as the network "
+                 "frees them",
                  "denormals": "flushed to zero"}
 OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v2"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
