@@ -12,7 +12,7 @@ network on the development VM (benchmarks/README.md): the caches hold what the p
 A network then takes ``scale`` x the sum of its layers, plus the calibration's fixed overhead:
 ``scale`` is the calibration networks' median of measured latency (less that overhead) over the sum
 of their layers' in-network times. It carries the dispatch between operators, which no layer's time
-includes.
+includes, less what the recorder itself adds to every timed layer.
 
 The table (layer rows and times) is what a calibration stores; the regressor is refitted from it,
 deterministically, when the calibration is first used. A table is only meaningful where a network
