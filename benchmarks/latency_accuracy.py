@@ -23,7 +23,8 @@
    is low, ``--calibrate-space SPACE=N`` gives that space more calibration architectures.
 
     python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
-        [--calibrate-per-space 10] [--calibrate-space SPACE=N ...] [--check-total 60] [--measurements FILE] [--rounds 5]
+        [--calibrate-per-space 10] [--calibrate-space SPACE=N ...] [--check-total 60] [--check-seed 2]
+        [--measurements FILE] [--rounds 5]
         [--op-table-extra-scale S] [--write-host-calibration]
 
 Prints Markdown tables (paste them into benchmarks/README.md with the date, machine and load).
@@ -276,12 +277,13 @@ def _load_store(path: Path) -> dict:
 
 
 def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None,
-               more: dict[str, int] | None = None) -> tuple[list, list, list]:
+               more: dict[str, int] | None = None, check_seed: int = 2) -> tuple[list, list, list]:
     """The calibration and check architectures (disjoint), each at its search input x ``scale``, and the
     calibration architectures again at x ``extra_scale`` (those that can run there; none without it).
 
     ``more`` gives some spaces their own number of calibration architectures; a space's samples come
-    in a fixed order, so a larger number keeps the smaller one's architectures and adds to them."""
+    in a fixed order, so a larger number keeps the smaller one's architectures and adds to them. The
+    calibration architectures are drawn with seed 1, the check ones with ``check_seed``."""
     spaces, more = all_spaces(), more or {}
     unknown = set(more) - {s.name for s in spaces}
     if unknown:
@@ -301,7 +303,7 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
     for space in spaces:
-        fresh = [a for a in sampled_architectures(3 * per_space_check, seed=2, spaces=[space]) if a[1].arch_hash() not in seen]
+        fresh = [a for a in sampled_architectures(3 * per_space_check, seed=check_seed, spaces=[space]) if a[1].arch_hash() not in seen]
         check += _feasible_at_scale(fresh, scale, per_space_check)
     return calibrate, check, extra
 
@@ -320,12 +322,12 @@ def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> di
 
 
 def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
-         extra_scale: float | None, more: dict[str, int] | None = None) -> None:
+         extra_scale: float | None, more: dict[str, int] | None = None, check_seed: int = 2) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
     print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
           f"spaces: {', '.join(s.name for s in spaces)}\n")
-    calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale, more)
+    calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale, more, check_seed)
     settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
     known = _counts(store)
     load_before = os.getloadavg()
@@ -342,7 +344,8 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
     extra_ids = {_case_id(name, hw) for name, _, hw in calibrate_extra} - calibration_ids
     runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
                      f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
-    print(f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
+    print(f"Check architectures sampled with seed {check_seed}, calibration ones with seed 1. "
+          f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
           f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.")
     sets = [[m for m in timed if m.id in calibration_ids], [m for m in timed if m.id in extra_ids],
             [m for m in timed if m.id not in calibration_ids | extra_ids]]
@@ -475,6 +478,8 @@ def main() -> None:
                         help="this many calibration architectures for this space (repeatable; the others keep "
                              "--calibrate-per-space)")
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
+    parser.add_argument("--check-seed", type=int, default=2,
+                        help="draw the check architectures with this seed (2 in every store before 2026-12-06)")
     parser.add_argument("--op-table-extra-scale", type=float, default=None,
                         help="host: also time the calibration architectures at the search input times this, for a "
                              "second op table of more layer sizes")
@@ -491,7 +496,7 @@ def main() -> None:
         paper_settings()
     if not args.skip_host:
         host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds, args.op_table_extra_scale, more)
+             args.rounds, args.op_table_extra_scale, more, args.check_seed)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,15 @@ def test_the_extra_calibration_scale_times_the_same_architectures_larger() -> No
     assert latency_accuracy.host_cases(0.5, 1, 5)[2] == []
 
 
+def test_another_check_seed_draws_other_check_architectures_never_calibration_ones() -> None:
+    calibrate, check, _ = latency_accuracy.host_cases(0.5, 2, 10)
+    _, other_check, _ = latency_accuracy.host_cases(0.5, 2, 10, check_seed=3)
+    hashes = {c.arch_hash() for _, c, _ in calibrate}
+    assert not hashes & {c.arch_hash() for _, c, _ in other_check}
+    assert {name for name, _, _ in check} != {name for name, _, _ in other_check}
+    assert len(other_check) >= 10
+
+
 def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     network_ms = iter([20.0, 22.0, 21.0])
