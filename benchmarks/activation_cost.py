@@ -48,7 +48,8 @@ def median_ms(activation: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 def main() -> None:
     inputs = [torch.randn(SHAPE, generator=torch.Generator().manual_seed(0)) * scale for scale in SCALES]
-    print(f"{cpu_name()}, torch {torch.__version__}, 1 thread, input {'x'.join(map(str, SHAPE))}, ms (median)\n")
+    print(f"measured on {cpu_name()}, torch {torch.__version__} eager, fp32, 1 thread, thread CPU time, "
+          f"input {'x'.join(map(str, SHAPE))}, ms (median)\n")
     print("| activation | " + " | ".join(f"N(0, {s:g}^2)" for s in SCALES) + " | slowest / fastest |")
     print("|---" * (len(SCALES) + 2) + "|")
     for name, activation in {**TEXTBOOK, **SHIPPED}.items():

@@ -60,7 +60,7 @@ def test_activations_never_send_exp_or_tanh_onto_their_slow_paths() -> None:
 
 
 def test_reu_runs_no_select() -> None:
-    # torch.where over mixed signs mispredicts branches: 12x the time of the product on the dev CPU.
+    # torch.where over mixed signs mispredicts branches: 6x the time of the product at N(0, 1) (benchmarks/README.md).
     with _ArgumentRanges() as ranges:
         REU()(WIDE)
     assert "aten.exp" in ranges.ops and "aten.where" not in ranges.ops, ranges.ops

@@ -13,6 +13,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import activation_cost  # noqa: E402
 import latency_accuracy  # noqa: E402
 import latency_stability  # noqa: E402
 import proxy_fidelity  # noqa: E402
@@ -269,3 +270,13 @@ def test_calibration_cross_validation_predicts_every_network_from_the_other_fold
     networks = [SimpleNamespace(id=f"{family}-{i}", ms=10.0 + i) for family in ("espnet", "fassd") for i in range(6)]
     errors = latency_accuracy.calibration_cv(networks, predict)
     assert errors[:6] == pytest.approx([0.2] * 6) and errors[6:] == pytest.approx([0.05] * 6)
+
+
+def test_the_activation_benchmark_times_forms_that_compute_the_same_function() -> None:
+    # The textbook forms it times against must be the shipped functions where both are fast.
+    x = torch.linspace(-20, 20, 4001)
+    torch.testing.assert_close(activation_cost.TEXTBOOK["REU, textbook (where, exp of x <= 0)"](x),
+                               activation_cost.SHIPPED["REU (nasseg)"](x))
+    torch.testing.assert_close(activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
+                               activation_cost.SHIPPED["TanhExp (nasseg)"](x))
+    assert 0.0 < activation_cost.median_ms(activation_cost.SHIPPED["REU (nasseg)"], x) < 100.0

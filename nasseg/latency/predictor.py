@@ -186,7 +186,7 @@ class LayerTable:
 
     @property
     def numbers(self) -> np.ndarray:
-        """Each layer's op class, FLOPs, bytes and convolution geometry as one float row."""
+        """Each layer's op class, FLOPs, bytes, convolution geometry and activation shapes as one float row."""
         return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows, self.shape_rows]).astype(float)
 
     @classmethod
