@@ -37,7 +37,7 @@ import optuna
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from nasseg.cli.train import METRICS_FILE, RunSpec, make_run, run_training
+from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, make_run, run_training
 from nasseg.data import dataset_info
 from nasseg.errors import InfeasibleArchitecture
 from nasseg.models import ArchConfig, build
@@ -140,7 +140,7 @@ def run_all(args: argparse.Namespace) -> None:
                 if not claimed or (out / METRICS_FILE).is_file():
                     continue
                 run = make_run(name, arch, args.data, schedule, seed)
-                metrics = run_training(run, out, resume=True, progress=False)
+                metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
-import yaml
 from rich.console import Console
 
-from nasseg.errors import ConfigError, NassegError
-from nasseg.models import ArchConfig
-from nasseg.spaces import find_baseline, load_space
+from nasseg.errors import NassegError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -50,27 +46,3 @@ def parse_hw(text: str) -> tuple[int, int]:
 def print_json(data: Any) -> None:
     """One JSON object on stdout, for scripts."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int] | None]:
-    """A baseline name or an ArchConfig file (YAML/JSON: family, num_classes, params), with its space's input."""
-    path = Path(spec)
-    if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such architecture file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping with family, num_classes and params")
-        try:
-            config = ArchConfig.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        try:
-            return config, tuple(load_space(config.family).spec.search_input)
-        except NassegError:
-            return config, None
-    space, name = find_baseline(spec)
-    return space.baseline(name), space.baseline_input(name)

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nasseg.cli.common import console, err_console, load_architecture, parse_hw, print_json, user_errors
+from nasseg.cli.common import console, err_console, parse_hw, print_json, user_errors
 from nasseg.errors import ConfigError
 from nasseg.latency.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.backends import backend_names, default_backend
@@ -19,6 +19,7 @@ from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
+from nasseg.spaces import load_architecture
 
 PREDICTOR = "predictor"
 
@@ -133,8 +134,6 @@ def latency_command(
         spec = get_target(target)
         config, space_input = load_architecture(architecture)
         input_hw = parse_hw(input_size) if input_size else space_input
-        if input_hw is None:
-            raise ConfigError(f"no search space for family {config.family!r} to take an input size from: give --input HxW")
         if backend is None and agent is None and spec.is_jetson:
             backend = PREDICTOR
         with console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):

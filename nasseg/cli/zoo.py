@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from nasseg.cli.common import console, parse_hw, print_json, user_errors
-from nasseg.cli.train import make_run, run_training, training_errors
+from nasseg.cli.train import training_errors
+from nasseg.train.runs import make_run, run_training
 from nasseg.models import build
 from nasseg.profile import count_macs, count_params, peak_activation_bytes
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline, load_space
@@ -227,7 +228,7 @@ def reproduce_training(
     schedule = recipe.with_overrides(steps=steps) if steps else recipe
     run = make_run(name, space.baseline(name), data, schedule, seed)
     out = out or Path("runs") / f"reproduce-{name}-{schedule.name}-s{seed}"
-    metrics = run_training(run, out, progress=progress)
+    metrics = run_training(run, out, overwrite=True, progress=progress)
     keep = ("miou", "per_class_iou", "pixel_accuracy", "steps", "stopped", "train_seconds", "images_per_second")
     return {**{k: metrics[k] for k in keep}, "data": data, "eval_hw": list(run.eval_hw), "schedule": schedule.name,
             "run_dir": str(out)}

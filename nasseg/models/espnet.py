@@ -28,7 +28,7 @@ from nasseg.blocks.conv import BNAct, ConvBNAct, conv
 from nasseg.blocks.esp import ESP, ImagePyramid, concat_at, strided_esp
 from nasseg.blocks.ops import conv_out_size, resize_like, resize_to
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family
+from nasseg.models.registry import Family, Findings
 
 VARIANTS = ("a", "b", "c", "full")
 DOWNSAMPLES = ("strided_esp", "strided_conv")
@@ -240,28 +240,30 @@ def feature_sizes(input_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
     return sizes
 
 
-def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
-    """Every reason these values cannot work at ``input_hw`` (empty when they can)."""
+def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
     try:
         cfg = ESPNetConfig.from_params(params)
     except ConfigError as exc:
-        return [str(exc)]
+        return Findings(infeasible=[str(exc)])
     reasons = cfg.problems()
     h, w = input_hw
     if h < 8 or w < 8:
         reasons.append(f"input {h}x{w} is smaller than the output stride 8 of the encoder")
-        return reasons
+    if reasons:
+        return Findings(infeasible=reasons)
     sizes = feature_sizes(input_hw)
     # The smallest map an ESP acts on is level 3 (alpha3 >= 1). A 3x3 kernel whose dilation reaches
     # past the map reads only zero padding there (the paper's own explanation of Table 2e).
     side = max(sizes[3])
     too_large = [d for d in cfg.dilations if d >= side]
     if too_large:
-        reasons.append(
+        return Findings(degenerate=[
             f"dilations_k{cfg.width_divider_k}={list(cfg.dilations)}: dilation(s) {too_large} reach past the "
-            f"{sizes[3][0]}x{sizes[3][1]} level-3 feature map at input {h}x{w}; allowed: dilations < {side}"
-        )
-    return reasons
+            f"{sizes[3][0]}x{sizes[3][1]} level-3 feature map at input {h}x{w} (they read only padding there; "
+            f"dilations < {side} do not)"
+        ])
+    return Findings()
 
 
 FAMILY = Family(

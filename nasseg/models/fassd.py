@@ -29,7 +29,7 @@ from nasseg.blocks.hardnet import HarDBlock, even_width
 from nasseg.blocks.mda import MDA, MERGES
 from nasseg.blocks.ops import conv_out_size, resize_like, resize_to
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family
+from nasseg.models.registry import Family, Findings
 
 # FC-HarDNet-70 (shared/reference 3.3): the first four entries are FASSD-Net's encoder.
 STEM_WIDTHS = (16, 24, 32, 48)
@@ -265,45 +265,45 @@ def feature_sizes(cfg: FASSDConfig, input_hw: tuple[int, int]) -> list[tuple[int
     return sizes
 
 
-def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
-    """Every reason these values cannot work at ``input_hw`` (empty when they can)."""
+def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
     try:
         cfg = FASSDConfig.from_params(params)
     except ConfigError as exc:
-        return [str(exc)]
-    reasons = cfg.problems()
-    if reasons:
-        return reasons
+        return Findings(infeasible=[str(exc)])
+    if problems := cfg.problems():
+        return Findings(infeasible=problems)
     h, w = input_hw
     sizes = feature_sizes(cfg, input_hw)
     # The deepest map must keep at least 2x2 pixels: at 1 pixel the context module and the deepest
     # decoder stage see no spatial structure, and any smaller input would pool the map away entirely.
     if min(sizes[-1]) < MIN_DEEPEST_SIDE:
         stride = cfg.stem_strides[0] * cfg.stem_strides[1] * 2 ** cfg.encoder_blocks
-        return [
+        return Findings(infeasible=[
             f"input {h}x{w} is too small for stem_strides={list(cfg.stem_strides)} and encoder_blocks="
             f"{cfg.encoder_blocks} (output stride {stride}): the deepest map would be "
             f"{sizes[-1][0]}x{sizes[-1][1]}; allowed: at least {MIN_DEEPEST_SIDE}x{MIN_DEEPEST_SIDE}"
-        ]
+        ])
+    degenerate: list[str] = []
     # A dilated kernel whose rate reaches past the map reads only zero padding but for its centre tap.
     deepest = sizes[-1]
     if cfg.context in ("dapf", "aspp"):
         name = f"{cfg.context}_rates"
         too_large = [r for r in cfg.context_rates if r >= max(deepest)]
         if too_large:
-            reasons.append(
+            degenerate.append(
                 f"{name}={list(cfg.context_rates)}: rate(s) {too_large} reach past the {deepest[0]}x{deepest[1]} "
-                f"map the {cfg.context.upper()} acts on at input {h}x{w}; allowed: rates < {max(deepest)}"
+                f"map the {cfg.context.upper()} acts on at input {h}x{w} (rates < {max(deepest)} do not)"
             )
     if cfg.mda:
         for stage, rate in enumerate(cfg.mda_rates):
             skip_hw = sizes[cfg.encoder_blocks - 2 - stage]
             if rate >= max(skip_hw):
-                reasons.append(
+                degenerate.append(
                     f"{cfg.mda_rates_name}={list(cfg.mda_rates)}: rate {rate} of decoder stage {stage + 1} reaches "
-                    f"past its {skip_hw[0]}x{skip_hw[1]} map at input {h}x{w}; allowed: < {max(skip_hw)}"
+                    f"past its {skip_hw[0]}x{skip_hw[1]} map at input {h}x{w} (rates < {max(skip_hw)} do not)"
                 )
-    return reasons
+    return Findings(degenerate=degenerate)
 
 
 FAMILY = Family(

@@ -23,7 +23,7 @@ from nasseg.blocks.jetconv import GROUPS_POLICIES, JETCONV_MODES, JetBlock, JetI
 from nasseg.blocks.ops import conv_out_size, resize_to
 from nasseg.blocks.regseg_decoder import DEEP_HEAD_MODES, MERGE_POINTS, RegSegDecoder
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family
+from nasseg.models.registry import Family, Findings
 
 LAST_FMAP = 16  # the feature-map list stops once the larger side is <= 16 (authors' last_fmap)
 HEAD_POSITIONS = ("first", "middle", "last")
@@ -239,16 +239,16 @@ def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     return JetSeg(params, num_classes)
 
 
-def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
-    """Reasons the configuration cannot work at ``input_hw``: invalid values, and dilated asymmetric
-    kernels whose dilation reaches the extent of the feature map they act on (they would read padding only)."""
+def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    """Infeasible: invalid values. Degenerate: dilated asymmetric kernels whose dilation reaches the
+    extent of the feature map they act on (they read padding only)."""
     try:
         layout = plan(params)
     except ConfigError as exc:
-        return [str(exc)]
+        return Findings(infeasible=[str(exc)])
     h, w = int(input_hw[0]), int(input_hw[1])
     if h < 1 or w < 1:
-        return [f"input {h}x{w} must be at least 1x1"]
+        return Findings(infeasible=[f"input {h}x{w} must be at least 1x1"])
     reasons: list[str] = []
     seen: set[tuple[str, int, str]] = set()
     # Every block's depthwise kernels act on the map after the block's (strided) expansion; block 0's
@@ -268,11 +268,12 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
                     seen.add(key)
                     reasons.append(
                         f"pair{k}_dilation={d} is >= the {axis} ({side}) of the feature map that {b.kernels_param} "
-                        f"entry {entry!r} acts on at input {h}x{w} (block {i}); it must be < {side} there"
+                        f"entry {entry!r} acts on at input {h}x{w} (block {i}); below {side} it would not read "
+                        "only padding"
                     )
         if i == 0:
             cur = tuple(conv_out_size(s, 1, b.stride, 0) for s in cur)  # type: ignore[assignment]
-    return reasons
+    return Findings(degenerate=reasons)
 
 
 FAMILY = Family(

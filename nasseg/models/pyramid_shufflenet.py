@@ -28,7 +28,7 @@ from nasseg.blocks.ops import conv_out_size, resize_to
 from nasseg.blocks.shuffle import PYRAMID_BNS, PYRAMID_MERGES, shuffle_stage
 from nasseg.blocks.vortex import VortexPooling, check_vortex_rates
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family
+from nasseg.models.registry import Family, Findings
 
 # ShuffleNet V2 output widths of (Stage1, Stage2, Stage3) per width multiplier (Ma et al. 2018, Table 5).
 STAGE_WIDTHS: dict[float, tuple[int, int, int]] = {
@@ -196,27 +196,24 @@ def feature_sizes(cfg: PyramidShuffleNetConfig, input_hw: tuple[int, int]) -> di
     return sizes
 
 
-def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
-    """Every reason these values cannot work at ``input_hw`` (empty when they can).
-
-    Beyond the values themselves: a dilation or Vortex rate (which is also its pooling window) at
-    least as large as the longer side of the map it acts on only reads zero padding there; a pyramid
-    kernel whose reach (k - 1) / 2 is that large does the same.
+def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    """Infeasible: invalid values, an input smaller than the output stride. Degenerate: a dilation or
+    Vortex rate (which is also its pooling window) at least as large as the longer side of the map it
+    acts on reads only zero padding there; a pyramid kernel whose reach (k - 1) / 2 is that large too.
     """
     try:
         cfg = PyramidShuffleNetConfig.from_params(params)
     except ConfigError as exc:
-        return [str(exc)]
-    reasons = cfg.problems()
-    if reasons:
-        return reasons
+        return Findings(infeasible=[str(exc)])
+    if problems := cfg.problems():
+        return Findings(infeasible=problems)
     h, w = input_hw
     stride = 16 * cfg.stage3_stride
     if h < stride or w < stride:
-        reasons.append(
+        return Findings(infeasible=[
             f"input {h}x{w} is smaller than the encoder's output stride {stride} (stage3_stride={cfg.stage3_stride})"
-        )
-        return reasons
+        ])
+    reasons: list[str] = []
     sizes = feature_sizes(cfg, input_hw)
     s2 = sizes["stage2"]
     reach_limit = max(s2)
@@ -224,7 +221,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
     if too_wide:
         reasons.append(
             f"pyramid_kernels={list(cfg.pyramid_kernels)}: kernel(s) {too_wide} reach past the {s2[0]}x{s2[1]} "
-            f"Stage2 map at input {h}x{w}; allowed: (k - 1) / 2 < {reach_limit}"
+            f"Stage2 map at input {h}x{w} ((k - 1) / 2 < {reach_limit} does not)"
         )
     s3 = sizes["stage3"]
     side = max(s3)
@@ -234,7 +231,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
         if too_large:
             reasons.append(
                 f"stage3_dilations={list(cfg.stage3_dilations)}: dilation(s) {too_large} reach past the "
-                f"{s3[0]}x{s3[1]} Stage3 map at input {h}x{w}; allowed: dilations < {side}"
+                f"{s3[0]}x{s3[1]} Stage3 map at input {h}x{w} (dilations < {side} do not)"
             )
     if cfg.vortex != "none":
         too_large = [r for r in cfg.vortex_rates if r >= side]
@@ -242,9 +239,9 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
             reasons.append(
                 f"vortex_rates={list(cfg.vortex_rates)}: rate(s) {too_large} (atrous rate and average-pooling "
                 f"window) reach past the {s3[0]}x{s3[1]} map Vortex Pooling acts on at input {h}x{w}; "
-                f"allowed: rates < {side}"
+                f"rates < {side} do not"
             )
-    return reasons
+    return Findings(degenerate=reasons)
 
 
 FAMILY = Family(

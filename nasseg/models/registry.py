@@ -22,17 +22,33 @@ FAMILY_MODULES: dict[str, str] = {
     "pyramid_shufflenet": "nasseg.models.pyramid_shufflenet",
 }
 
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What an input size does to an architecture.
+
+    ``infeasible``: reasons it cannot be built or run there (a value outside what the builder takes,
+    an input smaller than the output stride). ``degenerate``: layers that run but read only zero
+    padding there (a dilation reaching past its feature map). A degenerate network wastes compute yet
+    is valid, and published networks are degenerate at some of the inputs their authors ran.
+    """
+
+    infeasible: list[str] = field(default_factory=list)
+    degenerate: list[str] = field(default_factory=list)
+
+
 BuildFn = Callable[[Mapping[str, Any], int], nn.Module]
-CheckFn = Callable[[Mapping[str, Any], tuple[int, int]], list[str]]
+CheckFn = Callable[[Mapping[str, Any], tuple[int, int]], Findings]
 
 
 @dataclass(frozen=True)
 class Family:
     """A parameterised network family.
 
-    ``build(params, num_classes)`` returns the network. ``check(params, (h, w))`` returns the
-    reasons the architecture cannot work at that input size (empty when it can), so a search
-    rejects impossible points before spending anything on them.
+    ``build(params, num_classes)`` returns the network. ``check(params, (h, w))`` returns its
+    ``Findings`` at that input size, so a search rejects impossible points before spending anything
+    on them.
     """
 
     name: str
@@ -90,8 +106,10 @@ def build(config: ArchConfig) -> nn.Module:
     return family.build(config.params, config.num_classes)
 
 
-def check(config: ArchConfig, input_hw: tuple[int, int]) -> None:
-    """Raise ``InfeasibleArchitecture`` listing every reason the config cannot work at ``input_hw``."""
-    reasons = get_family(config.family).check(config.params, tuple(input_hw))
-    if reasons:
-        raise InfeasibleArchitecture(config.family, reasons)
+def check(config: ArchConfig, input_hw: tuple[int, int]) -> list[str]:
+    """Raise ``InfeasibleArchitecture`` listing every reason the config cannot run at ``input_hw``;
+    return the notes on its degenerate layers there (empty when there are none)."""
+    findings = get_family(config.family).check(config.params, (int(input_hw[0]), int(input_hw[1])))
+    if findings.infeasible:
+        raise InfeasibleArchitecture(config.family, findings.infeasible)
+    return findings.degenerate

@@ -1,5 +1,13 @@
 """Search spaces as data: parameter domains, published baselines and their figures."""
 
-from nasseg.spaces.space import SPACES_DIR, SearchSpace, all_spaces, find_baseline, load_space, space_names
+from nasseg.spaces.space import (
+    SPACES_DIR,
+    SearchSpace,
+    all_spaces,
+    find_baseline,
+    load_architecture,
+    load_space,
+    space_names,
+)
 
-__all__ = ["SPACES_DIR", "SearchSpace", "all_spaces", "find_baseline", "load_space", "space_names"]
+__all__ = ["SPACES_DIR", "SearchSpace", "all_spaces", "find_baseline", "load_architecture", "load_space", "space_names"]

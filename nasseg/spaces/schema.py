@@ -170,6 +170,11 @@ class SpaceFile(_Strict):
     doc: str
     search_input: HW = Field(description="(H, W) at which sampled architectures are checked and profiled")
     num_classes: int = Field(default=19, ge=1, description="classes of sampled architectures")
+    degenerate: Literal["reject", "accept"] = Field(
+        default="reject",
+        description="whether the sampler rejects points with layers that read only padding at search_input "
+        "(baselines are always accepted: they are published networks)",
+    )
     parameters: dict[str, ParamSpec]
     baselines: dict[str, Baseline]
     ablations: list[Ablation] = []

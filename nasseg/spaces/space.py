@@ -12,13 +12,15 @@ from typing import Any
 
 import optuna
 import pydantic
-import yaml
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
-from nasseg.models.registry import ArchConfig, Family, family_names, get_family
+from nasseg.models.registry import ArchConfig, Family, check, family_names, get_family
 from nasseg.spaces.schema import Baseline, ParamSpec, SpaceFile
+from nasseg.yamlio import read_yaml
 
-SPACES_DIR = Path(os.environ.get("NASSEG_SPACES_DIR", Path(__file__).resolve().parents[2] / "search_spaces"))
+# Installed with the package (nasseg/search_spaces links to the top-level folder in a checkout), so a
+# non-editable install or a Ray worker on another machine finds them too.
+SPACES_DIR = Path(os.environ.get("NASSEG_SPACES_DIR", Path(__file__).resolve().parents[1] / "search_spaces"))
 
 
 def _is_primitive(value: Any) -> bool:
@@ -38,12 +40,7 @@ class SearchSpace:
     @classmethod
     def from_file(cls, path: str | Path) -> SearchSpace:
         path = Path(path)
-        if not path.is_file():
-            raise SpaceFileError(f"{path}: no such search-space file")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise SpaceFileError(f"{path}: not valid YAML: {exc}") from None
+        raw = read_yaml(path, "search-space file", SpaceFileError)
         if not isinstance(raw, dict):
             raise SpaceFileError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
         try:
@@ -182,15 +179,19 @@ class SearchSpace:
 
     def sample(self, trial: optuna.trial.BaseTrial, num_classes: int | None = None) -> ArchConfig:
         """A sampled architecture; raises ``InfeasibleArchitecture`` with its reasons when it cannot
-        work at the space's search input (the study records it as a rejected trial)."""
+        run at the space's search input, or (``degenerate: reject``, the default) when some of its
+        layers read only padding there. The study records either as a rejected trial."""
         config = ArchConfig(self.spec.family, self.sample_params(trial), num_classes or self.spec.num_classes)
-        self.check(config, self.spec.search_input)
+        self.check(config, self.spec.search_input, degenerate=self.spec.degenerate)
         return config
 
-    def check(self, config: ArchConfig, input_hw: tuple[int, int]) -> None:
-        reasons = self.family.check(config.params, tuple(input_hw))
-        if reasons:
-            raise InfeasibleArchitecture(self.spec.family, reasons)
+    def check(self, config: ArchConfig, input_hw: tuple[int, int], degenerate: str = "accept") -> list[str]:
+        """``models.check`` (infeasible raises, degenerate notes are returned), with degenerate
+        layers rejected too when ``degenerate`` is "reject"."""
+        notes = check(config, input_hw)
+        if notes and degenerate == "reject":
+            raise InfeasibleArchitecture(self.spec.family, notes)
+        return notes
 
     # ----- baselines -----------------------------------------------------------------------
     def baseline(self, name: str, num_classes: int | None = None) -> ArchConfig:
@@ -249,11 +250,37 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 
 def space_names() -> list[str]:
+    if not SPACES_DIR.is_dir():
+        raise ConfigError(f"the search-space directory {SPACES_DIR} does not exist (set by NASSEG_SPACES_DIR or the install)")
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
 def all_spaces() -> list[SearchSpace]:
     return [load_space(name) for name in space_names()]
+
+
+def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int]]:
+    """A baseline by name, or an architecture file (YAML/JSON: family, num_classes, params) whose
+    params are validated exactly as a baseline's are; with the input it is meant for (a baseline's
+    published input, else its space's search input)."""
+    path = Path(spec)
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        space, name = find_baseline(spec)
+        return space.baseline(name), space.baseline_input(name)
+    data = read_yaml(path, "architecture file", ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with family, num_classes and params")
+    unknown = sorted(set(data) - {"family", "num_classes", "params"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown field(s) {', '.join(map(str, unknown))}; an architecture has family, "
+                          "num_classes and params")
+    try:
+        config = ArchConfig.from_dict(data)
+        space = load_space(config.family)
+        config = ArchConfig(config.family, space.validate(config.params), config.num_classes)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config, (int(space.spec.search_input[0]), int(space.spec.search_input[1]))
 
 
 def find_baseline(name: str) -> tuple[SearchSpace, str]:

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nasseg.data.base import SegmentationSplit
-from nasseg.errors import NassegError
+from nasseg.errors import ConfigError, NassegError
 from nasseg.train.losses import class_weights, make_loss
 from nasseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from nasseg.train.schedule import Schedule
@@ -38,6 +38,27 @@ class TrainingDiverged(NassegError):
         self.step = step
         self.value = value
         super().__init__(f"training diverged at step {step}: loss is {value}")
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot train on, before anything is written."""
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device!r} is not supported; use cpu or cuda")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__}); use cpu")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint's payload (tensors and plain data only); a corrupt or truncated file is one error."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError by how the file broke
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a readable nasseg checkpoint (corrupt or truncated: {first[:160]})") from None
+    if not isinstance(payload, dict) or "model" not in payload:
+        raise ConfigError(f"{path}: not a nasseg checkpoint (no model weights in it)")
+    return payload
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -333,7 +354,7 @@ def train(
     checkpoint = None if checkpoint is None else Path(checkpoint)
     run = _prepare(model, train_split, val_split, schedule, seed, dev)
     if resume and checkpoint is not None and checkpoint.exists():
-        run.restore(torch.load(checkpoint, map_location="cpu", weights_only=True), checkpoint)
+        run.restore(load_checkpoint(checkpoint), checkpoint)
     weights = class_weights(train_split) if schedule.loss == "weighted_ce" else None
     loss_fn = make_loss(schedule, weights).to(dev)
     augment = Augmentation(schedule.crop, scale_range=schedule.scale_range, hflip=schedule.hflip)
