@@ -68,8 +68,7 @@ from nasseg.latency.optable import OpTable, significant, time_layers
 from nasseg.latency.predictor import CALIBRATIONS_DIR, Calibration, layer_table
 from nasseg.latency.timing import TimingSettings, host_slowdown, in_passes, keep_freed_memory
 from nasseg.models import ArchConfig, build
-from nasseg.models import check as check_feasible
-from nasseg.spaces import all_spaces, find_baseline
+from nasseg.spaces import all_spaces, find_baseline, load_space
 
 MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
@@ -147,12 +146,15 @@ def paper_settings() -> None:
 
 
 def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
-    """The first ``wanted`` architectures that can run at their search input times ``scale``."""
+    """The first ``wanted`` architectures that their space accepts at its search input times ``scale``:
+    feasible there, and not degenerate where the space's sampler rejects degenerate points (every
+    space does, and the stores were drawn so)."""
     out = []
     for name, config, hw in architectures:
         hw = (max(32, round(hw[0] * scale / 32) * 32), max(32, round(hw[1] * scale / 32) * 32))
+        space = load_space(config.family)
         try:
-            check_feasible(config, hw)
+            space.check(config, hw, degenerate=space.spec.degenerate)
         except InfeasibleArchitecture:
             continue
         out.append((name, config, hw))

@@ -77,7 +77,8 @@ def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | No
 
 
 def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> list[tuple[str, ArchConfig]]:
-    """``count`` random architectures feasible at ``train_hw``, drawn from the spaces in turn."""
+    """``count`` random architectures that their space accepts at ``train_hw`` too (its sampler's rule: every
+    space rejects degenerate points, as the stored runs were drawn), drawn from the spaces in turn."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spaces = all_spaces()
     studies = [optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + i)) for i in range(len(spaces))]
@@ -89,7 +90,7 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
         for _ in range(50):
             try:
                 config = space.sample(study.ask(), num_classes)
-                space.check(config, train_hw)
+                space.check(config, train_hw, degenerate=space.spec.degenerate)
             except InfeasibleArchitecture:
                 continue
             picked.append((f"{space.name}-sample-{config.arch_hash()[:6]}", config))

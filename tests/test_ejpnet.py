@@ -12,7 +12,7 @@ from nasseg.blocks.eesp import EESP, espnetv2_dilations
 from nasseg.blocks.efficient_pyramid_pool import adaptive_avg_pool2d
 from nasseg.blocks.jpu import JPU
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, build
+from nasseg.models import ArchConfig, Findings, build
 from nasseg.models.ejpnet import EESPEncoder, EJPNetSpec, check, espnetv2_widths
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
@@ -101,13 +101,15 @@ def test_exportable_adaptive_pool_equals_torch(hw, out):
 def test_baselines_are_feasible_at_their_sizes():
     for name in SPACE.baselines:
         for hw in [(360, 480), (512, 1024), (361, 479)]:
-            assert check(SPACE.baseline(name).params, hw) == [], (name, hw)
+            assert check(SPACE.baseline(name).params, hw) == Findings(), (name, hw)
 
 
 def test_three_branch_units_need_divisible_widths():
     # s=1: widths 128 / 256 are not divisible by the 3 branches of {4,5,6}.
     params = params_of("ejpnet", width_scale=1.0)
-    reasons = check(params, (360, 480))
+    findings = check(params, (360, 480))
+    reasons = findings.infeasible
+    assert findings.degenerate == []
     assert any(r.startswith("eesp1_dilations=[4, 5, 6]") for r in reasons), reasons
     assert any(r.startswith("eesp2_dilations=[6, 7, 8]") for r in reasons), reasons
     with pytest.raises(ConfigError, match="eesp1_dilations"):
@@ -115,17 +117,24 @@ def test_three_branch_units_need_divisible_widths():
 
 
 def test_groups_must_divide_branch_widths():
-    reasons = check(params_of("espnetv2-s1", width_scale=0.75), (360, 480))
+    reasons = check(params_of("espnetv2-s1", width_scale=0.75), (360, 480)).infeasible
     assert any("eesp_groups=4" in r and "level2 downsampler" in r for r in reasons), reasons
 
 
-def test_dilations_larger_than_the_map_are_rejected():
+def test_dilations_larger_than_the_map_are_degenerate_and_rejected_on_request():
     # At 64x96 the stride-32 map is 2x3 and the stride-8 map 8x12.
-    reasons = check(params_of("ejpnet"), (64, 96))
+    findings = check(params_of("ejpnet"), (64, 96))
+    reasons = findings.degenerate
+    assert findings.infeasible == []
     assert any(r.startswith("eesp3_dilations=[1, 3, 6, 8]: dilation 8 >= 3") for r in reasons), reasons
     assert any(r.startswith("eesp2_dilations=[6, 7, 8]") for r in reasons), reasons
-    reasons = check(params_of("ejpnet", jpu_dilations=[1, 2, 4, 8]), (32, 48))
-    assert any(r.startswith("jpu_dilations=[1, 2, 4, 8]") for r in reasons), reasons
+    findings = check(params_of("ejpnet", jpu_dilations=[1, 2, 4, 8]), (32, 48))
+    assert findings.infeasible == []
+    assert any(r.startswith("jpu_dilations=[1, 2, 4, 8]") for r in findings.degenerate), findings
+    config = ArchConfig("ejpnet", params_of("ejpnet"), 11)
+    assert SPACE.check(config, (64, 96)) == reasons
+    with pytest.raises(InfeasibleArchitecture, match="eesp3_dilations"):
+        SPACE.check(config, (64, 96), degenerate="reject")
 
 
 def test_space_rejects_infeasible_samples_with_reasons():

@@ -1,4 +1,4 @@
-"""ESPNet family: counts pinned to the paper and the authors' code, check() reasons, sampled networks."""
+"""ESPNet family: counts pinned to the paper and the authors' code, check() findings, sampled networks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from nasseg.blocks.esp import ESP, ImagePyramid, esp_branch_widths, strided_esp
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, build
+from nasseg.models import ArchConfig, Findings, build, check
 from nasseg.models.espnet import FAMILY, feature_sizes
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
@@ -122,32 +122,44 @@ def test_esp_shapes_and_residual():
 @pytest.mark.parametrize("name", list(SPACE.baselines))
 def test_baselines_are_feasible_at_camvid_and_cityscapes_sizes(name):
     params = SPACE.baselines[name].params
-    assert FAMILY.check(params, (360, 480)) == []
-    assert FAMILY.check(params, (512, 1024)) == []
+    assert FAMILY.check(params, (360, 480)) == Findings()
+    assert FAMILY.check(params, (512, 1024)) == Findings()
 
 
 def _espnet(**overrides):
     return {**SPACE.baselines["espnet"].params, **overrides}
 
 
-def test_check_rejects_dilations_past_the_feature_map():
+def test_dilations_past_the_feature_map_are_degenerate_and_rejected_by_the_sampler():
     params = _espnet(width_divider_k=8, dilations_k8=[1, 2, 4, 8, 16, 32, 64, 128])
     del params["dilations_k5"]
     assert feature_sizes((360, 480))[3] == (45, 60)
-    (reason,) = FAMILY.check(params, (360, 480))
-    assert "dilations_k8" in reason and "[64, 128]" in reason and "< 60" in reason
+    findings = FAMILY.check(params, (360, 480))
+    assert findings.infeasible == []
+    (note,) = findings.degenerate
+    assert "dilations_k8" in note and "[64, 128]" in note and "< 60" in note
     # At 1024x2048 the level-3 map is 128x256, so 128 fits.
-    assert FAMILY.check(params, (1024, 2048)) == []
+    assert FAMILY.check(params, (1024, 2048)) == Findings()
+    config = ArchConfig("espnet", params, 11)
+    assert check(config, (360, 480)) == SPACE.check(config, (360, 480)) == [note]
+    with pytest.raises(InfeasibleArchitecture, match="dilations_k8"):
+        SPACE.check(config, (360, 480), degenerate="reject")
+    with pytest.raises(InfeasibleArchitecture, match="dilations_k8"):
+        SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(params)))
 
 
-def test_check_rejects_impossible_widths_and_lists():
-    reasons = FAMILY.check(_espnet(width_l2=4), (360, 480))
+def test_check_finds_impossible_widths_lists_and_inputs_infeasible():
+    reasons = FAMILY.check(_espnet(width_l2=4), (360, 480)).infeasible
     assert any("width_l2=4" in r and "width_divider_k=5" in r for r in reasons)
-    reasons = FAMILY.check(_espnet(dilations_k5=[1, 2, 4]), (360, 480))
+    reasons = FAMILY.check(_espnet(dilations_k5=[1, 2, 4]), (360, 480)).infeasible
     assert any("dilations_k5" in r and "5 entries" in r for r in reasons)
-    reasons = FAMILY.check(_espnet(variant="d", alpha3=0), (360, 480))
+    findings = FAMILY.check(_espnet(variant="d", alpha3=0), (360, 480))
+    reasons = findings.infeasible
     assert any(r.startswith("variant='d'") for r in reasons) and any(r.startswith("alpha3=0") for r in reasons)
-    assert any("smaller than the output stride" in r for r in FAMILY.check(_espnet(), (6, 480)))
+    assert findings.degenerate == []
+    assert any("smaller than the output stride" in r for r in FAMILY.check(_espnet(), (6, 480)).infeasible)
+    with pytest.raises(InfeasibleArchitecture, match="smaller than the output stride"):
+        check(SPACE.baseline("espnet"), (1, 1))
 
 
 def test_builder_raises_config_error():

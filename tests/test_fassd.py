@@ -1,4 +1,4 @@
-"""FASSD-Net family: counts pinned to the paper and the authors' code, blocks, check() reasons,
+"""FASSD-Net family: counts pinned to the paper and the authors' code, blocks, check() findings,
 odd input sizes and sampled networks."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from nasseg.blocks.dapf import aspp, dapf
 from nasseg.blocks.hardnet import HarDBlock, harmonic_links, output_layers
 from nasseg.blocks.mda import MDA
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, build
+from nasseg.models import ArchConfig, Findings, build, check
 from nasseg.models.fassd import FAMILY, FASSDConfig, feature_sizes
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
@@ -121,32 +121,73 @@ def _fassd(**overrides):
     return {**SPACE.baselines["fassd-net"].params, **overrides}
 
 
-def test_check_rejects_dapf_rates_past_the_map():
-    # At the search input the DAPF map is 11x15 (decision F3): the published rates 24 and 36 are rejected.
-    (reason,) = FAMILY.check(_fassd(), (360, 480))
-    assert reason.startswith("dapf_rates=[12, 24, 36]") and "[24, 36]" in reason and "11x15" in reason
-    assert "< 15" in reason
-    assert FAMILY.check(_fassd(), FULL_RES) == []
-    assert FAMILY.check(_fassd(dapf_rates=[4, 8, 12]), (360, 480)) == []
-    # L2's DAPF map is 16x32 at full resolution: rate 36 is rejected even there.
-    (reason,) = FAMILY.check(SPACE.baselines["fassd-net-l2"].params, FULL_RES)
-    assert "dapf_rates" in reason and "[36]" in reason
+def test_dapf_rates_past_the_map_are_degenerate_and_rejected_by_the_sampler():
+    # At the search input the DAPF map is 11x15 (decision F3): the published rates 24 and 36 reach past it.
+    findings = FAMILY.check(_fassd(), (360, 480))
+    assert findings.infeasible == []
+    (note_360,) = findings.degenerate
+    assert note_360.startswith("dapf_rates=[12, 24, 36]") and "[24, 36]" in note_360 and "11x15" in note_360
+    assert "< 15" in note_360
+    assert FAMILY.check(_fassd(), FULL_RES) == Findings()
+    assert FAMILY.check(_fassd(dapf_rates=[4, 8, 12]), (360, 480)) == Findings()
+    # L2's DAPF map is 16x32 at full resolution: rate 36 reaches past it even there.
+    findings = FAMILY.check(SPACE.baselines["fassd-net-l2"].params, FULL_RES)
+    assert findings.infeasible == []
+    (note,) = findings.degenerate
+    assert "dapf_rates" in note and "[36]" in note and "16x32" in note
+    # Valid networks (nasseg.models.check returns the note), but the space's sampler rejects them.
+    config = ArchConfig("fassd", _fassd(), 11)
+    assert check(config, (360, 480)) == SPACE.check(config, (360, 480)) == [note_360]
+    with pytest.raises(InfeasibleArchitecture, match=r"dapf_rates=\[12, 24, 36\]"):
+        SPACE.check(config, (360, 480), degenerate="reject")
+    assert SPACE.spec.degenerate == "reject"
+    with pytest.raises(InfeasibleArchitecture, match="reach past the 11x15 map"):
+        SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(_fassd())))
+    assert SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(_fassd(dapf_rates=[4, 8, 12])))).params["dapf_rates"] == [4, 8, 12]
 
 
-def test_check_rejects_aspp_and_mda_rates_past_the_map():
-    params = SPACE.baselines["fassd-aspp-mda"].params
-    reasons = FAMILY.check({**params, "stem_strides": [3, 2], "mda_rates": [16, 8, 4]}, (360, 480))
-    assert any(r.startswith("aspp_rates=") for r in reasons)
-    assert any(r.startswith("mda_rates=[16, 8, 4]") and "decoder stage 1" in r for r in reasons)
+def test_aspp_and_mda_rates_past_the_map_are_degenerate():
+    params = {**SPACE.baselines["fassd-aspp-mda"].params, "stem_strides": [3, 2], "mda_rates": [16, 8, 4]}
+    findings = FAMILY.check(params, (360, 480))
+    assert findings.infeasible == []
+    assert any(r.startswith("aspp_rates=") for r in findings.degenerate)
+    assert any(r.startswith("mda_rates=[16, 8, 4]") and "decoder stage 1" in r for r in findings.degenerate)
+    with pytest.raises(InfeasibleArchitecture, match="decoder stage 1"):
+        SPACE.check(ArchConfig("fassd", params, 11), (360, 480), degenerate="reject")
 
 
-def test_check_rejects_impossible_values():
-    reasons = FAMILY.check(_fassd(mda_rates=[8, 4]), FULL_RES)
-    assert any(r.startswith("mda_rates=[8, 4]") and "one rate per decoder stage" in r for r in reasons)
-    assert any(r.startswith("dapf_alpha=500") for r in FAMILY.check(_fassd(dapf_alpha=500), FULL_RES))
-    assert any(r.startswith("context='psp'") for r in FAMILY.check(_fassd(context="psp"), FULL_RES))
-    assert any("too small" in r and "stem_strides" in r for r in FAMILY.check(_fassd(), (20, 24)))
-    assert any(r.startswith("fassd: unknown parameter") for r in FAMILY.check(_fassd(growth=3), FULL_RES))
+def test_check_finds_impossible_values_infeasible():
+    findings = FAMILY.check(_fassd(mda_rates=[8, 4]), FULL_RES)
+    assert any(r.startswith("mda_rates=[8, 4]") and "one rate per decoder stage" in r for r in findings.infeasible)
+    assert findings.degenerate == []
+    assert any(r.startswith("dapf_alpha=500") for r in FAMILY.check(_fassd(dapf_alpha=500), FULL_RES).infeasible)
+    assert any(r.startswith("context='psp'") for r in FAMILY.check(_fassd(context="psp"), FULL_RES).infeasible)
+    assert any("too small" in r and "stem_strides" in r for r in FAMILY.check(_fassd(), (20, 24)).infeasible)
+    assert any(r.startswith("fassd: unknown parameter") for r in FAMILY.check(_fassd(growth=3), FULL_RES).infeasible)
+    with pytest.raises(InfeasibleArchitecture, match="too small"):
+        check(ArchConfig("fassd", _fassd(), 19), (20, 24))
+
+
+# The DAPF rates that reach past the deepest map, per published variant and input (none: no note).
+PAST_THE_MAP = {
+    "fassd-net": {(360, 480): [24, 36], (512, 1024): [36], (576, 1152): [36], FULL_RES: None},
+    "fassd-net-l1": {(360, 480): [12, 24, 36], (512, 1024): [24, 36], (576, 1152): [24, 36], FULL_RES: None},
+    "fassd-net-l2": {(360, 480): [12, 24, 36], (512, 1024): [24, 36], (576, 1152): [24, 36], FULL_RES: [36]},
+}
+
+
+@pytest.mark.parametrize("name", list(PAST_THE_MAP))
+@pytest.mark.parametrize("hw", [(360, 480), (512, 1024), (576, 1152), FULL_RES], ids=lambda hw: f"{hw[0]}x{hw[1]}")
+def test_published_variants_are_accepted_at_every_published_input(name, hw):
+    """Issue 21: Table IX runs FASSD-Net at 512x1024 and L1 at 576x1152, Table X L2 at 1024x2048; the
+    search input is 360x480. Each runs there: its widest rates are noted as degenerate, never refused."""
+    notes = check(SPACE.baseline(name), hw)  # raises InfeasibleArchitecture if it were refused
+    rates = PAST_THE_MAP[name][hw]
+    if rates is None:
+        assert notes == []
+    else:
+        (note,) = notes
+        assert note.startswith("dapf_rates=[12, 24, 36]") and f"rate(s) {rates} reach past" in note
 
 
 def test_builder_raises_config_error():
@@ -178,7 +219,8 @@ def test_sampled_configurations_build_and_run():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
         # Small and fast where the network allows it; deep, strided samples at half the search input.
-        hw = (64, 96) if not FAMILY.check(config.params, (64, 96)) else (180, 240)
+        small = FAMILY.check(config.params, (64, 96))
+        hw = (64, 96) if small == Findings() else (180, 240)
         model = build(config).eval()
         with torch.no_grad():
             out = model(torch.randn(1, 3, *hw))
@@ -193,7 +235,7 @@ def test_a_sampled_concat_mda_wide_network_builds():
         _fassd(width_mult=1.25, growth_multiplier=1.6, dapf_rates=[3, 6, 9], mda_merge="concat",
                decoder_block="conv3x3", decoder_width=48)
     )
-    assert FAMILY.check(params, (360, 480)) == []
+    assert FAMILY.check(params, (360, 480)) == Findings()
     model = build(ArchConfig("fassd", params, 11)).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 96)).shape == (1, 11, 64, 96)

@@ -15,7 +15,7 @@ from nasseg.blocks.attention import ECA, SAM, eca_kernel_size
 from nasseg.blocks.jetconv import JetConv, mean_divisor_groups
 from nasseg.blocks.regseg_decoder import RegSegDecoder
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, build
+from nasseg.models import ArchConfig, Findings, build
 from nasseg.models.jetseg import build as build_jetseg
 from nasseg.models.jetseg import check, feature_map_sizes
 from nasseg.profile import count_macs, count_params
@@ -182,16 +182,22 @@ def test_dropping_the_deep_head_leaves_no_dead_parameter():
 def test_baselines_are_feasible_at_the_inputs_they_must_run_at():
     for name in SPACE.baselines:
         for hw in ((360, 480), (512, 1024), (361, 479), (512, 512)):
-            assert check(SPACE.baseline(name).params, hw) == [], (name, hw)
+            assert check(SPACE.baseline(name).params, hw) == Findings(), (name, hw)
 
 
-def test_check_rejects_a_dilation_wider_than_the_feature_map_and_names_the_parameter():
+def test_a_dilation_wider_than_the_feature_map_is_degenerate_and_names_the_parameter():
     params = point(design=[1024, 2048], stage3_residual_kernels=["3x3", A5], pair5_dilation=3)
-    reasons = check(params, (360, 480))  # the last stage runs on a 3x4 map there
+    findings = check(params, (360, 480))  # the last stage runs on a 3x4 map there
+    reasons = findings.degenerate
+    assert findings.infeasible == []
     assert reasons and all("pair5_dilation=3" in r and "stage3_residual_kernels" in r for r in reasons)
-    assert check(params, (1024, 2048)) == []
+    assert check(params, (1024, 2048)) == Findings()
+    config = ArchConfig("jetseg", params, 11)
+    assert SPACE.check(config, (360, 480)) == reasons
     with pytest.raises(InfeasibleArchitecture, match="pair5_dilation"):
-        SPACE.check(ArchConfig("jetseg", params, 11), (360, 480))
+        SPACE.check(config, (360, 480), degenerate="reject")
+    with pytest.raises(InfeasibleArchitecture, match="pair5_dilation"):
+        SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(params)))
 
 
 def test_invalid_values_are_reported_by_check_and_refused_by_build():
@@ -203,8 +209,9 @@ def test_invalid_values_are_reported_by_check_and_refused_by_build():
     }
     for name, value in bad.items():
         params = {**point(), name: value}
-        reasons = check(params, (360, 480))
-        assert len(reasons) == 1 and name in reasons[0], reasons
+        findings = check(params, (360, 480))
+        reasons = findings.infeasible
+        assert len(reasons) == 1 and name in reasons[0] and findings.degenerate == [], findings
         with pytest.raises(ConfigError, match=name):
             build_jetseg(params, 11)
 

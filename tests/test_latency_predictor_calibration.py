@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from torch import nn
 
-from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.backends import measure_model
 from nasseg.latency.calibration import (
     HOST_PRIOR,
@@ -163,13 +162,14 @@ def test_calibrate_without_a_reachable_board_says_so() -> None:
 
 
 def test_check_points_on_our_baselines_are_costed_but_never_fitted() -> None:
-    """FASSD-Net's TX2 timings name nasseg baselines; they are built without check() (the widest DAPF
-    rate reaches past the map at these inputs, and the module still runs) and kept out of the fit."""
+    """FASSD-Net's TX2 timings name nasseg baselines; they are costed as they ran (the widest DAPF
+    rate reaches past the map at these inputs: check() notes them as degenerate, and the module still
+    runs) and kept out of the fit."""
     checks = published_measurements(checks=True)
     assert [m.id.split("/")[-1] for m in checks] == ["fassd-net@512x1024", "fassd-net-l1@576x1152", "fassd-net-l2@704x1408"]
     space, name = find_baseline("fassd-net-l2")
-    with pytest.raises(InfeasibleArchitecture, match="reach past"):
-        check(space.baseline(name, 19), (704, 1408))
+    (note,) = check(space.baseline(name, 19), (704, 1408))  # degenerate, not infeasible
+    assert "reach past" in note and "[24, 36]" in note
     dilated, resize = (OP_CLASSES.index(c) for c in ("conv_dilated", "resize"))
     for m in checks:
         assert {dilated, resize} <= set(m.table.op_class.tolist()) and m.table.flops.sum() > 5e9, m.id

@@ -1,5 +1,5 @@
 """Pyramid ShuffleNet V2 family: counts against ShuffleNet V2 and the paper's Table IV, the pyramid and
-Vortex blocks, check() reasons, odd input sizes and sampled networks."""
+Vortex blocks, check() findings, odd input sizes and sampled networks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 from nasseg.blocks.shuffle import PyramidDepthwise, ShuffleBasicUnit, ShuffleDownUnit, shuffle_stage
 from nasseg.blocks.vortex import VortexPooling
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, build
+from nasseg.models import ArchConfig, Findings, build
 from nasseg.models.pyramid_shufflenet import FAMILY, PyramidShuffleNetConfig, feature_sizes
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
@@ -153,7 +153,7 @@ def test_baselines_are_feasible_at_camvid_and_cityscapes_sizes():
     for name in SPACE.baselines:
         params = SPACE.baseline(name).params
         for hw in ((360, 480), (361, 479), (512, 1024)):
-            assert FAMILY.check(params, hw) == [], (name, hw)
+            assert FAMILY.check(params, hw) == Findings(), (name, hw)
 
 
 def test_feature_sizes_follow_table_ii():
@@ -164,20 +164,27 @@ def test_feature_sizes_follow_table_ii():
     assert feature_sizes(cfg, (360, 480))["stage3"] == (23, 30)
 
 
-def test_check_rejects_vortex_rates_past_the_map():
+def test_vortex_rates_past_the_map_are_degenerate_and_rejected_on_request():
     params = SPACE.baseline("pyramid-shufflenet").params
-    (reason,) = FAMILY.check(params, (256, 384))  # Vortex acts on 16x24: 27 >= 24
+    findings = FAMILY.check(params, (256, 384))  # Vortex acts on 16x24: 27 >= 24
+    assert findings.infeasible == []
+    (reason,) = findings.degenerate
     assert "vortex_rates" in reason and "[27]" in reason and "rates < 24" in reason
+    assert SPACE.check(SPACE.baseline("pyramid-shufflenet"), (256, 384)) == [reason]
     with pytest.raises(InfeasibleArchitecture, match="vortex_rates"):
-        SPACE.check(SPACE.baseline("pyramid-shufflenet"), (256, 384))
+        SPACE.check(SPACE.baseline("pyramid-shufflenet"), (256, 384), degenerate="reject")
 
 
-def test_check_rejects_dilations_and_kernels_past_the_map():
+def test_dilations_and_kernels_past_the_map_are_degenerate():
     params = {**SPACE.baseline("shufflenetv2").params, "stage3_stride": 2, "stage3_dilations": [2, 4, 8]}
-    reasons = FAMILY.check(params, (96, 128))  # Stage3 map 3x4
-    assert any("stage3_dilations" in r and "dilations < 4" in r for r in reasons)
+    findings = FAMILY.check(params, (96, 128))  # Stage3 map 3x4
+    assert findings.infeasible == []
+    assert any("stage3_dilations" in r and "dilations < 4" in r for r in findings.degenerate)
     params = {**SPACE.baseline("pyd-shufflenetv2").params, "pyramid_kernels": [3, 5, 7, 9]}
-    assert any("pyramid_kernels" in r for r in FAMILY.check(params, (40, 40)))  # Stage2 map 3x3
+    findings = FAMILY.check(params, (40, 40))  # Stage2 map 3x3
+    assert findings.infeasible == [] and any("pyramid_kernels" in r for r in findings.degenerate)
+    with pytest.raises(InfeasibleArchitecture, match="pyramid_kernels"):
+        SPACE.check(ArchConfig("pyramid_shufflenet", params, 19), (40, 40), degenerate="reject")
 
 
 def test_check_names_bad_values_and_the_builder_refuses_them():
@@ -192,11 +199,12 @@ def test_check_names_bad_values_and_the_builder_refuses_them():
     }
     for name, change in cases.items():
         params = {**base, **change}
-        reasons = FAMILY.check(params, (360, 480))
-        assert reasons and any(name in r for r in reasons), (name, reasons)
+        findings = FAMILY.check(params, (360, 480))
+        reasons = findings.infeasible
+        assert reasons and any(name in r for r in reasons) and findings.degenerate == [], (name, findings)
         with pytest.raises(ConfigError, match=name):
             FAMILY.build(params, 19)
-    assert any("smaller than the encoder's output stride" in r for r in FAMILY.check(base, (12, 40)))
+    assert any("smaller than the encoder's output stride" in r for r in FAMILY.check(base, (12, 40)).infeasible)
 
 
 @pytest.mark.parametrize(

@@ -250,9 +250,9 @@ def point_network(point: dict) -> nn.Module:
     """The network a published point timed: a reference net (``net``) or one of nasseg's own
     baselines (``baseline``, with the point's ``num_classes``).
 
-    A baseline is built without ``check``: a paper may time it at an input its search space
-    rejects (fassd-net-l2's widest DAPF rate reaches past the map at 704x1408), and the module
-    still runs, so it is costed as it ran.
+    A baseline is costed as it ran, degenerate layers included: a paper may time it at an input
+    where ``check`` notes them (fassd-net-l2's DAPF rates 24 and 36 reach past the 11x22 map at
+    704x1408), and its sampler would reject such a point, but the module runs.
     """
     if "baseline" in point:
         space, name = find_baseline(point["baseline"])
