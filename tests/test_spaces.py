@@ -11,8 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from nasseg.cli import app
-from nasseg.errors import ConfigError, SpaceFileError
-from nasseg.spaces import SearchSpace, all_spaces, find_baseline, load_space
+from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
+from nasseg.models import Findings, check
+from nasseg.models.fassd import FASSDConfig, feature_sizes
+from nasseg.spaces import SPACES_DIR, SearchSpace, all_spaces, find_baseline, load_space
 
 GOOD = """
 family: espnet
@@ -177,6 +179,105 @@ def test_every_ambiguity_has_a_documented_decision(space):
             assert name in space.parameters or name == "structure", f"{decision.id} affects unknown {name!r}"
 
 
+# ----- infeasible vs degenerate (issue 21) ------------------------------------------------------------
+def _published_inputs(space: SearchSpace, name: str) -> list[tuple[int, int]]:
+    """The space's search input, the baseline's default input, and every input its paper gives a figure at."""
+    published = space.baselines[name].published
+    inputs = {tuple(space.spec.search_input), tuple(space.baseline_input(name))}
+    inputs |= {tuple(fig.input) for fig in [*published.miou, *published.fps] if fig.input}
+    if published.macs_input:
+        inputs.add(tuple(published.macs_input))
+    if space.spec.family == "fassd":  # the resolutions of issue 21: Tables IX and X, and the search input
+        inputs |= {(360, 480), (512, 1024), (576, 1152), (1024, 2048)}
+    return sorted(inputs)
+
+
+BASELINE_INPUTS = [
+    pytest.param(space, name, hw, id=f"{name}@{hw[0]}x{hw[1]}")
+    for space in all_spaces() for name in space.baselines for hw in _published_inputs(space, name)
+]
+
+
+@pytest.mark.parametrize(("space", "name", "hw"), BASELINE_INPUTS)
+def test_every_baseline_is_feasible_at_its_search_and_published_inputs(space, name, hw):
+    """A published network is never refused at an input its paper or its space runs it at: its degenerate
+    layers there, if any, are notes (strings naming the parameter), never an InfeasibleArchitecture."""
+    config = space.baseline(name)
+    notes = check(config, hw)
+    assert all(isinstance(n, str) and n.split("=")[0] in config.params for n in notes), notes
+    assert space.check(config, hw) == notes  # a space accepts its baselines' degenerate layers too
+    assert not space.family.check(config.params, hw).infeasible
+
+
+def test_fassd_baselines_that_issue_21_saw_refused_are_accepted():
+    space = load_space("fassd")
+    for name, hw in [("fassd-net", (512, 1024)), ("fassd-net-l1", (576, 1152)), ("fassd-net-l2", (1024, 2048)),
+                     ("fassd-net", (360, 480))]:
+        (note,) = check(space.baseline(name), hw)
+        assert note.startswith("dapf_rates=[12, 24, 36]: rate(s)") and f"at input {hw[0]}x{hw[1]}" in note
+
+
+@pytest.mark.parametrize("path", sorted(SPACES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_space_file_states_its_degenerate_decision_with_a_reason(path):
+    lines = path.read_text().splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("degenerate:")]
+    assert lines[at].split(":", 1)[1].strip() in ("reject", "accept")
+    assert lines[at - 1].startswith("# "), f"{path.name}: say why, in a comment above 'degenerate:'"
+
+
+@pytest.mark.parametrize("space", all_spaces(), ids=lambda s: s.name)
+def test_every_space_offers_points_that_do_not_degenerate_at_its_search_input(space):
+    """The sampler rejects degenerate points: enough of the others must be left to search."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    accepted = 0
+    for _ in range(60):
+        try:
+            space.sample(study.ask())
+        except InfeasibleArchitecture:
+            continue
+        accepted += 1
+    assert accepted >= 15, f"{space.name}: only {accepted}/60 samples neither infeasible nor degenerate"
+
+
+def test_fassd_keeps_rate_sets_that_fit_fassd_nets_deepest_map_at_the_search_input():
+    space = load_space("fassd")
+    base = space.baselines["fassd-net"].params
+    assert feature_sizes(FASSDConfig.from_params(base), tuple(space.spec.search_input))[-1] == (11, 15)
+    for key, context, extra in (("dapf_rates", "dapf", {"dapf_alpha": 2}), ("aspp_rates", "aspp", {"aspp_width": 256})):
+        fitting = []
+        for rates in space.parameters[key].choices:
+            params = {k: v for k, v in base.items() if not k.startswith("dapf_")} | {"context": context, key: rates, **extra}
+            if space.family.check(params, tuple(space.spec.search_input)) == Findings():
+                fitting.append(rates)
+        assert [4, 8, 12] in fitting and [3, 6, 9] in fitting and [2, 4, 6] in fitting, (key, fitting)
+    for rates in space.parameters["mda_rates"].choices:
+        params = {**base, "dapf_rates": [4, 8, 12], "mda_rates": rates}
+        assert space.family.check(params, tuple(space.spec.search_input)) == Findings(), rates
+
+
+def test_degenerate_field_decides_what_the_sampler_rejects(tmp_path):
+    text = (SPACES_DIR / "espnet.yaml").read_text()
+    assert "\ndegenerate: reject\n" in text
+    (tmp_path / "reject.yaml").write_text(text)
+    (tmp_path / "accept.yaml").write_text(text.replace("\ndegenerate: reject\n", "\ndegenerate: accept\n"))
+    (tmp_path / "default.yaml").write_text(text.replace("\ndegenerate: reject\n", "\n"))
+    reject, accept, default = (SearchSpace.from_file(tmp_path / f"{n}.yaml") for n in ("reject", "accept", "default"))
+    assert default.spec.degenerate == "reject" and accept.spec.degenerate == "accept"
+    params = {**reject.baselines["espnet"].params, "width_divider_k": 8, "dilations_k8": [1, 2, 4, 8, 16, 32, 64, 128]}
+    del params["dilations_k5"]
+    trial = optuna.trial.FixedTrial(reject.encode(params))
+    for space in (reject, default):
+        with pytest.raises(InfeasibleArchitecture, match=r"dilations_k8=.*\[64, 128\] reach past the 45x60"):
+            space.sample(trial)
+    assert accept.sample(trial).params == params  # sampled, as a valid (if wasteful) network
+    # Infeasible points are rejected whatever the field says.
+    with pytest.raises(InfeasibleArchitecture, match="smaller than the output stride"):
+        accept.check(accept.sample(trial), (4, 4), degenerate=accept.spec.degenerate)
+    (tmp_path / "bad.yaml").write_text(text.replace("\ndegenerate: reject\n", "\ndegenerate: warn\n"))
+    with pytest.raises(SpaceFileError, match="bad.yaml.*degenerate"):
+        SearchSpace.from_file(tmp_path / "bad.yaml")
+
+
 runner = CliRunner()
 
 
@@ -188,6 +289,7 @@ def test_cli_lists_spaces_and_shows_one():
     result = runner.invoke(app, ["spaces", "fassd", "--json"])
     assert result.exit_code == 0, result.output
     assert '"family": "fassd"' in result.output and '"fassd-net"' in result.output
+    assert '"degenerate": "reject"' in result.output
 
 
 def test_cli_bad_input_is_one_clear_error_with_exit_code_2():

@@ -46,3 +46,12 @@ def parse_hw(text: str) -> tuple[int, int]:
 def print_json(data: Any) -> None:
     """One JSON object on stdout, for scripts."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def print_degenerate(notes: list[str], input_hw: tuple[int, int]) -> None:
+    """One yellow line per layer ``check`` found degenerate at ``input_hw`` (it reads only zero padding
+    there, yet the network is valid and the command goes on). Every command says it this way, on
+    stderr, so that ``--json`` output stays one object; the notes go into that object too."""
+    h, w = input_hw
+    for note in notes:
+        err_console.print(f"[yellow]note: degenerate at {h}x{w}:[/] {note}", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nasseg.cli.common import console, err_console, parse_hw, print_json, user_errors
+from nasseg.cli.common import console, err_console, parse_hw, print_degenerate, print_json, user_errors
 from nasseg.errors import ConfigError
 from nasseg.latency.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.backends import backend_names, default_backend
@@ -80,9 +80,9 @@ def targets_command(as_json: bool = typer.Option(False, "--json", help="Print JS
 
 # ----- nasseg latency ----------------------------------------------------------------------------
 def _estimate(config: ArchConfig, input_hw: tuple[int, int], target: str, precision: str | None) -> LatencyResult:
+    """The predictor's estimate; the caller has run ``check`` (infeasible refused, degenerate noted)."""
     from nasseg.latency import estimate  # part B's predictor
 
-    check(config, input_hw)
     return estimate(build(config), input_hw, target, precision=precision)
 
 
@@ -134,6 +134,10 @@ def latency_command(
         spec = get_target(target)
         config, space_input = load_architecture(architecture)
         input_hw = parse_hw(input_size) if input_size else space_input
+        # One rule for every command: an infeasible input is one error line (exit 2); degenerate layers
+        # (a published network at an input its authors ran, say) are noted, and the latency is still given.
+        notes = check(config, input_hw)
+        print_degenerate(notes, input_hw)
         if backend is None and agent is None and spec.is_jetson:
             backend = PREDICTOR
         with console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):
@@ -146,7 +150,8 @@ def latency_command(
                     agent=client, cache=_open_cache(cache), settings=TimingSettings(threads=threads),
                 )
     if as_json:
-        print_json({"architecture": config.to_dict(), "arch_hash": config.arch_hash(), **result.to_dict()})
+        print_json({"architecture": config.to_dict(), "arch_hash": config.arch_hash(), **result.to_dict(),
+                    "degenerate": notes})
     else:
         _print_result(result, config)
 

@@ -11,7 +11,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nasseg.cli.common import EXIT_CHECK_FAILED, console, err_console, parse_hw, print_json, user_errors
+from nasseg.cli.common import (
+    EXIT_CHECK_FAILED,
+    console,
+    err_console,
+    parse_hw,
+    print_degenerate,
+    print_json,
+    user_errors,
+)
+from nasseg.models import check
 from nasseg.spaces import load_architecture
 from nasseg.train import TrainingDiverged
 from nasseg.train.runs import evaluate_run, make_run, resolve_schedule, run_training
@@ -39,8 +48,6 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
         f"{metrics['images_per_second']:.1f} images/s, {metrics['forward_backward_fraction']:.0%} of step time in "
         f"forward/backward; schedule {run['schedule']['name']}, seed {run['seed']}"
     )
-    for note in metrics["degenerate_at_train_input"]:
-        console.print(f"[yellow]note: degenerate at the training input:[/] {note}")
     console.print(f"[dim]run directory: {out}[/]")
 
 
@@ -80,6 +87,9 @@ def train_command(
         config, _ = load_architecture(architecture)
         schedule = resolve_schedule(schedule_name, config.family, steps, batch_size)
         run = make_run(Path(architecture).stem, config, data, schedule, seed)
+        # Said before the run starts, as every command says it (metrics.json keeps the notes too):
+        # an infeasible training input is one error line; degenerate layers there are noted.
+        print_degenerate(check(run.config, run.train_hw), run.train_hw)
         metrics = run_training(
             run, out, resume=resume, overwrite=overwrite, budget_s=budget, device=device, progress=not as_json
         )

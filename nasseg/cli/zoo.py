@@ -8,10 +8,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nasseg.cli.common import console, parse_hw, print_json, user_errors
+from nasseg.cli.common import console, parse_hw, print_degenerate, print_json, user_errors
 from nasseg.cli.train import training_errors
 from nasseg.train.runs import make_run, run_training
-from nasseg.models import build
+from nasseg.models import build, check
 from nasseg.profile import count_macs, count_params, peak_activation_bytes
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline, load_space
 from nasseg.train import get_schedule
@@ -45,6 +45,7 @@ def _space_summary(space: SearchSpace) -> dict[str, Any]:
         "doc": space.spec.doc,
         "search_input": list(space.spec.search_input),
         "num_classes": space.spec.num_classes,
+        "degenerate": space.spec.degenerate,
         "parameters": {
             name: {
                 "type": p.type,
@@ -82,6 +83,12 @@ def _print_space(space: SearchSpace) -> None:
         when = ", ".join(f"{k} ∈ {v}" for k, v in (p.when or {}).items())
         params.add_row(name, p.describe(), when, p.doc.strip() + (f"\n[dim]decision: {p.decision.strip()}[/]" if p.decision else ""))
     console.print(params)
+    h, w = space.spec.search_input
+    console.print(
+        f"Sampled points with layers that read only padding at {h}x{w} (degenerate) are "
+        f"{'rejected' if space.spec.degenerate == 'reject' else 'accepted'}; baselines run at any input their "
+        "strides allow."
+    )
     baselines = Table(title="Baselines (published networks as points of this space)")
     for col in ("baseline", "classes", "published params", "published MACs", "source"):
         baselines.add_column(col, overflow="fold")
@@ -120,12 +127,14 @@ def spaces(
 def reproduce_report(
     baseline: str, num_classes: int | None = None, input_hw: tuple[int, int] | None = None
 ) -> dict[str, Any]:
-    """Build a baseline, count it, and set our figures beside the published ones."""
+    """Build a baseline, count it, and set our figures beside the published ones. An input it cannot
+    run at raises ``InfeasibleArchitecture``; its degenerate layers there are listed in ``degenerate``."""
     space, name = find_baseline(baseline)
     b = space.baselines[name]
     config = space.baseline(name, num_classes)
-    model = build(config)
     hw = input_hw or space.baseline_input(name)
+    notes = check(config, hw)
+    model = build(config)
     macs = count_macs(model, hw)
     params = count_params(model)
     same_setting = config.num_classes == b.num_classes
@@ -148,6 +157,7 @@ def reproduce_report(
         "arch_hash": config.arch_hash(),
         "num_classes": config.num_classes,
         "input": list(hw),
+        "degenerate": notes,
         "params": {
             "ours": params,
             "published": b.published.params,
@@ -229,9 +239,10 @@ def reproduce_training(
     run = make_run(name, space.baseline(name), data, schedule, seed)
     out = out or Path("runs") / f"reproduce-{name}-{schedule.name}-s{seed}"
     metrics = run_training(run, out, overwrite=True, progress=progress)
-    keep = ("miou", "per_class_iou", "pixel_accuracy", "steps", "stopped", "train_seconds", "images_per_second")
-    return {**{k: metrics[k] for k in keep}, "data": data, "eval_hw": list(run.eval_hw), "schedule": schedule.name,
-            "run_dir": str(out)}
+    keep = ("miou", "per_class_iou", "pixel_accuracy", "steps", "stopped", "train_seconds", "images_per_second",
+            "degenerate_at_train_input")
+    return {**{k: metrics[k] for k in keep}, "data": data, "train_hw": list(run.train_hw), "eval_hw": list(run.eval_hw),
+            "schedule": schedule.name, "run_dir": str(out)}
 
 
 def _print_training(report: dict[str, Any]) -> None:
@@ -264,8 +275,10 @@ def reproduce(
         hw = parse_hw(input_size) if input_size else None
         with console.status(f"building and counting {baseline}…"):
             report = reproduce_report(baseline, classes, hw)
+        print_degenerate(report["degenerate"], report["input"])
         if do_train:
             report["trained"] = reproduce_training(baseline, data, schedule_name, steps, seed, out, not as_json)
+            print_degenerate(report["trained"]["degenerate_at_train_input"], report["trained"]["train_hw"])
         if as_json:
             print_json(report)
         else:

@@ -8,7 +8,8 @@ so concurrent clients queue instead of disturbing each other's timings.
 Protocol (version 1):
   GET  /info     -> {"protocol", "target", "backend", "device", "power_mode", "precisions", "versions"}
   POST /measure  {"config": ArchConfig.to_dict(), "input_hw": [H, W], "precision": "fp16" | null}
-                 -> 200 {"result": LatencyResult.to_dict()}
+                 -> 200 {"result": LatencyResult.to_dict(), "degenerate": [notes from check]}: a degenerate
+                        architecture (layers that read only padding at this input) is measured, and said so
                  -> 400 {"error", "type"}  bad request (unknown family, infeasible architecture, ...): not retried
                  -> 500 {"error", "type"}  the measurement crashed: retried by the client
 """
@@ -76,14 +77,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             request = self._read_json()
-            result = self.server.measure(request)
+            result, degenerate = self.server.measure(request)
         except NassegError as exc:
             self._answer(HTTPStatus.BAD_REQUEST, {"error": str(exc), "type": type(exc).__name__})
         except Exception as exc:  # a crash in a runtime: report it, keep serving
             log.error("measurement crashed:\n%s", traceback.format_exc())
             self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"{type(exc).__name__}: {exc}", "type": "Crash"})
         else:
-            self._answer(HTTPStatus.OK, {"result": result.to_dict()})
+            self._answer(HTTPStatus.OK, {"result": result.to_dict(), "degenerate": degenerate})
 
     def _read_json(self) -> dict[str, Any]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -122,15 +123,16 @@ class _AgentServer(ThreadingHTTPServer):
             "versions": software_versions("onnxruntime", "tensorrt", "torch2trt"),
         }
 
-    def measure(self, request: dict[str, Any]) -> LatencyResult:
+    def measure(self, request: dict[str, Any]) -> tuple[LatencyResult, list[str]]:
+        """The measurement, with ``check``'s notes on degenerate layers (an infeasible request raises)."""
         config = ArchConfig.from_dict(request["config"])
         input_hw = _parse_hw(request["input_hw"])
         settings = self.settings
         precision = resolve_precision(settings.target, request.get("precision"))
-        check(config, input_hw)
+        notes = check(config, input_hw)
         with self._one_at_a_time:
             model = build(config)
-            return measure_model(model, input_hw, settings.target, settings.backend, precision, settings.timing)
+            return measure_model(model, input_hw, settings.target, settings.backend, precision, settings.timing), notes
 
 
 def _parse_hw(value: Any) -> tuple[int, int]:

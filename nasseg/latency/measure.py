@@ -24,7 +24,8 @@ def measure_config(
     cache: LatencyCache | None = None,
     settings: TimingSettings | None = None,
 ) -> LatencyResult:
-    """The measured latency of ``config``; an infeasible architecture raises before anything runs.
+    """The measured latency of ``config``; an infeasible architecture raises before anything runs, a
+    degenerate one is measured as it is (``check`` returns its notes: the caller reports them).
 
     With ``agent`` the board measures (with the backend it was started with); without, this machine does.
     """
