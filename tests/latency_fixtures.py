@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from nasseg.latency.timing import TimingSettings
-from nasseg.models import ArchConfig, Family
-from nasseg.models import registry
+from nasseg.models import ArchConfig, Family, Findings, registry
+from nasseg.spaces import space as space_module
 
 # Short budgets: these tests check behaviour and provenance, never speed.
 QUICK = TimingSettings(warmup_runs=1, warmup_s=0.0, min_repeats=5, max_repeats=8, max_seconds=2.0)
@@ -55,19 +55,39 @@ def _build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     return TinySeg(int(params["width"]), num_classes, bool(params.get("crash", False)), float(params.get("hold_s", 0.0)))
 
 
-def _check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> list[str]:
-    return [f"input side {side} is odd; the stem halves it" for side in input_hw if side % 2]
+def _check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    return Findings(infeasible=[f"input side {side} is odd; the stem halves it" for side in input_hw if side % 2])
 
 
 FAMILY = Family("tinyseg", _build, _check, doc="test-only two-layer segmentation net")
 
 
+# Its space: architecture files and the agent validate a config against its family's space.
+TINYSEG_SPACE = """
+family: tinyseg
+doc: test-only two-layer segmentation net
+search_input: [32, 32]
+num_classes: 5
+parameters:
+  width: {type: int, low: 1, high: 64}
+  crash: {type: categorical, choices: [false, true]}
+  hold_s: {type: float, low: 0.0, high: 1.0}
+baselines: {}
+"""
+
+
 def tiny(width: int = 8, **params: Any) -> ArchConfig:
-    return ArchConfig("tinyseg", {"width": width, **params}, num_classes=5)
+    return ArchConfig("tinyseg", {"width": width, "crash": False, "hold_s": 0.0, **params}, num_classes=5)
 
 
 @pytest.fixture
-def tinyseg(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the family buildable through nasseg.models.build for the duration of a test."""
+def tinyseg(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Make the family buildable through nasseg.models.build, with a space beside the real ones, for
+    the duration of a test."""
     monkeypatch.setitem(registry.FAMILY_MODULES, "tinyseg", __name__)
+    spaces = tmp_path_factory.mktemp("spaces")
+    for real in space_module.SPACES_DIR.glob("*.yaml"):
+        (spaces / real.name).symlink_to(real.resolve())
+    (spaces / "tinyseg.yaml").write_text(TINYSEG_SPACE)
+    monkeypatch.setattr(space_module, "SPACES_DIR", spaces)
     Concurrency.peak = 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import math
 import socket
 import threading
 import time
@@ -11,13 +14,13 @@ import pytest
 from latency_fixtures import QUICK, Concurrency, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
 
 from nasseg.errors import ConfigError
-from nasseg.latency.agent import AgentClient, AgentSettings, make_server
+from nasseg.latency.agent import AgentClient, AgentSettings, fits_in_memory, make_server
 from nasseg.latency.cache import LatencyCache
 from nasseg.latency.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure import measure_config
 from nasseg.latency.targets import get_target
-from nasseg.models import ArchConfig
-from nasseg.spaces import all_spaces
+from nasseg.models import ArchConfig, build
+from nasseg.spaces import all_spaces, load_space
 
 
 @pytest.fixture
@@ -134,7 +137,9 @@ def _first_baselines() -> list:
     params = []
     for space in all_spaces():
         hw = tuple(space.spec.search_input)
-        runnable = [name for name in space.baselines if not space.family.check(space.baseline(name).params, hw)]
+        runnable = [
+            name for name in space.baselines if not space.family.check(space.baseline(name).params, hw).infeasible
+        ]
         params.extend(pytest.param(space.baseline(name), hw, id=name) for name in runnable[:1])
     return params
 
@@ -143,3 +148,64 @@ def _first_baselines() -> list:
 def test_every_family_is_measured_through_the_agent_from_json(agent_url: str, config: ArchConfig, input_hw) -> None:
     result = quick_client(agent_url).measure(config, input_hw)
     assert result.kind == "measured" and result.input_hw == input_hw and result.median_ms > 0
+
+
+# ----- every request checked (issue 22) ----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ArchConfig("tinyseg", {"widht": 8, "crash": False, "hold_s": 0.0}, 5), "unknown parameter(s) widht"),
+        (ArchConfig("tinyseg", {"width": 8}, 5), "parameter 'crash' is missing"),
+        (tiny(width=999), "width=999 is not allowed; width is integer in [1, 64]"),
+        (tiny(width="8"), "width='8' is not allowed"),
+        (ArchConfig("espnet", {**load_space("espnet").baseline("espnet-c").params, "alpha2": 99}, 11),
+         "alpha2=99 is not allowed; alpha2 is integer in [1, 5]"),
+    ],
+)
+def test_measure_checks_a_config_against_its_space_as_a_baseline_is(agent_url: str, config, message) -> None:
+    with pytest.raises(AgentError) as info:
+        quick_client(agent_url, retries=3).measure(config, (32, 32))
+    assert "refused" in str(info.value) and message in str(info.value)
+    assert Concurrency.peak == 0  # refused before anything was built or run
+
+
+def test_an_input_beyond_the_targets_memory_is_refused_before_building(agent_url: str) -> None:
+    capacity = get_target("host-cpu").memory_bytes()
+    side = 2 * math.ceil(math.sqrt(2 * capacity / ((3 + 5) * 4)) / 2)  # its input and 5-class logits: 2x memory
+    with pytest.raises(AgentError, match=rf"refused.*input_hw {side}x{side} needs about .* GiB of fp32 activation "
+                                         r"memory \(the input image and its 5-class logits alone\); host-cpu has"):
+        quick_client(agent_url).measure(tiny(), (side, side))
+    assert Concurrency.peak == 0
+
+
+def test_the_memory_bound_scales_measured_peak_activations_by_pixels(tinyseg) -> None:
+    nano = get_target("jetson-nano")
+    assert nano.memory_bytes() == 4 * 2**30  # "4 GB 64-bit LPDDR4", DRAM sized in GiB
+    config = tiny(width=32)  # peak 77 bytes per input pixel: the input, 32 channels at half size, the logits
+    model = build(config)
+    fits_in_memory(config, model, (1024, 2048), nano, "fp32")  # a Cityscapes frame fits
+    # 10000x10000 passes the floor (3.0 GiB for the input and logits) but not the measured peak (7.1 GiB).
+    with pytest.raises(AgentError, match=r"input_hw 10000x10000 needs about [6-8]\.\d GiB of fp32 activation memory "
+                                         r"\(peak activations, [4-5]\.\d MiB measured at 256x256 and scaled by pixels\); "
+                                         r"jetson-nano has 4\.0 GiB"):
+        fits_in_memory(config, model, (10000, 10000), nano, "fp32")
+    fits_in_memory(config, model, (10000, 10000), nano, "fp16")  # half the bytes per activation: 3.6 GiB
+    fits_in_memory(config, model, (10000, 10000), get_target("jetson-agx-orin"), "fp32")  # 64 GB holds it
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", str(1 << 30)])
+def test_a_bad_content_length_is_a_400_not_a_crash(agent_url: str, length: str) -> None:
+    host, port = agent_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("POST", "/measure")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", length)
+        connection.endheaders()
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 400 and body["type"] == "AgentError"
+    assert "Content-Length" in body["error"] or "at most" in body["error"]

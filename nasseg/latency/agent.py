@@ -10,7 +10,9 @@ Protocol (version 1):
   POST /measure  {"config": ArchConfig.to_dict(), "input_hw": [H, W], "precision": "fp16" | null}
                  -> 200 {"result": LatencyResult.to_dict(), "degenerate": [notes from check]}: a degenerate
                         architecture (layers that read only padding at this input) is measured, and said so
-                 -> 400 {"error", "type"}  bad request (unknown family, infeasible architecture, ...): not retried
+                 -> 400 {"error", "type"}  bad request (a config that is not a point of its family's space, an
+                                           infeasible architecture, an input too large for the target's
+                                           memory, a malformed body, ...): not retried
                  -> 500 {"error", "type"}  the measurement crashed: retried by the client
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 import traceback
@@ -29,8 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import torch
+from torch import nn
 
-from nasseg.errors import NassegError
+from nasseg.errors import InfeasibleArchitecture, NassegError
 from nasseg.latency.backends import measure_model, require_local, resolve_precision
 from nasseg.latency.device import cpu_name, jetson_model, power_mode, software_versions
 from nasseg.latency.errors import AgentError, AgentUnreachable
@@ -38,6 +42,8 @@ from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
+from nasseg.profile import peak_activation_bytes
+from nasseg.spaces import config_from_dict
 
 PROTOCOL = 1
 MAX_REQUEST_BYTES = 1 << 20  # an ArchConfig is a few KB; refuse anything that is clearly not one
@@ -87,7 +93,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.OK, {"result": result.to_dict(), "degenerate": degenerate})
 
     def _read_json(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length_text = self.headers.get("Content-Length")
+            raise AgentError(f"Content-Length {length_text!r} is not a number of bytes") from None
         if not 0 < length <= MAX_REQUEST_BYTES:
             raise AgentError(f"a measure request needs a JSON body of at most {MAX_REQUEST_BYTES} bytes")
         try:
@@ -125,21 +135,65 @@ class _AgentServer(ThreadingHTTPServer):
 
     def measure(self, request: dict[str, Any]) -> tuple[LatencyResult, list[str]]:
         """The measurement, with ``check``'s notes on degenerate layers (an infeasible request raises)."""
-        config = ArchConfig.from_dict(request["config"])
+        config = config_from_dict(request["config"])  # a point of its family's space, as a baseline is
         input_hw = _parse_hw(request["input_hw"])
         settings = self.settings
         precision = resolve_precision(settings.target, request.get("precision"))
         notes = check(config, input_hw)
+        fits_in_memory(config, None, input_hw, settings.target, precision)  # the cheap bound, before building
         with self._one_at_a_time:
             model = build(config)
+            fits_in_memory(config, model, input_hw, settings.target, precision)
             return measure_model(model, input_hw, settings.target, settings.backend, precision, settings.timing), notes
 
 
+PROBE_PIXELS = 1 << 16  # the activation estimate's probe input: at most 256x256, one forward of milliseconds
+_ELEMENT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+
+
+def fits_in_memory(
+    config: ArchConfig, model: nn.Module | None, input_hw: tuple[int, int], target: Target, precision: str
+) -> None:
+    """Refuse an input whose activations cannot fit in the target's memory (``Target.memory_bytes``).
+
+    Two estimates, both of batch-1 inference activations: a floor that needs no network (the input
+    image and the logits, both at full resolution, are alive together at the network's end), and,
+    with ``model``, its peak of live activations measured on a probe input of at most
+    ``PROBE_PIXELS`` with the request's aspect ratio, scaled by the pixel ratio (a fully
+    convolutional network's activations grow with H x W). Weights, workspaces and the runtime come
+    on top, so an input that passes may still not fit; one refused certainly does not.
+    """
+    capacity = target.memory_bytes()
+    if capacity is None:
+        return
+    h, w = input_hw
+    scale = _ELEMENT_BYTES.get(precision, 4) / 4
+    need = (3 + config.num_classes) * h * w * 4 * scale
+    how = f"the input image and its {config.num_classes}-class logits alone"
+    if need <= capacity and model is not None:
+        shrink = max(1.0, math.sqrt(h * w / PROBE_PIXELS))
+        probe = (max(32, math.ceil(h / shrink / 32) * 32), max(32, math.ceil(w / shrink / 32) * 32))
+        if probe[0] * probe[1] >= h * w:
+            probe = (h, w)
+        try:
+            check(config, probe)
+        except InfeasibleArchitecture:
+            return  # no probe this network can run at: the floor stands
+        peak = peak_activation_bytes(model, probe)
+        need = peak * (h * w) / (probe[0] * probe[1]) * scale
+        how = f"peak activations, {peak / 2**20:.1f} MiB measured at {probe[0]}x{probe[1]} and scaled by pixels"
+    if need > capacity:
+        raise AgentError(
+            f"input_hw {h}x{w} needs about {need / 2**30:.1f} GiB of {precision} activation memory ({how}); "
+            f"{target.name} has {capacity / 2**30:.1f} GiB"
+        )
+
+
 def _parse_hw(value: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise AgentError(f"input_hw must be [height, width], got {value!r}") from None
+    if not (isinstance(value, list | tuple) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        raise AgentError(f"input_hw must be [height, width], two integers, got {value!r}"[:300])
+    h, w = value
     if h < 1 or w < 1:
         raise AgentError(f"input_hw must be positive, got {value!r}")
     return h, w

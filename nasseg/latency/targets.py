@@ -8,6 +8,8 @@ fitted on these numbers should know which ones are soft.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -111,6 +113,22 @@ class Target:
             )
         tpc_share = mode.tpcs_active / self.gpu.tpcs if mode.tpcs_active and self.gpu.tpcs else 1.0
         return mode.gpu_max_mhz / self.gpu.max_clock_mhz * tpc_share
+
+    def memory_bytes(self) -> int | None:
+        """The memory a network's activations must fit in: a Jetson's DRAM (shared by CPU and GPU, from
+        its spec's ``memory``, "8 GB ..." read as GiB as DRAM is sized), this machine's physical memory
+        for host-cpu, the local GPU's for cuda; None where it cannot be known here."""
+        if self.gpu is not None:
+            found = re.match(r"\s*(\d+(?:\.\d+)?)\s*GB", self.gpu.memory)
+            return int(float(found.group(1)) * 2**30) if found else None
+        if self.kind == "host-cpu":
+            try:
+                return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (AttributeError, ValueError, OSError):  # not a POSIX system that reports it
+                return None
+        import torch  # cuda: only where a GPU is attached
+
+        return int(torch.cuda.get_device_properties(0).total_memory) if torch.cuda.is_available() else None
 
     def mem_bandwidth_gbs(self, mode_name: str | None = None) -> float:
         """Memory bandwidth in a mode (the spec value unless the mode changes the memory clock's cap)."""

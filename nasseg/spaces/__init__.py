@@ -4,10 +4,15 @@ from nasseg.spaces.space import (
     SPACES_DIR,
     SearchSpace,
     all_spaces,
+    config_from_dict,
     find_baseline,
     load_architecture,
     load_space,
     space_names,
+    validate_config,
 )
 
-__all__ = ["SPACES_DIR", "SearchSpace", "all_spaces", "find_baseline", "load_architecture", "load_space", "space_names"]
+__all__ = [
+    "SPACES_DIR", "SearchSpace", "all_spaces", "config_from_dict", "find_baseline", "load_architecture", "load_space",
+    "space_names", "validate_config",
+]

@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 import pydantic
 
-from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
+from nasseg.errors import ConfigError, InfeasibleArchitecture, NassegError, SpaceFileError
 from nasseg.models.registry import ArchConfig, Family, check, family_names, get_family
 from nasseg.spaces.schema import Baseline, ParamSpec, SpaceFile
 from nasseg.yamlio import read_yaml
@@ -268,26 +268,64 @@ def load_architecture(spec: str) -> tuple[ArchConfig, tuple[int, int]]:
         space, name = find_baseline(spec)
         return space.baseline(name), space.baseline_input(name)
     data = read_yaml(path, "architecture file", ConfigError)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with family, num_classes and params")
-    unknown = sorted(set(data) - {"family", "num_classes", "params"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown field(s) {', '.join(map(str, unknown))}; an architecture has family, "
-                          "num_classes and params")
     try:
-        config = ArchConfig.from_dict(data)
-        space = load_space(config.family)
-        config = ArchConfig(config.family, space.validate(config.params), config.num_classes)
+        config = config_from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    space = load_space(config.family)
     return config, (int(space.spec.search_input[0]), int(space.spec.search_input[1]))
 
 
+def config_from_dict(data: Any) -> ArchConfig:
+    """An architecture as data (``{family, num_classes, params}``, from a file or a request), checked by
+    ``validate_config``; any other shape or type is one ConfigError naming the field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping with family, num_classes and params, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - {"family", "num_classes", "params"})
+    if unknown:
+        raise ConfigError(f"unknown field(s) {', '.join(unknown)}; an architecture has family, num_classes and params")
+    missing = [key for key in ("family", "num_classes", "params") if key not in data]
+    if missing:
+        raise ConfigError(f"missing field(s) {', '.join(missing)}; an architecture has family, num_classes and params")
+    family, num_classes, params = data["family"], data["num_classes"], data["params"]
+    if not isinstance(family, str):
+        raise ConfigError(f"family must be a name, got {family!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise ConfigError(f"num_classes must be an integer, got {num_classes!r}")
+    if not isinstance(params, dict):
+        raise ConfigError(f"params must be a mapping of parameter names to values, got {type(params).__name__}")
+    return validate_config(ArchConfig(family, dict(params), num_classes))
+
+
+def validate_config(config: ArchConfig) -> ArchConfig:
+    """``config`` checked as a point of its family's space, exactly as a baseline is (unknown, missing,
+    inactive and out-of-domain parameters are each named), with its parameters in file order. Used
+    wherever an architecture enters: architecture files, the agent's requests."""
+    get_family(config.family)  # a known family name, never a path to some other file
+    if config.num_classes < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {config.num_classes}")
+    return ArchConfig(config.family, load_space(config.family).validate(config.params), config.num_classes)
+
+
 def find_baseline(name: str) -> tuple[SearchSpace, str]:
-    """The space that holds the baseline called ``name`` (names are unique across spaces)."""
-    known = []
-    for space in all_spaces():
+    """The space that holds the baseline called ``name`` (names are unique across spaces).
+
+    A space file that does not load is skipped: it cannot hold ``name`` as far as anyone can tell,
+    and one broken family must not take the others down. It is reported only when no other file
+    holds the name, since the baseline may be in it."""
+    known: list[str] = []
+    broken: list[NassegError] = []
+    for family in space_names():
+        try:
+            space = load_space(family)
+        except NassegError as exc:
+            broken.append(exc)
+            continue
         if name in space.spec.baselines:
             return space, name
         known.extend(space.spec.baselines)
+    if broken:
+        others = f" (and {len(broken) - 1} other space file(s) that do not load)" if len(broken) > 1 else ""
+        raise ConfigError(f"no baseline {name!r} in the space files that load; it may be in one that does not{others}: "
+                          f"{broken[0]}")
     raise ConfigError(f"no baseline {name!r}; baselines: {', '.join(known)}")
