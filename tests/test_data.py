@@ -148,6 +148,17 @@ def test_label_values_out_of_range(tmp_path):
     assert "f2.png" in message and "0..11" in message and "[12, 40]" in message
 
 
+@pytest.mark.parametrize("broken", ["labels", "images"])
+def test_a_truncated_png_is_named_as_what_it_is(tmp_path, broken):
+    """PIL's error for a PNG cut short carries no filename: the label map must not be reported as its image."""
+    root = _folder_dataset(tmp_path)
+    path = root / broken / "train" / "f1.png"
+    path.write_bytes(path.read_bytes()[:60])
+    message = _error(f"camvid:{root}")
+    what = "label map" if broken == "labels" else "image"
+    assert message.startswith(f"cannot read {what} {path}: ") and "truncated" in message and "\n" not in message
+
+
 def test_unpaired_stems(tmp_path):
     root = _folder_dataset(tmp_path)
     (root / "labels" / "train" / "f0.png").unlink()

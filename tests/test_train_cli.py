@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import nasseg.cli.train as train_cli
+import nasseg.train.runs as runs
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 from nasseg.train import TrainingDiverged
@@ -88,7 +88,8 @@ def test_a_diverging_run_fails_with_exit_1_and_its_reason(tmp_path, monkeypatch)
     def diverge(*_args, **_kwargs):
         raise TrainingDiverged(3, float("nan"))
 
-    monkeypatch.setattr(train_cli, "train", diverge)
+    monkeypatch.setattr(runs, "train", diverge)
     done = _train(tmp_path / "run")
     assert done.exit_code == EXIT_CHECK_FAILED and "training failed" in done.output
+    assert "training diverged at step 3: loss is nan" in done.output
     assert (tmp_path / "run" / "run.yaml").is_file()  # the run is described even though it failed

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from nasseg.errors import NassegError
+from nasseg.errors import ConfigError, NassegError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,14 +32,15 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-def parse_hw(text: str) -> tuple[int, int]:
-    """'512x1024' -> (512, 1024): height first, as in the papers' tables."""
+def parse_hw(text: str, option: str = "--input") -> tuple[int, int]:
+    """'512x1024' -> (512, 1024): height first, as in the papers' tables. A bad value is a ConfigError
+    naming ``option`` (one line and exit 2 under ``user_errors``)."""
     try:
         h, w = (int(v) for v in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise typer.BadParameter(f"expected HxW such as 512x1024, got {text!r}") from None
+        raise ConfigError(f"{option} {text!r}: expected HxW such as 512x1024") from None
     if h < 1 or w < 1:
-        raise typer.BadParameter(f"height and width must be positive, got {text!r}")
+        raise ConfigError(f"{option} {text!r}: height and width must be positive")
     return h, w
 
 

@@ -58,7 +58,7 @@ def training_errors(out: Path | None = None) -> Iterator[None]:
         try:
             yield
         except TrainingDiverged as exc:
-            err_console.print(f"[bold red]training failed:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]training failed:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_CHECK_FAILED) from None
         except KeyboardInterrupt:
             where = f" in {out}: continue with --resume" if out else ""

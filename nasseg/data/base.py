@@ -72,15 +72,25 @@ def label_lut(mapping: dict[int, int]) -> np.ndarray:
     return lut
 
 
+def _reason(exc: OSError) -> str:
+    """PIL's or the OS's reason, without the path (the message names the file itself)."""
+    return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
+    # Missing or unreadable file: name it, not PIL's internals. Each file is read in its own block
+    # because a truncated PNG fails while decoding, where PIL's error carries no filename.
     try:
         with Image.open(image_path) as im:
             image = im.convert("RGB")
+    except OSError as exc:
+        raise DatasetError(f"cannot read image {image_path}: {_reason(exc)}") from exc
+    try:
         with Image.open(label_path) as lb:
             label = np.asarray(lb)
-    except OSError as exc:  # missing or unreadable file: name it, not PIL's internals
-        raise DatasetError(f"cannot read {exc.filename or image_path}: {exc}") from exc
+    except OSError as exc:
+        raise DatasetError(f"cannot read label map {label_path}: {_reason(exc)}") from exc
     if label.ndim != 2:
         raise DatasetError(f"label map {label_path} is not single-channel (shape {label.shape})")
     if label.shape != (image.height, image.width):

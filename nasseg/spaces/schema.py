@@ -6,6 +6,7 @@ domain, the figures each paper publishes for them, and every documented paper-vs
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -57,6 +58,10 @@ class ParamSpec(_Strict):
                 raise ValueError(f"an {self.type} parameter takes low/high, not 'choices'")
             if self.low is None or self.high is None or not self.low < self.high:
                 raise ValueError(f"an {self.type} parameter needs low < high, got low={self.low} high={self.high}")
+            if not all(math.isfinite(v) for v in (self.low, self.high, self.step or 1)):
+                raise ValueError(f"an {self.type} parameter needs finite low, high and step")
+            if self.step is not None and not self.step > 0:
+                raise ValueError(f"an {self.type} parameter needs a positive step, got {self.step}")
             if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)):
                 raise ValueError("an int parameter needs integer low, high and step")
             if self.log and (self.low <= 0 or self.step is not None):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import torch
 import yaml
 from torch import nn
@@ -24,6 +25,7 @@ from nasseg.errors import ConfigError
 from nasseg.models import ArchConfig, build, check
 from nasseg.train.schedule import Schedule, get_schedule
 from nasseg.train.trainer import Callback, EvalResult, TrainResult, evaluate, load_checkpoint, train
+from nasseg.yamlio import read_yaml
 
 RUN_FILE, CHECKPOINT_FILE, METRICS_FILE = "run.yaml", "checkpoint.pt", "metrics.json"
 
@@ -51,15 +53,15 @@ class RunSpec:
     def from_file(cls, path: Path) -> RunSpec:
         if not path.is_file():
             raise ConfigError(f"{path}: no such run file (a run directory holds {RUN_FILE} beside {CHECKPOINT_FILE})")
+        data = read_yaml(path, "run file", ConfigError)
         try:
-            data = yaml.safe_load(path.read_text())
             return cls(
                 name=data["name"], config=ArchConfig.from_dict(data["architecture"]), data=data["data"],
                 train_hw=tuple(data["train_hw"]), eval_hw=tuple(data["eval_hw"]),
                 schedule=Schedule.model_validate(data["schedule"]), seed=int(data["seed"]),
             )
-        except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: not a nasseg run file: {exc}") from None
+        except (KeyError, TypeError, ValueError, OverflowError, pydantic.ValidationError) as exc:
+            raise ConfigError(f"{path}: not a nasseg run file: {' '.join(str(exc).split())[:200]}") from None
 
 
 def make_run(name: str, config: ArchConfig, data: str, schedule: Schedule, seed: int) -> RunSpec:
@@ -163,5 +165,9 @@ def evaluate_run(
         raise ConfigError(f"{checkpoint} predicts {run.config.num_classes} classes; {data} has {info.num_classes}")
     hw = input_hw or (run.eval_hw if data == run.data else run.schedule.eval_hw(info.native_hw))
     model = build(run.config)
-    model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    try:
+        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+    except (RuntimeError, TypeError, ValueError) as exc:  # the weights of another network
+        why = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"{checkpoint}: its weights do not fit {run.name}'s architecture ({why})") from None
     return run, evaluate(model, load_split(data, split, hw), device=device), hw

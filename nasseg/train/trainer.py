@@ -31,13 +31,22 @@ CHECKPOINT_VERSION = 1
 Callback = Callable[[int, float], bool]
 
 
-class TrainingDiverged(NassegError):
-    """The training loss became NaN or infinite; the run is stopped instead of scoring garbage."""
+# A loss this many times its reference (see ``_train_step``) is a diverged run. With cross-entropy the
+# reference is about ln(C) (2.4 for 11 classes): the loss of a network that knows nothing. 100 times it
+# means the true class's logit sits hundreds of units below the winner's on average, i.e. the logits
+# have blown up. A healthy run stays within a few times its start (espnet-c under `tiny` at 10x its
+# learning rate peaks at 1.4x); at lr 1e3 the second step's loss is already 6e9x its start.
+DIVERGENCE_FACTOR = 100.0
 
-    def __init__(self, step: int, value: float) -> None:
+
+class TrainingDiverged(NassegError):
+    """The training loss became NaN or infinite, or exploded relative to its start (``DIVERGENCE_FACTOR``);
+    the run is stopped instead of scoring garbage."""
+
+    def __init__(self, step: int, value: float, reason: str = "") -> None:
         self.step = step
         self.value = value
-        super().__init__(f"training diverged at step {step}: loss is {value}")
+        super().__init__(f"training diverged at step {step}: loss is {value:.4g}{reason}")
 
 
 def check_device(device: str) -> None:
@@ -54,11 +63,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError by how the file broke
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not a readable nasseg checkpoint (corrupt or truncated: {first[:160]})") from None
+        why = _first_line(exc)
+        raise ConfigError(f"{path}: not a readable nasseg checkpoint (corrupt or truncated: {why})") from None
     if not isinstance(payload, dict) or "model" not in payload:
         raise ConfigError(f"{path}: not a nasseg checkpoint (no model weights in it)")
     return payload
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's first line, shortened: torch's messages run to many lines."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -123,6 +138,7 @@ class _Progress:
     train_seconds: float = 0.0
     compute_seconds: float = 0.0
     data_seconds: float = 0.0
+    first_loss: float | None = None  # the divergence guard's reference; kept so a resumed run judges alike
 
 
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
@@ -239,18 +255,22 @@ class _Run:
     def restore(self, payload: dict[str, Any], path: Path) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:
             raise NassegError(f"checkpoint {path} has version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
-        if payload["schedule"] != self.schedule.to_dict() or payload["seed"] != self.seed:
+        if payload.get("schedule") != self.schedule.to_dict() or payload.get("seed") != self.seed:
             raise NassegError(f"checkpoint {path} was written by a different schedule or seed; cannot resume from it")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scaler.load_state_dict(payload["scaler"])
-        torch.set_rng_state(payload["torch_rng"])
-        if payload["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        self.generator.set_state(payload["generator"])
-        progress = dict(payload["progress"])
-        progress["history"] = [tuple(item) for item in progress["history"]]
-        self.state = _Progress(**progress)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scaler.load_state_dict(payload["scaler"])
+            torch.set_rng_state(payload["torch_rng"])
+            if payload["cuda_rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(payload["cuda_rng"])
+            self.generator.set_state(payload["generator"])
+            progress = dict(payload["progress"])
+            progress["history"] = [tuple(item) for item in progress["history"]]
+            self.state = _Progress(**progress)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint of another network, or cut short
+            why = " ".join(str(exc).split())[:200]
+            raise NassegError(f"checkpoint {path} cannot be resumed by this run: {why}") from None
 
 
 def _prepare(
@@ -300,6 +320,15 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
     value = float(loss.item())
     if not math.isfinite(value):
         raise TrainingDiverged(state.step + 1, value)
+    if state.first_loss is None:
+        state.first_loss = value
+    reference = max(state.first_loss, math.log(split.info.num_classes))
+    if value > DIVERGENCE_FACTOR * reference:
+        raise TrainingDiverged(
+            state.step + 1, value,
+            f", over {DIVERGENCE_FACTOR:.0f}x its reference {reference:.4g} (the larger of the first step's loss and "
+            f"ln {split.info.num_classes} classes); lower the learning rate",
+        )
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
@@ -346,7 +375,8 @@ def train(
     ``time_budget_s`` (this call's wall-clock, evaluations included) stops between steps ("budget");
     the model is still evaluated. ``checkpoint`` is written atomically after every evaluation;
     with ``resume`` an existing checkpoint of the same schedule and seed is continued (a missing one
-    starts afresh). A NaN or infinite loss raises ``TrainingDiverged``.
+    starts afresh). A NaN or infinite loss, or one over ``DIVERGENCE_FACTOR`` times its start, raises
+    ``TrainingDiverged``.
     """
     from nasseg.data.augment import Augmentation  # written concurrently with this module
 
