@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from nasseg.errors import ConfigError
 from nasseg.latency.agent import AgentClient
 from nasseg.latency.backends import default_backend, measure_model, resolve_precision
@@ -23,11 +25,13 @@ def measure_config(
     agent: AgentClient | None = None,
     cache: LatencyCache | None = None,
     settings: TimingSettings | None = None,
+    model: nn.Module | None = None,
 ) -> LatencyResult:
     """The measured latency of ``config``; an infeasible architecture raises before anything runs, a
     degenerate one is measured as it is (``check`` returns its notes: the caller reports them).
 
-    With ``agent`` the board measures (with the backend it was started with); without, this machine does.
+    With ``agent`` the board measures (with the backend it was started with); without, this machine
+    does, on ``model`` when the caller has built it already.
     """
     spec = get_target(target)
     input_hw = tuple(input_hw)
@@ -49,7 +53,7 @@ def measure_config(
     if agent is not None:
         result = agent.measure(config, input_hw, precision)
     else:
-        result = measure_model(build(config), input_hw, spec, backend, precision, settings)
+        result = measure_model(model or build(config), input_hw, spec, backend, precision, settings)
     if cache is not None:
         cache.put(key, result, config)
     return result

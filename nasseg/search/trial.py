@@ -1,0 +1,214 @@
+"""One trial: an architecture checked, built once, profiled, timed and trained, as one typed record.
+
+``evaluate_architecture`` is the only place a search turns a config into its two objectives. What
+goes wrong is sorted by what it means to a study: the architecture is *rejected* (it cannot run at
+the study's input: nothing was spent on it), the trial *failed* (it diverged, crashed, or its board
+stayed unreachable: recorded with the reason, and the study goes on), or the study must *stop* (bad
+settings, missing data, an unusable cache or runtime: the error propagates and nothing finished is
+lost).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from nasseg.data import DatasetError
+from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
+from nasseg.latency import estimate
+from nasseg.latency.agent import AgentClient
+from nasseg.latency.backends import default_backend
+from nasseg.latency.cache import CacheError, LatencyCache
+from nasseg.latency.errors import BackendUnavailable, UnknownPowerMode, UnknownTarget
+from nasseg.latency.measure import measure_config
+from nasseg.latency.result import LatencyResult
+from nasseg.latency.targets import get_target
+from nasseg.models import ArchConfig
+from nasseg.profile import count_macs, count_params
+from nasseg.spaces import SearchSpace
+from nasseg.train.runs import build_seeded, make_run, train_run
+from nasseg.train.schedule import Schedule
+
+Status = Literal["complete", "constrained", "stopped", "rejected", "failed"]
+# Errors that say the study itself cannot go on; any other error fails only the trial it happened in.
+STOPS_STUDY: tuple[type[BaseException], ...] = (
+    DatasetError, ConfigError, SpaceFileError, CacheError, BackendUnavailable, UnknownTarget, UnknownPowerMode,
+)
+PREDICTOR = "predictor"
+
+
+@dataclass
+class TrialRecord:
+    """Everything a study keeps about one architecture; the dashboard, CLI and notebooks read only this.
+
+    ``status``: complete (trained and timed), constrained (timed, over ``max_latency_ms`` or
+    ``max_params``: not trained), stopped (early stopping cut its training), rejected (cannot run
+    at the study's input), failed (``failure`` says why). A record with ``duplicate_of`` was not
+    evaluated again: it repeats an earlier trial's.
+    """
+
+    config: ArchConfig
+    status: Status
+    baseline: str | None = None
+    params: int | None = None
+    macs: int | None = None
+    latency: LatencyResult | None = None
+    miou: float | None = None
+    per_class_iou: dict[str, float | None] = field(default_factory=dict)
+    pixel_accuracy: float | None = None
+    history: list[tuple[int, float | None]] = field(default_factory=list)
+    steps: int | None = None
+    train_seconds: float | None = None
+    wall_seconds: float = 0.0
+    degenerate: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    failure: str | None = None
+    duplicate_of: int | None = None  # the trial whose record this copies: the sampler drew the same network
+
+    @property
+    def arch_hash(self) -> str:
+        return self.config.arch_hash()
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.latency is None else self.latency.median_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON types only, as stored in the trial's attributes."""
+        data = asdict(self)
+        data["config"] = self.config.to_dict()
+        data["arch_hash"] = self.arch_hash
+        data["latency"] = None if self.latency is None else self.latency.to_dict()
+        data["history"] = [list(item) for item in self.history]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        data = {k: v for k, v in data.items() if k != "arch_hash"}
+        data["config"] = ArchConfig.from_dict(data["config"])
+        data["latency"] = None if data["latency"] is None else LatencyResult.from_dict(data["latency"])
+        data["history"] = [tuple(item) for item in data["history"]]
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """How every trial of a study is scored: data, schedule and seed; the latency input, target and
+    source; the constraints."""
+
+    data: str
+    schedule: Schedule
+    seed: int
+    input_hw: tuple[int, int]
+    target: str
+    backend: str  # "predictor", or the measuring backend (on this machine, or the agent's)
+    precision: str | None = None
+    agent: str | None = None
+    max_latency_ms: float | None = None
+    max_params: int | None = None
+    device: str = "cpu"
+
+
+def latency_backend(target: str, backend: str | None, agent: str | None) -> str:
+    """The predictor for a Jetson without an agent on it; else the backend asked for or the target's own."""
+    spec = get_target(target)
+    if backend is None and agent is None and spec.is_jetson:
+        return PREDICTOR
+    return backend or default_backend(spec)
+
+
+class LatencySource:
+    """A study's latency: measured (by the board's agent, or a backend here; cached) or estimated."""
+
+    def __init__(self, plan: TrialPlan, cache: LatencyCache | None = None) -> None:
+        self.plan = plan
+        self.cache = cache
+        self.agent = AgentClient(plan.agent) if plan.agent else None
+
+    def __call__(self, config: ArchConfig, model: nn.Module) -> LatencyResult:
+        plan = self.plan
+        if plan.backend == PREDICTOR and self.agent is None:
+            return estimate(model, plan.input_hw, plan.target, precision=plan.precision)
+        backend = None if self.agent is not None else plan.backend
+        return measure_config(config, plan.input_hw, plan.target, backend, plan.precision, agent=self.agent,
+                              cache=self.cache, model=model)
+
+
+def _violations(plan: TrialPlan, params: int, latency_ms: float) -> list[str]:
+    found = []
+    if plan.max_latency_ms is not None and latency_ms > plan.max_latency_ms:
+        found.append(f"latency {latency_ms:.2f} ms > --max-latency {plan.max_latency_ms:g} ms")
+    if plan.max_params is not None and params > plan.max_params:
+        found.append(f"{params} parameters > --max-params {plan.max_params}")
+    return found
+
+
+def evaluate_architecture(
+    config: ArchConfig,
+    plan: TrialPlan,
+    latency: LatencySource,
+    *,
+    space: SearchSpace,
+    baseline: str | None = None,
+    on_timed: Callable[[TrialRecord], None] | None = None,
+    keep_training: Callable[[int, float, float], bool] | None = None,
+) -> TrialRecord:
+    """Score ``config`` (its class count already the data's) under ``plan``.
+
+    A sampled architecture follows its space's ``degenerate`` rule; a baseline is always accepted.
+    ``on_timed`` sees the record once params, MACs and latency are known (before training);
+    ``keep_training(step, mIoU, latency_ms)`` is called after every evaluation and stops the run by
+    returning False. Errors in ``STOPS_STUDY`` propagate; any other becomes a failed record.
+    """
+    started = time.perf_counter()
+    record = TrialRecord(config=config, status="complete", baseline=baseline)
+    try:
+        record.degenerate = space.check(config, plan.input_hw, degenerate="accept" if baseline else space.spec.degenerate)
+    except InfeasibleArchitecture as exc:
+        record.status, record.failure = "rejected", "; ".join(exc.reasons)
+        return _finish(record, started)
+    try:
+        _score(record, plan, latency, on_timed, keep_training)
+    except STOPS_STUDY:
+        raise
+    except Exception as exc:  # a crash in one architecture must not end a long study
+        record.status = "failed"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        record.failure = f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"
+    return _finish(record, started)
+
+
+def _score(
+    record: TrialRecord, plan: TrialPlan, latency: LatencySource,
+    on_timed: Callable[[TrialRecord], None] | None, keep_training: Callable[[int, float, float], bool] | None,
+) -> None:
+    run = make_run(record.baseline or f"trial-{record.arch_hash}", record.config, plan.data, plan.schedule, plan.seed)
+    model = build_seeded(run.config, run.seed)  # built once: profiled, timed and trained as the same module
+    record.params = count_params(model)
+    record.macs = count_macs(model, plan.input_hw).macs
+    record.latency = latency(run.config, model)
+    if on_timed is not None:
+        on_timed(record)
+    record.violations = _violations(plan, record.params, record.latency.median_ms)
+    if record.violations:
+        record.status = "constrained"
+        return
+    latency_ms = record.latency.median_ms
+    callback = None if keep_training is None else (lambda step, miou: keep_training(step, miou, latency_ms))
+    result = train_run(run, model, device=plan.device, callback=callback, progress=False)
+    record.status = "stopped" if result.stopped == "callback" else "complete"
+    record.miou = None if result.miou != result.miou else result.miou  # NaN: no class present at all
+    record.per_class_iou = result.to_dict()["per_class_iou"]
+    record.pixel_accuracy = result.pixel_accuracy
+    record.history = [(step, None if miou != miou else miou) for step, miou in result.history]
+    record.steps, record.train_seconds = result.steps, result.train_seconds
+
+
+def _finish(record: TrialRecord, started: float) -> TrialRecord:
+    record.wall_seconds = time.perf_counter() - started
+    return record
