@@ -1,0 +1,122 @@
+"""What a study found, read only from what it recorded: every trial, the Pareto front of mIoU against
+latency, its hypervolume, and which found architectures dominate each published baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+
+from nasseg.search.study import BASELINE_ATTR, record_of
+from nasseg.search.trial import TrialRecord
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    number: int
+    state: str  # Optuna's: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    status: str | None  # the record's: complete, constrained, stopped, rejected, failed; None before one exists
+    baseline: str | None
+    miou: float | None
+    latency_ms: float | None
+    latency_kind: str | None  # "measured" | "estimated"
+    latency_label: str | None  # where the number came from, in words
+    params: int | None
+    macs: int | None
+    config: dict[str, Any] | None
+    failure: str | None
+    train_seconds: float | None
+    wall_seconds: float | None
+
+    @classmethod
+    def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRow:
+        record: TrialRecord | None = record_of(trial)
+        latency = record.latency if record else None
+        return cls(
+            number=trial.number, state=trial.state.name, status=record.status if record else None,
+            baseline=trial.user_attrs.get(BASELINE_ATTR), miou=record.miou if record else None,
+            latency_ms=latency.median_ms if latency else None, latency_kind=latency.kind if latency else None,
+            latency_label=latency.label() if latency else None, params=record.params if record else None,
+            macs=record.macs if record else None, config=record.config.to_dict() if record else None,
+            failure=record.failure if record else None, train_seconds=record.train_seconds if record else None,
+            wall_seconds=record.wall_seconds if record else None,
+        )
+
+    @property
+    def scored(self) -> bool:
+        """Trained to the end and timed: a point that can stand on the front."""
+        return self.status == "complete" and self.miou is not None and self.latency_ms is not None
+
+
+def dominates(a: TrialRow, b: TrialRow) -> bool:
+    """``a`` is at least as accurate and as fast as ``b``, and better in one of the two."""
+    assert a.miou is not None and a.latency_ms is not None and b.miou is not None and b.latency_ms is not None
+    no_worse = a.miou >= b.miou and a.latency_ms <= b.latency_ms
+    return no_worse and (a.miou > b.miou or a.latency_ms < b.latency_ms)
+
+
+def pareto_front(rows: list[TrialRow]) -> list[TrialRow]:
+    """The scored rows no other scored row dominates, fastest first."""
+    scored = [r for r in rows if r.scored]
+    front = [r for r in scored if not any(dominates(o, r) for o in scored if o is not r)]
+    return sorted(front, key=lambda r: (r.latency_ms, -(r.miou or 0)))
+
+
+def hypervolume(front: list[TrialRow], reference_ms: float) -> float:
+    """Area (mIoU x ms) dominated by the front and bounded by mIoU 0 and ``reference_ms``."""
+    area, best = 0.0, 0.0
+    points = sorted((r for r in front if r.latency_ms is not None and r.latency_ms < reference_ms),
+                    key=lambda r: r.latency_ms or 0.0)
+    edges = [r.latency_ms for r in points[1:]] + [reference_ms]
+    for row, right in zip(points, edges):
+        best = max(best, row.miou or 0.0)
+        area += best * ((right or 0.0) - (row.latency_ms or 0.0))
+    return area
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    study: str
+    space: str | None
+    target: str | None
+    settings: dict[str, Any]
+    trials: list[TrialRow]
+    pareto: list[int]
+    hypervolume: float
+    reference_ms: float | None  # the latency bound of the hypervolume
+    dominated_by: dict[str, list[int]]  # each baseline -> the found trials that dominate it
+
+    def to_dict(self) -> dict[str, Any]:
+        keep = ("number", "state", "status", "baseline", "miou", "latency_ms", "latency_kind", "params", "macs",
+                "config", "failure")
+        return {
+            "study": self.study, "space": self.space, "target": self.target,
+            "trials": [{k: asdict(t)[k] for k in keep} for t in self.trials],
+            "pareto": self.pareto, "hypervolume": self.hypervolume, "hypervolume_reference_ms": self.reference_ms,
+            "dominated_by": self.dominated_by,
+        }
+
+
+def reference_latency(settings: dict[str, Any], rows: list[TrialRow]) -> float | None:
+    """The study's latency bound if it has one, else the slowest scored trial's latency."""
+    if settings.get("max_latency_ms"):
+        return float(settings["max_latency_ms"])
+    scored = [r.latency_ms for r in rows if r.scored and r.latency_ms is not None]
+    return max(scored) if scored else None
+
+
+def study_results(study: optuna.Study, settings: dict[str, Any]) -> StudyResults:
+    rows = [TrialRow.of(t) for t in study.get_trials(deepcopy=False)]
+    front = pareto_front(rows)
+    reference = reference_latency(settings, rows)
+    found = [r for r in rows if r.scored and r.baseline is None]
+    dominated_by = {
+        r.baseline: [f.number for f in found if dominates(f, r)] for r in rows if r.baseline and r.scored
+    }
+    return StudyResults(
+        study=study.study_name, space=settings.get("space"), target=settings.get("target"), settings=settings,
+        trials=rows, pareto=[r.number for r in front],
+        hypervolume=hypervolume(front, reference) if reference else 0.0, reference_ms=reference,
+        dominated_by=dominated_by,
+    )
