@@ -1,0 +1,310 @@
+"""The search: real tiny studies (synthetic data, a few steps of ``tiny``) through the library and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nasseg.cli import app
+from nasseg.cli.common import EXIT_BAD_INPUT
+from nasseg.models import ArchConfig
+from nasseg.search.results import study_results
+from nasseg.search.run import run_search
+from nasseg.search.spec import StudySpec
+from nasseg.search.study import Study, load_study, record_of
+from nasseg.search.trial import evaluate_architecture
+from nasseg.spaces import all_spaces, load_space
+from nasseg.train.runs import make_run, run_training
+
+runner = CliRunner()
+DATA = "synthetic:train=8,val=2,test=2"  # the study machinery is under test, not the learning
+
+
+def tiny(**fields: object) -> StudySpec:
+    settings = {"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny", "steps": 2,
+                "budget": 2, "baselines": False, **fields}
+    return StudySpec.model_validate(settings)
+
+
+def done_records(study: optuna.Study) -> list:
+    """Records of the architectures a study evaluated (not rejected, not a repeat of an earlier trial)."""
+    return [r for t in study.get_trials()
+            if (r := record_of(t)) is not None and r.status != "rejected" and r.duplicate_of is None]
+
+
+@pytest.mark.parametrize("space", [s.name for s in all_spaces()])
+def test_every_baseline_is_enqueued_and_completed_at_the_search_input(space, tmp_path) -> None:
+    state = run_search(tiny(space=space, budget=0, baselines=True), base=tmp_path)
+    study, settings = load_study(f"{space}-jetson-nano", base=tmp_path)
+    records = {r.baseline: r for r in done_records(study)}
+    assert set(records) == set(load_space(space).baselines) and state.baselines == len(records)
+    for name, record in records.items():
+        assert record.status == "complete", (name, record.failure)
+        assert record.latency.kind == "estimated" and record.latency.input_hw == (360, 480)
+        assert record.params > 0 and record.macs > 0 and 0 <= record.miou <= 1 and record.steps == 2
+        assert record.config.num_classes == 11  # the data's classes, before anything was built or hashed
+    if space == "fassd":  # published networks whose rates reach past the 11x15 map: accepted, and noted
+        assert records["fassd-net"].degenerate and records["fassd-net-l2"].degenerate
+
+
+def test_a_trial_scores_exactly_what_nasseg_train_scores(tmp_path) -> None:
+    spec = tiny(steps=4)
+    study = Study(spec, base=tmp_path)
+    config = study.space.baseline("espnet-c", 11)
+    record = evaluate_architecture(config, study.plan, study.latency, space=study.space, baseline="espnet-c")
+    metrics = run_training(make_run("espnet-c", config, DATA, study.plan.schedule, 0), tmp_path / "run", progress=False)
+    assert record.miou == metrics["miou"] and record.history == [tuple(h) for h in metrics["history"]]
+
+
+def test_the_same_seed_gives_the_same_study(tmp_path) -> None:
+    first, second = (run_search(tiny(budget=3), base=tmp_path / name) for name in ("a", "b"))
+    studies = [load_study("espnet-jetson-nano", base=tmp_path / name)[0] for name in ("a", "b")]
+    a, b = ([(r.config.params, r.miou, r.latency_ms) for r in done_records(s)] for s in studies)
+    assert first.sampled == second.sampled == 3 and a == b
+    other = run_search(tiny(budget=3, seed=1), base=tmp_path / "c")
+    c = [(r.config.params, r.miou) for r in done_records(load_study("espnet-jetson-nano", base=tmp_path / "c")[0])]
+    assert other.sampled == 3 and c != [(p, m) for p, m, _ in a]
+
+
+def test_a_latency_constraint_is_respected_and_not_trained_past(tmp_path) -> None:
+    run_search(tiny(budget=4, baselines=True, max_latency_ms=20.0), base=tmp_path)
+    study, settings = load_study("espnet-jetson-nano", base=tmp_path)
+    records = done_records(study)
+    over = [r for r in records if r.latency_ms > 20.0]
+    assert over and all(r.status == "constrained" and r.miou is None and r.steps is None for r in over)
+    assert all(r.status == "complete" for r in records if r.latency_ms <= 20.0)
+    results = study_results(study, settings)
+    rows = {t.number: t for t in results.trials}
+    assert results.pareto and all(rows[n].latency_ms <= 20.0 for n in results.pareto)
+    assert results.reference_ms == 20.0
+    constraints = [t.constraints for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert any(c["latency_ms"] > 0 for c in constraints)  # the samplers are told, through Optuna's constraints
+
+
+def test_a_failing_architecture_is_recorded_and_the_study_goes_on(tmp_path) -> None:
+    """The second trial trains with a learning rate that diverges: the real trainer fails it."""
+    calls = []
+
+    def diverge_second(config, plan, *args, **kwargs):
+        calls.append(config)
+        if len(calls) == 2:
+            plan = dataclasses.replace(plan, schedule=plan.schedule.with_overrides(lr=1e12, steps=6))
+        return evaluate_architecture(config, plan, *args, **kwargs)
+
+    study = Study(tiny(budget=3), base=tmp_path)
+    state = study.run_worker(evaluate=diverge_second)
+    trials = study.study.get_trials()
+    assert state.sampled == 3 and state.failed == 1 and len(calls) == 3
+    failed = [t for t in trials if t.state.name == "FAIL"]
+    assert len(failed) == 1 and "diverged" in record_of(failed[0]).failure
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 2
+
+
+def test_two_worker_processes_lose_and_repeat_nothing(tmp_path) -> None:
+    state = run_search(tiny(budget=4), base=tmp_path, workers=2)
+    study, _ = load_study("espnet-jetson-nano", base=tmp_path)
+    trials = study.get_trials()
+    assert state.sampled == 4 and [t.number for t in trials] == list(range(len(trials)))
+    assert all(record_of(t) is not None for t in trials) and len(done_records(study)) == 4
+    assert len({r.arch_hash for r in done_records(study)}) == 4  # the workers draw streams of their own
+
+
+def test_the_ray_backend_runs_trials_as_ray_tasks(tmp_path) -> None:
+    ray = pytest.importorskip("ray")
+    try:
+        state = run_search(tiny(budget=3), base=tmp_path, workers=2, backend="ray")
+    finally:
+        ray.shutdown()
+    study, _ = load_study("espnet-jetson-nano", base=tmp_path)
+    assert state.sampled == 3 and len(done_records(study)) == 3
+    assert len({r.arch_hash for r in done_records(study)}) == 3
+
+
+def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(tmp_path) -> None:
+    args = [sys.executable, "-c", "from nasseg.cli import app; app()", "search", "--space", "espnet", "--target",
+            "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "30", "--budget", "4", "--no-baselines",
+            "--study", "killed", "--json"]
+    env = {**os.environ, "NASSEG_HEARTBEAT_S": "1"}
+    db = tmp_path / "studies" / "killed" / "study.db"
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    before = None
+    while time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+        except KeyError:  # the process has not created the study yet
+            continue
+        states = [t.state.name for t in study.get_trials()]
+        if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
+            before = {t.number: (t.values, t.params) for t in study.get_trials() if t.state.name == "COMPLETE"}
+            running = study.get_trials()[-1]
+            os.kill(process.pid, signal.SIGKILL)
+            break
+    process.wait()
+    assert before, "the study never reached a running trial after a finished one"
+    resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    assert all(trials[n].values == values and trials[n].params == params for n, (values, params) in before.items())
+    killed = trials[running.number]
+    assert killed.state.name == "FAIL" and record_of(killed) is None
+    rerun = [t for t in trials if t.params == running.params and (r := record_of(t)) and r.duplicate_of is None]
+    assert len(rerun) == 1 and rerun[0].number > running.number  # run again, once
+    assert len(done_records(study)) == 4 and json.loads(resumed.stdout)["study"] == "killed"
+
+
+def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny",
+                                    "steps": 2, "budget": 5, "baselines": False}))
+    done = runner.invoke(app, ["search", str(path), "--budget", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["study"] == "mine" and (tmp_path / "mine" / "study.db").is_file()
+    assert len(report["trials"]) == 1 and set(report) >= {"study", "space", "target", "trials", "pareto", "hypervolume"}
+    trial = report["trials"][0]
+    assert set(trial) >= {"number", "state", "baseline", "miou", "latency_ms", "latency_kind", "params", "macs",
+                          "config", "failure"}
+    assert trial["latency_kind"] == "estimated" and report["pareto"] == [0]
+    again = runner.invoke(app, ["search", str(path), "--budget", "1"])
+    assert again.exit_code == 0 and "already has its budget" in again.output
+    results = runner.invoke(app, ["results", str(path), "--json", "--csv", str(tmp_path / "t.csv")])
+    assert results.exit_code == 0 and json.loads(results.stdout)["pareto"] == [0]
+    assert (tmp_path / "t.csv").read_text().count("\n") == 2
+
+
+def test_export_writes_configs_that_train_and_onnx(tmp_path) -> None:
+    path = tmp_path / "ex.yaml"
+    path.write_text(yaml.safe_dump({"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny",
+                                    "steps": 2, "budget": 1, "baselines": False}))
+    assert runner.invoke(app, ["search", str(path), "--json"]).exit_code == 0
+    done = runner.invoke(app, ["export", str(path), "--pareto", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "out" / "trial-0.onnx").stat().st_size > 10_000
+    trained = runner.invoke(app, ["train", str(tmp_path / "out" / "trial-0.yaml"), "--data", DATA, "--schedule", "tiny",
+                                  "--steps", "1", "--out", str(tmp_path / "run"), "--json"])
+    assert trained.exit_code == 0, trained.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--space", "nope", "--target", "jetson-nano", "--budget", "1"], "spaces: ejpnet, espnet"),
+        (["--space", "espnet", "--target", "jetson-nope", "--budget", "1"], "jetson-nano"),
+        (["--space", "espnet", "--target", "jetson-nano"], "--budget"),
+        (["--space", "espnet", "--target", "jetson-nano", "--budget", "1", "--sampler", "bayes"], "sampler"),
+        (["--space", "espnet", "--target", "jetson-nano", "--budget", "1", "--storage",
+          "postgresql+psycopg://nobody@127.0.0.1:1/none"], "cannot be opened"),
+    ],
+)
+def test_bad_search_input_is_one_line(args, message, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = runner.invoke(app, ["search", *args, "--data", DATA, "--schedule", "tiny", "--steps", "1", "--no-baselines"])
+    assert done.exit_code == EXIT_BAD_INPUT and message in done.output, done.output
+    assert done.output.strip().count("\n") == 0
+
+
+def test_a_study_name_reused_with_other_settings_is_refused(tmp_path) -> None:
+    run_search(tiny(budget=1), base=tmp_path)
+    with pytest.raises(Exception, match="created with other settings.*target"):
+        run_search(tiny(budget=1, target="jetson-tx2", name="espnet-jetson-nano"), base=tmp_path)
+
+
+def test_a_study_file_with_an_unknown_field_names_it(tmp_path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("space: espnet\ntarget: jetson-nano\nbudget: 1\nbudgte: 3\n")
+    done = runner.invoke(app, ["search", str(path)])
+    assert done.exit_code == EXIT_BAD_INPUT and "budgte: unknown field" in done.output
+
+
+def test_results_of_a_study_that_does_not_exist(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = runner.invoke(app, ["results", "nothing-here"])
+    assert done.exit_code == EXIT_BAD_INPUT and "no study 'nothing-here'" in done.output
+
+
+def test_early_stopping_stops_a_trial_dominated_at_the_same_step(tmp_path) -> None:
+    study = Study(tiny(budget=0, early_stopping=True), base=tmp_path)
+    from nasseg.search.study import EarlyStop
+
+    good = study.space.baseline("espnet-c", 11)
+    study.study.enqueue_trial(study.space.encode(good.params))
+    study.spec.__dict__["budget"] = 1  # one sampled trial: the enqueued one
+    study.run_worker()
+    record = done_records(study.study)[0]
+    stop = EarlyStop(study.storage_url, study.spec.study_name)
+    step, miou = record.history[0]
+    assert stop(step, miou - 0.1, record.latency_ms + 1) is False  # slower and clearly worse: hopeless
+    assert stop(step, miou - 0.01, record.latency_ms + 1) is True  # within the noise margin
+    assert stop(step, miou - 0.1, record.latency_ms - 1) is True  # faster: not dominated
+
+
+def test_postgresql_storage_two_workers_one_study(tmp_path) -> None:
+    url = os.environ.get("NASSEG_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: .ci/run starts one and sets NASSEG_TEST_POSTGRES_URL")
+    name = f"pg-{os.getpid()}-{int(time.time())}"
+    state = run_search(tiny(budget=4, name=name), storage=url, base=tmp_path, workers=2)
+    study, _ = load_study(name, url)
+    assert state.sampled == 4 and len(done_records(study)) == 4
+    assert [t.number for t in study.get_trials()] == list(range(len(study.get_trials())))
+
+
+@pytest.fixture
+def host_agent() -> str:
+    import threading
+
+    from latency_fixtures import QUICK
+
+    from nasseg.latency.agent import AgentSettings, make_server
+    from nasseg.latency.targets import get_target
+
+    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", QUICK))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_board_in_the_loop_measures_every_trial_and_caches_it(host_agent, tmp_path) -> None:
+    state = run_search(tiny(target="host-cpu", agent=host_agent, budget=2, input=(64, 96)), base=tmp_path)
+    study, _ = load_study("espnet-host-cpu", base=tmp_path)
+    records = done_records(study)
+    assert state.sampled == 2 and all(r.status == "complete" for r in records)
+    assert all(r.latency.kind == "measured" and r.latency.backend == "torch" and r.latency.input_hw == (64, 96)
+               for r in records)
+    assert all(r.latency.label().startswith("measured on") for r in records)
+    assert (tmp_path / "espnet-host-cpu" / "latency_cache.sqlite").is_file()
+
+
+def test_an_unreachable_board_fails_the_trial_and_the_study_goes_on(tmp_path) -> None:
+    state = run_search(tiny(target="host-cpu", agent="http://127.0.0.1:9", budget=2, input=(64, 96)), base=tmp_path)
+    study, _ = load_study("espnet-host-cpu", base=tmp_path)
+    failures = [r.failure for r in done_records(study)]
+    assert state.sampled == 2 and state.failed == 2 and all("AgentUnreachable" in f for f in failures)
+
+
+def test_a_repeated_architecture_is_not_trained_again(tmp_path) -> None:
+    study = Study(tiny(budget=2), base=tmp_path)
+    point = study.space.encode(study.space.baseline("espnet-c").params)
+    study.study.enqueue_trial(point)
+    study.study.enqueue_trial(point)
+    state = study.run_worker()
+    first, second = (record_of(t) for t in study.study.get_trials()[:2])
+    assert second.duplicate_of == 0 and second.miou == first.miou and second.wall_seconds == 0.0
+    assert state.sampled == 2 and state.rejected == 1  # the repeat did not use the budget
