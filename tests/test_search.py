@@ -142,9 +142,11 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(tmp_path) 
     before = None
     while time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
+        if not db.is_file():
+            continue
         try:
             study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
-        except KeyError:  # the process has not created the study yet
+        except KeyError:  # the file exists, the study in it not yet
             continue
         states = [t.state.name for t in study.get_trials()]
         if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
@@ -308,3 +310,15 @@ def test_a_repeated_architecture_is_not_trained_again(tmp_path) -> None:
     first, second = (record_of(t) for t in study.study.get_trials()[:2])
     assert second.duplicate_of == 0 and second.miou == first.miou and second.wall_seconds == 0.0
     assert state.sampled == 2 and state.rejected == 1  # the repeat did not use the budget
+
+
+def test_every_shipped_study_file_is_a_valid_study_of_a_real_space_and_board() -> None:
+    from nasseg.latency.targets import get_target
+    from nasseg.search.spec import load_study_file
+
+    files = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+    assert {load_study_file(f).space for f in files} == {s.name for s in all_spaces()}  # one per family at least
+    for path in files:
+        spec = load_study_file(path)
+        assert spec.study_name == path.stem and get_target(spec.target).is_jetson and spec.budget >= 1
+        assert load_space(spec.space).baselines and spec.data.startswith("camvid:")

@@ -119,25 +119,23 @@ class Progress:
     sampled: int  # finished sampled trials (what the budget counts)
     rejected: int  # draws that cost nothing: rejected architectures, and repeats of an earlier trial
     failed: int
-    running: int
+    running: int  # every running trial, a baseline's too
+    running_sampled: int
     waiting: int  # enqueued: baselines not yet run, retries of interrupted trials
     budget: int
 
     @property
     def slots(self) -> int:
         """Trials that may still start: every enqueued one, and sampled ones while the budget has room."""
-        return self.waiting + max(0, self.budget - self.sampled - self.running)
-
-    @property
-    def finished(self) -> bool:
-        return self.slots == 0 and self.running == 0
+        return self.waiting + max(0, self.budget - self.sampled - self.running_sampled)
 
 
 def progress_of(study: optuna.Study, budget: int) -> Progress:
-    counts = dict.fromkeys(("baselines", "sampled", "rejected", "failed", "running", "waiting"), 0)
+    counts = dict.fromkeys(("baselines", "sampled", "rejected", "failed", "running", "running_sampled", "waiting"), 0)
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.RUNNING:
-            counts["running"] += 0 if BASELINE_ATTR in trial.user_attrs else 1
+            counts["running"] += 1
+            counts["running_sampled"] += BASELINE_ATTR not in trial.user_attrs
         elif trial.state == TrialState.WAITING:
             counts["waiting"] += 1
         elif (record := trial.user_attrs.get(RECORD_ATTR)) is not None:
