@@ -131,7 +131,8 @@ def test_the_ray_backend_runs_trials_as_ray_tasks(tmp_path) -> None:
     assert len({r.arch_hash for r in done_records(study)}) == 3
 
 
-def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_path) -> None:
     args = [sys.executable, "-c", "from nasseg.cli import app; app()", "search", "--space", "espnet", "--target",
             "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "30", "--budget", "4", "--no-baselines",
             "--study", "killed", "--json"]
@@ -152,10 +153,11 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(tmp_path) 
         if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
             before = {t.number: (t.values, t.params) for t in study.get_trials() if t.state.name == "COMPLETE"}
             running = study.get_trials()[-1]
-            os.kill(process.pid, signal.SIGKILL)
+            os.kill(process.pid, sig)
             break
     process.wait()
     assert before, "the study never reached a running trial after a finished one"
+    assert process.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
     resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")

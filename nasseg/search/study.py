@@ -265,7 +265,11 @@ class Study:
 
         def objective(trial: optuna.Trial) -> tuple[float, float]:
             self.unlock()  # the trial exists now: the next worker may start its own
-            record = self._evaluate(trial, evaluate)
+            try:
+                record = self._evaluate(trial, evaluate)
+            except KeyboardInterrupt:  # Optuna fails the trial: enqueue it again, so the study runs it later
+                self.study.enqueue_trial(trial.params, user_attrs=dict(trial.user_attrs))
+                raise
             result.append(record)
             return self._tell(trial, record)
 
