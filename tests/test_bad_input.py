@@ -239,3 +239,11 @@ def test_a_diverging_run_exits_1_with_one_line(tmp_path, monkeypatch) -> None:
     line = one_line(done)
     assert line.startswith("training failed: training diverged at step ") and "over 100x its reference" in line
     assert (tmp_path / "run" / RUN_FILE).is_file()  # the run is described even though it failed
+
+
+def test_a_missing_dataset_is_one_line_and_leaves_no_run_behind(tmp_path) -> None:
+    out = tmp_path / "run"
+    done = CliRunner().invoke(app, ["train", "espnet-c", "--data", f"camvid:{tmp_path / 'nowhere'}", "--schedule",
+                                    "tiny", "--out", str(out)])
+    assert done.exit_code == EXIT_BAD_INPUT and "nowhere" in done.output, done.output
+    assert not (out / "run.yaml").exists()

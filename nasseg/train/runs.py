@@ -130,20 +130,20 @@ def run_training(
 ) -> dict[str, Any]:
     """Train one run into ``out`` and return its metrics (also written to ``metrics.json``).
 
-    ``run.yaml`` is written before training starts, so an interrupted run can be resumed or scored.
-    Layers that ``check`` finds degenerate at the training input are noted in the metrics.
+    ``run.yaml`` is written once the architecture and the data are known to be usable and before
+    training starts, so an interrupted run can be resumed or scored. Layers that ``check`` finds
+    degenerate at the training input are noted in the metrics.
     """
     _claim_directory(run, out, resume, overwrite)
     notes = list(check(run.config, run.train_hw))
+    images = {split: len(load_split(run.data, split, hw)) for split, hw in (("train", run.train_hw), ("val", run.eval_hw))}
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
     result = train_run(
         run, checkpoint=out / CHECKPOINT_FILE, resume=resume, budget_s=budget_s, device=device, progress=progress
     )
     metrics = {
-        **result.to_dict(), "run": run.to_dict(),
-        "train_images": len(load_split(run.data, "train", run.train_hw)),
-        "val_images": len(load_split(run.data, "val", run.eval_hw)),
+        **result.to_dict(), "run": run.to_dict(), "train_images": images["train"], "val_images": images["val"],
         "degenerate_at_train_input": notes, "provenance": provenance(),
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
