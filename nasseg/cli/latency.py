@@ -14,14 +14,13 @@ from nasseg.errors import ConfigError
 from nasseg.latency.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.backends import backend_names, default_backend
 from nasseg.latency.cache import LatencyCache
-from nasseg.latency.measure import measure_config
+from nasseg.latency.measure import PREDICTOR, latency_backend, measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 from nasseg.spaces import load_architecture
 
-PREDICTOR = "predictor"
 
 
 # ----- nasseg targets ----------------------------------------------------------------------------
@@ -138,8 +137,8 @@ def latency_command(
         # (a published network at an input its authors ran, say) are noted, and the latency is still given.
         notes = check(config, input_hw)
         print_degenerate(notes, input_hw)
-        if backend is None and agent is None and spec.is_jetson:
-            backend = PREDICTOR
+        if agent is None:  # with an agent, the board's backend measures
+            backend = latency_backend(spec.name, backend, agent)
         with console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):
             if backend == PREDICTOR:
                 result = _estimate(config, input_hw, spec.name, precision)

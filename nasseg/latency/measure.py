@@ -14,6 +14,17 @@ from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 
+PREDICTOR = "predictor"  # the latency "backend" that estimates instead of measuring
+
+
+def latency_backend(target: str, backend: str | None, agent: str | None) -> str:
+    """The predictor for a Jetson with no agent on it (it cannot be measured from here); else the
+    backend asked for, or the target's own."""
+    spec = get_target(target)
+    if backend is None and agent is None and spec.is_jetson:
+        return PREDICTOR
+    return backend or default_backend(spec)
+
 
 def measure_config(
     config: ArchConfig,

@@ -29,10 +29,11 @@ from optuna.trial import FrozenTrial, TrialState
 from nasseg.data import dataset_info
 from nasseg.errors import ConfigError, NassegError
 from nasseg.latency.cache import LatencyCache
+from nasseg.latency.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
 from nasseg.search.spec import StudySpec
-from nasseg.search.trial import LatencySource, TrialPlan, TrialRecord, evaluate_architecture, latency_backend
+from nasseg.search.trial import LatencySource, TrialPlan, TrialRecord, evaluate_architecture
 from nasseg.spaces import SearchSpace, load_space
 from nasseg.train.runs import resolve_schedule
 from nasseg.train.trainer import check_device
@@ -225,7 +226,7 @@ class Study:
     @property
     def latency(self) -> LatencySource:
         if self._latency is None:
-            measured = self.plan.backend != "predictor" or self.plan.agent
+            measured = self.plan.backend != PREDICTOR or self.plan.agent
             cache = LatencyCache.for_study(self.directory) if measured else None
             self._latency = LatencySource(self.plan, cache)
         return self._latency

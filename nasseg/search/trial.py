@@ -22,12 +22,10 @@ from nasseg.data import DatasetError
 from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
 from nasseg.latency import estimate
 from nasseg.latency.agent import AgentClient
-from nasseg.latency.backends import default_backend
 from nasseg.latency.cache import CacheError, LatencyCache
 from nasseg.latency.errors import BackendUnavailable, UnknownPowerMode, UnknownTarget
-from nasseg.latency.measure import measure_config
+from nasseg.latency.measure import PREDICTOR, measure_config
 from nasseg.latency.result import LatencyResult
-from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import SearchSpace
@@ -39,7 +37,6 @@ Status = Literal["complete", "constrained", "stopped", "rejected", "failed"]
 STOPS_STUDY: tuple[type[BaseException], ...] = (
     DatasetError, ConfigError, SpaceFileError, CacheError, BackendUnavailable, UnknownTarget, UnknownPowerMode,
 )
-PREDICTOR = "predictor"
 
 
 @dataclass
@@ -112,14 +109,6 @@ class TrialPlan:
     max_latency_ms: float | None = None
     max_params: int | None = None
     device: str = "cpu"
-
-
-def latency_backend(target: str, backend: str | None, agent: str | None) -> str:
-    """The predictor for a Jetson without an agent on it; else the backend asked for or the target's own."""
-    spec = get_target(target)
-    if backend is None and agent is None and spec.is_jetson:
-        return PREDICTOR
-    return backend or default_backend(spec)
 
 
 class LatencySource:
