@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,10 @@ def _worker_main(spec_json: str, storage: str | None, base: str | None, threads:
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = StudySpec.model_validate_json(spec_json)
-    Study(spec, storage, Path(base) if base else None, heartbeat_s, worker).run_worker()
+    try:
+        Study(spec, storage, Path(base) if base else None, heartbeat_s, worker).run_worker()
+    except KeyboardInterrupt:  # its trial is enqueued again; the parent says what happened
+        raise SystemExit(130) from None
 
 
 def run_search(
@@ -76,6 +80,11 @@ def run_search(
     torch.set_num_threads(threads)
     try:
         state = study.run_worker(on_trial)
+    except BaseException:  # Ctrl-C or an error here: the other workers stop too (their trials are enqueued again)
+        for process in others:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+        raise
     finally:
         for process in others:
             process.join()
