@@ -18,7 +18,7 @@ from nasseg.search.results import StudyResults, TrialRow, study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import SAMPLERS, StudySpec, load_study_file, parse_spec
 from nasseg.search.study import Progress as StudyProgress
-from nasseg.search.study import Study, load_study
+from nasseg.search.study import Study, load_study, open_study
 from nasseg.search.trial import TrialRecord
 
 EXIT_INTERRUPTED = 130
@@ -174,7 +174,7 @@ def results_command(
 ) -> None:
     """The Pareto front, its hypervolume, and which found architectures dominate each baseline."""
     with user_errors():
-        results = study_results(*_open_study(study, storage))
+        results = study_results(*open_study(study, storage))
         if csv is not None:
             _write_csv(results.trials, csv)
     if as_json:
@@ -183,18 +183,11 @@ def results_command(
         print_results(results)
 
 
-def _open_study(study: str, storage: str | None) -> tuple[optuna.Study, dict[str, Any]]:
-    """A study by name (in studies/<name>/ unless --storage) or by its study file."""
-    path = Path(study)
-    if path.suffix in (".yaml", ".yml"):
-        return load_study(load_study_file(path).study_name, storage, path.parent)
-    return load_study(study, storage)
-
-
 def _write_csv(rows: list[TrialRow], path: Path) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame([{**vars(r), "config": None if r.config is None else r.config["params"]} for r in rows])
+    frame = pd.DataFrame([{**{k: v for k, v in vars(r).items() if k != "per_class_iou"},
+                            "config": None if r.config is None else r.config["params"]} for r in rows])
     frame.to_csv(path, index=False)
 
 
@@ -210,7 +203,7 @@ def export_command(
     with user_errors():
         if not pareto and not trial:
             raise ConfigError("choose what to export: --pareto, or --trial N")
-        optuna_study, settings = _open_study(study, storage)
+        optuna_study, settings = open_study(study, storage)
         results = study_results(optuna_study, settings)
         numbers = sorted(set(trial) | (set(results.pareto) if pareto else set()))
         written = export_trials(optuna_study, results, numbers, out, onnx=onnx)

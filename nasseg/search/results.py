@@ -28,6 +28,7 @@ class TrialRow:
     failure: str | None
     train_seconds: float | None
     wall_seconds: float | None
+    per_class_iou: dict[str, float | None] | None = None  # on the validation split, for trained trials
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial) -> TrialRow:
@@ -41,6 +42,7 @@ class TrialRow:
             macs=record.macs if record else None, config=record.config.to_dict() if record else None,
             failure=record.failure if record else None, train_seconds=record.train_seconds if record else None,
             wall_seconds=record.wall_seconds if record else None,
+            per_class_iou=dict(record.per_class_iou) if record and record.per_class_iou else None,
         )
 
     @property

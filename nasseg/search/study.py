@@ -32,7 +32,7 @@ from nasseg.latency.cache import LatencyCache
 from nasseg.latency.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
-from nasseg.search.spec import StudySpec
+from nasseg.search.spec import StudySpec, load_study_file
 from nasseg.search.trial import LatencySource, TrialPlan, TrialRecord, evaluate_architecture
 from nasseg.spaces import SearchSpace, load_space
 from nasseg.train.runs import resolve_schedule
@@ -344,3 +344,17 @@ def load_study(name: str, storage: str | None = None, base: Path | None = None) 
         raise NassegError(f"no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=name, storage=storage_obj)
     return study, study.user_attrs.get(SPEC_ATTR, {})
+
+
+def locate_study(study: str, storage: str | None = None) -> tuple[str, str]:
+    """A study as the command line names it, by name (in studies/<name>/ unless ``storage``) or by its
+    study file: its name and its storage URL."""
+    path = Path(study)
+    name, base = (load_study_file(path).study_name, path.parent) if path.suffix in (".yaml", ".yml") else (study, None)
+    return name, storage or default_storage((base if base is not None else Path("studies")) / name)
+
+
+def open_study(study: str, storage: str | None = None) -> tuple[optuna.Study, dict[str, Any]]:
+    """A study by name or by study file, for reading (``nasseg results``, ``export``, ``dashboard``)."""
+    name, url = locate_study(study, storage)
+    return load_study(name, url)
