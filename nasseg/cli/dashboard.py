@@ -37,7 +37,7 @@ def _serve(urls: list[str], host: str, port: int) -> None:
 
 
 def dashboard_command(
-    studies: list[str] = typer.Argument(..., help="Study names (stored in studies/<name>/) or study files; several "
+    studies: list[str] = typer.Argument(..., metavar="STUDY", help="Study names (stored in studies/<name>/) or study files; several "
                                                   "are overlaid, one colour each."),
     storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL of the studies (default: sqlite in "
                                                                "studies/<name>/)."),
