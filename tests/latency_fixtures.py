@@ -7,7 +7,8 @@ error handling and its one-measurement-at-a-time rule are tested on real calls.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nasseg.latency.agent import AgentSettings, make_server
+from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, Family, Findings, registry
 from nasseg.spaces import space as space_module
@@ -91,3 +94,15 @@ def tinyseg(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
     (spaces / "tinyseg.yaml").write_text(TINYSEG_SPACE)
     monkeypatch.setattr(space_module, "SPACES_DIR", spaces)
     Concurrency.peak = 0
+
+
+@contextmanager
+def serving_agent(settings: TimingSettings = QUICK) -> Iterator[str]:
+    """A ``nasseg agent`` for host-cpu with the torch backend, serving on a free loopback port."""
+    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", settings))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,15 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from latency_fixtures import serving_agent
 from typer.testing import CliRunner
 
 import nasseg.cli.train as train_cli
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 from nasseg.errors import NassegError, SpaceFileError
-from nasseg.latency.agent import AgentSettings, make_server
-from nasseg.latency.targets import get_target
-from nasseg.latency.timing import TimingSettings
 from nasseg.spaces import find_baseline, load_architecture, load_space
 from nasseg.spaces import space as space_module
 from nasseg.train import TrainingDiverged
@@ -62,14 +59,8 @@ def test_the_corpus_lists_every_file_it_holds() -> None:
 
 @pytest.fixture(scope="module")
 def agent_url() -> Iterator[str]:
-    settings = TimingSettings(warmup_runs=1, warmup_s=0.0, min_repeats=5, max_repeats=8, max_seconds=2.0)
-    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", settings))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_agent() as url:
+        yield url
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:

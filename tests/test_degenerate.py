@@ -6,19 +6,16 @@ published ones do it at their own resolutions) are run, with one yellow note lin
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
-from latency_fixtures import QUICK
+from latency_fixtures import QUICK, serving_agent
 from typer.testing import CliRunner
 
 import nasseg.cli.latency as latency_cli
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
-from nasseg.latency.agent import AgentSettings, make_server
-from nasseg.latency.targets import get_target
 from nasseg.models import check
 from nasseg.spaces import find_baseline
 
@@ -132,14 +129,8 @@ def test_train_at_an_infeasible_input_is_one_error_line_before_anything_is_writt
 # ----- the board agent ---------------------------------------------------------------------------------
 @pytest.fixture
 def agent_url():
-    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", QUICK))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_agent() as url:
+        yield url
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:

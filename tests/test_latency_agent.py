@@ -11,10 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from latency_fixtures import QUICK, Concurrency, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import QUICK, Concurrency, serving_agent, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
 
 from nasseg.errors import ConfigError
-from nasseg.latency.agent import AgentClient, AgentSettings, fits_in_memory, make_server
+from nasseg.latency.agent import AgentClient, fits_in_memory
 from nasseg.latency.cache import LatencyCache
 from nasseg.latency.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure import measure_config
@@ -25,14 +25,8 @@ from nasseg.spaces import all_spaces, load_space
 
 @pytest.fixture
 def agent_url(tinyseg) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", QUICK))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_agent() as url:
+        yield url
 
 
 def quick_client(url: str, retries: int = 2) -> AgentClient:

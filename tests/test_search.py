@@ -9,16 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
+from latency_fixtures import serving_agent
 from typer.testing import CliRunner
 
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
-from nasseg.models import ArchConfig
 from nasseg.search.results import study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec
@@ -268,21 +269,9 @@ def test_postgresql_storage_two_workers_one_study(tmp_path) -> None:
 
 
 @pytest.fixture
-def host_agent() -> str:
-    import threading
-
-    from latency_fixtures import QUICK
-
-    from nasseg.latency.agent import AgentSettings, make_server
-    from nasseg.latency.targets import get_target
-
-    server = make_server("127.0.0.1", 0, AgentSettings(get_target("host-cpu"), "torch", QUICK))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def host_agent() -> Iterator[str]:
+    with serving_agent() as url:
+        yield url
 
 
 def test_the_board_in_the_loop_measures_every_trial_and_caches_it(host_agent, tmp_path) -> None:
