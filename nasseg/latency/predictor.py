@@ -29,7 +29,7 @@ from torch import nn
 
 from nasseg.errors import NassegError
 from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, SHAPE_FIELDS, Layer, layers_of
-from nasseg.latency.graph import trace
+from nasseg.latency.graph import OpNode, trace
 from nasseg.latency.optable import GEOMETRY_FIELDS, OpTable
 from nasseg.latency.result import LatencyResult
 
@@ -234,7 +234,12 @@ def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndar
 
 
 def layer_table(model: nn.Module, input_hw: tuple[int, int], cal: Calibration, in_channels: int = 3) -> tuple[list[Layer], LayerTable]:
-    layers = layers_of(trace(model, input_hw, in_channels), BYTES_PER_ELEMENT[cal.precision], cal.fuse_pointwise)
+    return nodes_table(trace(model, input_hw, in_channels), cal)
+
+
+def nodes_table(nodes: list[OpNode], cal: Calibration) -> tuple[list[Layer], LayerTable]:
+    """The costed layers of a traced graph under a calibration (its precision and fusion rule)."""
+    layers = layers_of(nodes, BYTES_PER_ELEMENT[cal.precision], cal.fuse_pointwise)
     return layers, LayerTable.from_layers(layers)
 
 
@@ -254,7 +259,21 @@ def estimate(
     naming the layer when the model cannot be costed, ``CalibrationError`` when none fits.
     """
     cal = find_calibration(target, precision, calibration)
-    layers, table = layer_table(model, tuple(input_hw), cal, in_channels)
+    return estimate_trace(trace(model, tuple(input_hw), in_channels), input_hw, target, calibration=cal)
+
+
+def estimate_trace(
+    nodes: list[OpNode],
+    input_hw: tuple[int, int],
+    target: str,
+    *,
+    precision: str | None = None,
+    calibration: Calibration | str | Path | None = None,
+) -> LatencyResult:
+    """``estimate`` of a graph already traced at ``input_hw`` (``graph.trace`` or ``graph.trace_meta``):
+    one trace serves every target and calibration."""
+    cal = calibration if isinstance(calibration, Calibration) else find_calibration(target, precision, calibration)
+    layers, table = nodes_table(nodes, cal)
     total = float(predict_ms(table, cal)[0])
     per_layer = _per_layer_times(table, cal)
     by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
