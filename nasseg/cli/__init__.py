@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from nasseg.cli import dashboard, latency, search, train, zoo
+from nasseg.cli import dashboard, explore, latency, search, train, zoo
 
 app = typer.Typer(
     name="nasseg",
@@ -14,5 +14,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (search, zoo, train, latency, dashboard):
+for module in (search, zoo, train, latency, dashboard, explore):
     module.register(app)
