@@ -54,7 +54,7 @@ def _summary(landscape: Landscape, out: Path | None) -> None:
     if any(lx.effects.values()):
         console.print(effects)
     if out is not None:
-        console.print(f"Page: [bold]{out}[/] (opens offline)", highlight=False)
+        console.print(f"Page: [bold]{out}[/] (opens offline)", highlight=False, soft_wrap=True)
 
 
 def explore_command(
