@@ -135,7 +135,7 @@ def test_the_ray_backend_runs_trials_as_ray_tasks(tmp_path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_path) -> None:
     args = [sys.executable, "-c", "from nasseg.cli import app; app()", "search", "--space", "espnet", "--target",
-            "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "30", "--budget", "4", "--no-baselines",
+            "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "40", "--budget", "4", "--no-baselines",
             "--study", "killed", "--json"]
     env = {**os.environ, "NASSEG_HEARTBEAT_S": "1"}
     db = tmp_path / "studies" / "killed" / "study.db"
@@ -150,10 +150,11 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_p
             study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
         except KeyError:  # the file exists, the study in it not yet
             continue
-        states = [t.state.name for t in study.get_trials()]
-        if states.count("COMPLETE") >= 1 and states[-1] == "RUNNING":
-            before = {t.number: (t.values, t.params) for t in study.get_trials() if t.state.name == "COMPLETE"}
-            running = study.get_trials()[-1]
+        trials = study.get_trials()
+        running_now = [t for t in trials if t.state.name == "RUNNING"]
+        if running_now and any(t.state.name == "COMPLETE" for t in trials):
+            before = {t.number: (t.values, t.params) for t in trials if t.state.name == "COMPLETE"}
+            running = running_now[0]
             os.kill(process.pid, sig)
             break
     process.wait()
