@@ -14,6 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasseg.errors import ConfigError
+from nasseg.latency.measure import PREDICTOR, latency_backend
 from nasseg.yamlio import read_yaml
 
 SamplerName = Literal["tpe", "nsga2", "gp", "random"]
@@ -56,7 +57,8 @@ class StudySpec(BaseModel):
                 "precision", "device")
         identity = {key: getattr(self, key) for key in keys}
         identity["input"] = list(self.input) if self.input else None
-        identity["latency"] = "measured" if (self.agent or (self.backend and self.backend != "predictor")) else "estimated"
+        measured = self.agent or latency_backend(self.target, self.backend, self.agent) != PREDICTOR
+        identity["latency"] = "measured" if measured else "estimated"
         return identity
 
 
