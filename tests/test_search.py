@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import multiprocessing.synchronize
 import os
 import signal
 import subprocess
@@ -23,7 +25,7 @@ from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.search.results import study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec
-from nasseg.search.study import Study, load_study, record_of
+from nasseg.search.study import Study, load_study, open_storage, record_of
 from nasseg.search.trial import evaluate_architecture
 from nasseg.spaces import all_spaces, load_space
 from nasseg.train.runs import make_run, run_training
@@ -170,6 +172,28 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_p
     rerun = [t for t in trials if t.params == running.params and (r := record_of(t)) and r.duplicate_of is None]
     assert len(rerun) == 1 and rerun[0].number > running.number  # run again, once
     assert len(done_records(study)) == 4 and json.loads(resumed.stdout)["study"] == "killed"
+
+
+def _create_and_enqueue(url: str, start: multiprocessing.synchronize.Barrier) -> None:
+    start.wait()
+    study = optuna.create_study(storage=open_storage(url), study_name="raced", load_if_exists=True)
+    study.enqueue_trial({"x": 1.0})
+
+
+@pytest.mark.parametrize("round_", range(4))  # a race: each round is one more chance to lose it
+def test_a_study_file_appears_whole_when_workers_create_it_at_once(round_, tmp_path) -> None:
+    # Readers poll for the file (``nasseg results`` beside a running search): a half-made schema
+    # there raised UNIQUE constraint failed: alembic_version in the reader or the second creator.
+    url = f"sqlite:///{tmp_path / 'raced' / 'study.db'}"
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(4)
+    workers = [context.Process(target=_create_and_enqueue, args=(url, start)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [w.exitcode for w in workers] == [0] * 4 and os.listdir(tmp_path / "raced") == ["study.db"]
+    assert len(optuna.load_study(study_name="raced", storage=url).get_trials()) == 4
 
 
 def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:

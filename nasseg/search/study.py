@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,26 @@ def _stable_enough() -> Iterator[None]:
         yield
 
 
+def _create_sqlite(path: Path) -> None:
+    """Create a SQLite study file whole: its schema is written under another name and linked into
+    place, so a reader (``nasseg results``, a second worker) never opens it half-made. ``os.link``
+    refuses an existing file, so of two creators racing, the first one's file stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+    try:
+        RDBStorage(f"sqlite:///{draft}").engine.dispose()
+        with suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> RDBStorage:
     """An Optuna RDB storage with heartbeats; a URL that cannot be opened is one error saying why."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
+        path = Path(url.removeprefix("sqlite:///"))
+        if url.startswith("sqlite:///") and path.name != ":memory:" and not path.is_file():
+            _create_sqlite(path)
         with _stable_enough():
             return RDBStorage(
                 url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
