@@ -87,7 +87,7 @@ def tiny(width: int = 8, **params: Any) -> ArchConfig:
 def tinyseg(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Make the family buildable through nasseg.models.build, with a space beside the real ones, for
     the duration of a test."""
-    monkeypatch.setitem(registry.FAMILY_MODULES, "tinyseg", __name__)
+    monkeypatch.setitem(registry.FAMILIES, "tinyseg", FAMILY)
     spaces = tmp_path_factory.mktemp("spaces")
     for real in space_module.SPACES_DIR.glob("*.yaml"):
         (spaces / real.name).symlink_to(real.resolve())

@@ -11,10 +11,12 @@ from nasseg.blocks.dapf import aspp, dapf
 from nasseg.blocks.hardnet import HarDBlock, harmonic_links, output_layers
 from nasseg.blocks.mda import MDA
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, Findings, build, check
-from nasseg.models.fassd import FAMILY, FASSDConfig, feature_sizes
+from nasseg.models import ArchConfig, Findings, build, check, get_family
+from nasseg.models.fassd import FASSDConfig, feature_sizes
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
+
+FAMILY = get_family("fassd")
 
 SPACE = load_space("fassd")
 FULL_RES = (1024, 2048)

@@ -11,10 +11,12 @@ from torch import nn
 from nasseg.blocks.shuffle import PyramidDepthwise, ShuffleBasicUnit, ShuffleDownUnit, shuffle_stage
 from nasseg.blocks.vortex import VortexPooling
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.models import ArchConfig, Findings, build
-from nasseg.models.pyramid_shufflenet import FAMILY, PyramidShuffleNetConfig, feature_sizes
+from nasseg.models import ArchConfig, Findings, build, get_family
+from nasseg.models.pyramid_shufflenet import PyramidShuffleNetConfig, feature_sizes
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space
+
+FAMILY = get_family("pyramid_shufflenet")
 
 SPACE = load_space("pyramid_shufflenet")
 TABLE_IV = ["shufflenetv2", "pyd-shufflenetv2", "pyd-shufflenetv2-vp", "pyramid-shufflenet"]

@@ -27,7 +27,7 @@ from nasseg.blocks.efficient_pyramid_pool import EfficientPWConv, EfficientPyrPo
 from nasseg.blocks.jpu import JPU
 from nasseg.blocks.ops import conv_out_size, resize_to
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family, Findings
+from nasseg.models.registry import Findings, register_family
 
 DECODERS = ("jpu", "espnetv2_head")
 JPU_HEADS = ("fcn", "conv3x3")
@@ -235,6 +235,44 @@ class EJPNet(nn.Module):
         return resize_to(logits, x.shape[-2:], align_corners=True)
 
 
+def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
+    """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
+    try:
+        spec = EJPNetSpec.parse(params)
+    except ConfigError as exc:
+        return Findings(infeasible=[str(exc)])
+    if problems := _width_problems(spec):
+        return Findings(infeasible=problems)
+    reasons: list[str] = []
+    sizes = feature_sizes(input_hw, len(spec.widths))
+    # A dilated 3x3 whose dilation reaches the larger side of its input map reads only padding.
+    for i, dilations in enumerate(spec.stage_dilations, start=1):
+        h, w = sizes[i + 1]  # eesp1 acts on level 3 (index 2)
+        if spec.stage_repeats[i - 1] and max(dilations) >= max(h, w):
+            reasons.append(
+                f"eesp{i}_dilations={list(dilations)}: dilation {max(dilations)} >= {max(h, w)}, the larger side of "
+                f"the {h}x{w} level-{i + 2} map at input {input_hw[0]}x{input_hw[1]} (dilations below {max(h, w)} "
+                "do not read only padding)"
+            )
+    if spec.cbr_dilation >= max(input_hw):
+        reasons.append(f"cbr_dilation={spec.cbr_dilation} >= {max(input_hw)}, the larger input side")
+    if spec.decoder == "jpu":
+        h, w = sizes[2]
+        if max(spec.jpu_dilations) >= max(h, w):
+            reasons.append(
+                f"jpu_dilations={list(spec.jpu_dilations)}: dilation {max(spec.jpu_dilations)} >= {max(h, w)}, the "
+                f"larger side of the {h}x{w} stride-8 map at input {input_hw[0]}x{input_hw[1]}"
+            )
+    return Findings(degenerate=reasons)
+
+
+@register_family(
+    "ejpnet",
+    check=check,
+    doc=(
+        "EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head."
+    ),
+)
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     spec = EJPNetSpec.parse(params)
     problems = _width_problems(spec)
@@ -272,42 +310,3 @@ def feature_sizes(input_hw: tuple[int, int], levels: int) -> list[tuple[int, int
         h, w = conv_out_size(h, 3, 2), conv_out_size(w, 3, 2)
         sizes.append((h, w))
     return sizes
-
-
-def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
-    """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
-    try:
-        spec = EJPNetSpec.parse(params)
-    except ConfigError as exc:
-        return Findings(infeasible=[str(exc)])
-    if problems := _width_problems(spec):
-        return Findings(infeasible=problems)
-    reasons: list[str] = []
-    sizes = feature_sizes(input_hw, len(spec.widths))
-    # A dilated 3x3 whose dilation reaches the larger side of its input map reads only padding.
-    for i, dilations in enumerate(spec.stage_dilations, start=1):
-        h, w = sizes[i + 1]  # eesp1 acts on level 3 (index 2)
-        if spec.stage_repeats[i - 1] and max(dilations) >= max(h, w):
-            reasons.append(
-                f"eesp{i}_dilations={list(dilations)}: dilation {max(dilations)} >= {max(h, w)}, the larger side of "
-                f"the {h}x{w} level-{i + 2} map at input {input_hw[0]}x{input_hw[1]} (dilations below {max(h, w)} "
-                "do not read only padding)"
-            )
-    if spec.cbr_dilation >= max(input_hw):
-        reasons.append(f"cbr_dilation={spec.cbr_dilation} >= {max(input_hw)}, the larger input side")
-    if spec.decoder == "jpu":
-        h, w = sizes[2]
-        if max(spec.jpu_dilations) >= max(h, w):
-            reasons.append(
-                f"jpu_dilations={list(spec.jpu_dilations)}: dilation {max(spec.jpu_dilations)} >= {max(h, w)}, the "
-                f"larger side of the {h}x{w} stride-8 map at input {input_hw[0]}x{input_hw[1]}"
-            )
-    return Findings(degenerate=reasons)
-
-
-FAMILY = Family(
-    name="ejpnet",
-    build=build,
-    check=check,
-    doc="EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head.",
-)

@@ -28,7 +28,7 @@ from nasseg.blocks.conv import BNAct, ConvBNAct, conv
 from nasseg.blocks.esp import ESP, ImagePyramid, concat_at, strided_esp
 from nasseg.blocks.ops import conv_out_size, resize_like, resize_to
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family, Findings
+from nasseg.models.registry import Findings, register_family
 
 VARIANTS = ("a", "b", "c", "full")
 DOWNSAMPLES = ("strided_esp", "strided_conv")
@@ -226,20 +226,6 @@ class LightDecoder(nn.Module):
 
 
 # ----- the family ----------------------------------------------------------------------------------
-def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
-    """The network for these parameter values (ConfigError for values it cannot build)."""
-    return ESPNet(ESPNetConfig.from_params(params), num_classes)
-
-
-def feature_sizes(input_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
-    """Spatial size at levels 1, 2, 3 (strides 2, 4, 8; every down-sampler is 3x3, stride 2, pad 1)."""
-    sizes, hw = {}, tuple(input_hw)
-    for level in (1, 2, 3):
-        hw = tuple(conv_out_size(s, 3, 2) for s in hw)
-        sizes[level] = hw
-    return sizes
-
-
 def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
     try:
@@ -266,9 +252,23 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     return Findings()
 
 
-FAMILY = Family(
-    name="espnet",
-    build=build,
+@register_family(
+    "espnet",
     check=check,
-    doc="ESPNet (Mehta et al., ECCV 2018): ESP modules (reduce, dilated pyramid, HFF); variants A, B, C, ESPNet.",
+    doc=(
+        "ESPNet (Mehta et al., ECCV 2018): ESP modules (reduce, dilated pyramid, HFF); "
+        "variants A, B, C, ESPNet."
+    ),
 )
+def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """The network for these parameter values (ConfigError for values it cannot build)."""
+    return ESPNet(ESPNetConfig.from_params(params), num_classes)
+
+
+def feature_sizes(input_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """Spatial size at levels 1, 2, 3 (strides 2, 4, 8; every down-sampler is 3x3, stride 2, pad 1)."""
+    sizes, hw = {}, tuple(input_hw)
+    for level in (1, 2, 3):
+        hw = tuple(conv_out_size(s, 3, 2) for s in hw)
+        sizes[level] = hw
+    return sizes

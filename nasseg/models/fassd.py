@@ -29,7 +29,7 @@ from nasseg.blocks.hardnet import HarDBlock, even_width
 from nasseg.blocks.mda import MDA, MERGES
 from nasseg.blocks.ops import conv_out_size, resize_like, resize_to
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family, Findings
+from nasseg.models.registry import Findings, register_family
 
 # FC-HarDNet-70 (shared/reference 3.3): the first four entries are FASSD-Net's encoder.
 STEM_WIDTHS = (16, 24, 32, 48)
@@ -247,24 +247,6 @@ class FASSDNet(nn.Module):
 
 
 # ----- the family ----------------------------------------------------------------------------------
-def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
-    """The network for these parameter values (ConfigError for values it cannot build)."""
-    return FASSDNet(FASSDConfig.from_params(params), num_classes)
-
-
-def feature_sizes(cfg: FASSDConfig, input_hw: tuple[int, int]) -> list[tuple[int, int]]:
-    """Spatial size of each encoder block's map (block 1 at the stem's output; the last one is where
-    the context module acts). Stem convs are 3x3 with padding 1; pools are 2x2 stride 2, floor."""
-    hw = tuple(input_hw)
-    for stride in (*cfg.stem_strides, 2, 1):
-        hw = tuple(conv_out_size(s, 3, stride) for s in hw)
-    sizes = [hw]
-    for _ in range(cfg.encoder_blocks - 1):
-        hw = tuple(conv_out_size(s, 2, 2, padding=0) for s in hw)
-        sizes.append(hw)
-    return sizes
-
-
 def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     """What these values do at ``input_hw``: why they cannot run there, and which layers degenerate."""
     try:
@@ -306,9 +288,27 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     return Findings(degenerate=degenerate)
 
 
-FAMILY = Family(
-    name="fassd",
-    build=build,
+@register_family(
+    "fassd",
     check=check,
-    doc="FASSD-Net (Rosas-Arias et al. 2022): HarDNet U-Net with DAPF context and MDA decoder fusion; FC-HarDNet-70.",
+    doc=(
+        "FASSD-Net (Rosas-Arias et al. 2022): HarDNet U-Net with DAPF context and MDA decoder fusion; "
+        "FC-HarDNet-70."
+    ),
 )
+def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """The network for these parameter values (ConfigError for values it cannot build)."""
+    return FASSDNet(FASSDConfig.from_params(params), num_classes)
+
+
+def feature_sizes(cfg: FASSDConfig, input_hw: tuple[int, int]) -> list[tuple[int, int]]:
+    """Spatial size of each encoder block's map (block 1 at the stem's output; the last one is where
+    the context module acts). Stem convs are 3x3 with padding 1; pools are 2x2 stride 2, floor."""
+    hw = tuple(input_hw)
+    for stride in (*cfg.stem_strides, 2, 1):
+        hw = tuple(conv_out_size(s, 3, stride) for s in hw)
+    sizes = [hw]
+    for _ in range(cfg.encoder_blocks - 1):
+        hw = tuple(conv_out_size(s, 2, 2, padding=0) for s in hw)
+        sizes.append(hw)
+    return sizes

@@ -23,7 +23,7 @@ from nasseg.blocks.jetconv import GROUPS_POLICIES, JETCONV_MODES, JetBlock, JetI
 from nasseg.blocks.ops import conv_out_size, resize_to
 from nasseg.blocks.regseg_decoder import DEEP_HEAD_MODES, MERGE_POINTS, RegSegDecoder
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family, Findings
+from nasseg.models.registry import Findings, register_family
 
 LAST_FMAP = 16  # the feature-map list stops once the larger side is <= 16 (authors' last_fmap)
 HEAD_POSITIONS = ("first", "middle", "last")
@@ -235,10 +235,6 @@ class JetSeg(nn.Module):
         return resize_to(self.decoder(deep, feats[mid_i], feats[shallow_i]), size)
 
 
-def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
-    return JetSeg(params, num_classes)
-
-
 def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     """Infeasible: invalid values. Degenerate: dilated asymmetric kernels whose dilation reaches the
     extent of the feature map they act on (they read padding only)."""
@@ -276,9 +272,12 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     return Findings(degenerate=reasons)
 
 
-FAMILY = Family(
-    name="jetseg",
-    build=build,
+@register_family(
+    "jetseg",
     check=check,
-    doc="JetSeg: JetNet encoder of JetBlocks (JetConv, channel shuffle, CBAM/SAM/ECA) + RegSeg-style decoder",
+    doc=(
+        "JetSeg: JetNet encoder of JetBlocks (JetConv, channel shuffle, CBAM/SAM/ECA) + RegSeg-style decoder"
+    ),
 )
+def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
+    return JetSeg(params, num_classes)

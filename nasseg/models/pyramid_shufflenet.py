@@ -28,7 +28,7 @@ from nasseg.blocks.ops import conv_out_size, resize_to
 from nasseg.blocks.shuffle import PYRAMID_BNS, PYRAMID_MERGES, shuffle_stage
 from nasseg.blocks.vortex import VortexPooling, check_vortex_rates
 from nasseg.errors import ConfigError
-from nasseg.models.registry import Family, Findings
+from nasseg.models.registry import Findings, register_family
 
 # ShuffleNet V2 output widths of (Stage1, Stage2, Stage3) per width multiplier (Ma et al. 2018, Table 5).
 STAGE_WIDTHS: dict[float, tuple[int, int, int]] = {
@@ -177,25 +177,6 @@ class PyramidShuffleNet(nn.Module):
 
 
 # ----- the family ----------------------------------------------------------------------------------
-def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
-    """The network for these parameter values (ConfigError for values it cannot build)."""
-    return PyramidShuffleNet(PyramidShuffleNetConfig.from_params(params), num_classes)
-
-
-def feature_sizes(cfg: PyramidShuffleNetConfig, input_hw: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    """Spatial size after the stem pool and after each stage (all odd kernels with 'same' padding)."""
-    def down(hw: tuple[int, int], stride: int) -> tuple[int, int]:
-        return tuple(conv_out_size(s, 3, stride) for s in hw)  # type: ignore[return-value]
-
-    sizes: dict[str, tuple[int, int]] = {}
-    hw = down(down(tuple(input_hw), 2), 2)  # type: ignore[arg-type]
-    sizes["pool"] = hw
-    sizes["stage1"] = hw = down(hw, 2)
-    sizes["stage2"] = hw = down(hw, 2)
-    sizes["stage3"] = down(hw, cfg.stage3_stride)
-    return sizes
-
-
 def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     """Infeasible: invalid values, an input smaller than the output stride. Degenerate: a dilation or
     Vortex rate (which is also its pooling window) at least as large as the longer side of the map it
@@ -244,12 +225,28 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     return Findings(degenerate=reasons)
 
 
-FAMILY = Family(
-    name="pyramid_shufflenet",
-    build=build,
+@register_family(
+    "pyramid_shufflenet",
     check=check,
     doc=(
-        "Pyramid ShuffleNet V2 with efficient Vortex Pooling: ShuffleNet V2 with multi-kernel depthwise "
-        "convs (eq. 1), a dilated stride-1 Stage3 and (efficient) Vortex Pooling; Table IV rows as baselines."
+        "Pyramid ShuffleNet V2 with efficient Vortex Pooling: ShuffleNet V2 with multi-kernel depthwise convs"
+        " (eq. 1), a dilated stride-1 Stage3 and (efficient) Vortex Pooling; Table IV rows as baselines."
     ),
 )
+def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """The network for these parameter values (ConfigError for values it cannot build)."""
+    return PyramidShuffleNet(PyramidShuffleNetConfig.from_params(params), num_classes)
+
+
+def feature_sizes(cfg: PyramidShuffleNetConfig, input_hw: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Spatial size after the stem pool and after each stage (all odd kernels with 'same' padding)."""
+    def down(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+        return tuple(conv_out_size(s, 3, stride) for s in hw)  # type: ignore[return-value]
+
+    sizes: dict[str, tuple[int, int]] = {}
+    hw = down(down(tuple(input_hw), 2), 2)  # type: ignore[arg-type]
+    sizes["pool"] = hw
+    sizes["stage1"] = hw = down(hw, 2)
+    sizes["stage2"] = hw = down(hw, 2)
+    sizes["stage3"] = down(hw, cfg.stage3_stride)
+    return sizes

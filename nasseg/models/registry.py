@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,17 +11,6 @@ from typing import Any
 from torch import nn
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-
-# Family name -> module under nasseg.models that defines ``FAMILY``.
-FAMILY_MODULES: dict[str, str] = {
-    "espnet": "nasseg.models.espnet",
-    "ejpnet": "nasseg.models.ejpnet",
-    "fassd": "nasseg.models.fassd",
-    "jetseg": "nasseg.models.jetseg",
-    "pyramid_shufflenet": "nasseg.models.pyramid_shufflenet",
-}
-
-
 
 @dataclass(frozen=True)
 class Findings:
@@ -86,16 +74,32 @@ class ArchConfig:
         return ArchConfig(self.family, dict(self.params), num_classes)
 
 
+# Family name -> Family, filled by ``register_family`` as nasseg.models imports each family's module.
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, *, check: CheckFn, doc: str = "") -> Callable[[BuildFn], BuildFn]:
+    """Register the decorated builder as family ``name``, with its ``check``; the registration sits
+    beside the family's code, and a name registered twice is refused."""
+
+    def register(build: BuildFn) -> BuildFn:
+        if name in FAMILIES:
+            raise ValueError(f"model family {name!r} is registered twice")
+        FAMILIES[name] = Family(name, build, check, doc)
+        return build
+
+    return register
+
+
 def get_family(name: str) -> Family:
     """The family called ``name``; an unknown name lists the known ones."""
-    if name not in FAMILY_MODULES:
-        raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(FAMILY_MODULES)}")
-    module = importlib.import_module(FAMILY_MODULES[name])
-    return module.FAMILY
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; known families: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
 def family_names() -> list[str]:
-    return list(FAMILY_MODULES)
+    return list(FAMILIES)
 
 
 def build(config: ArchConfig) -> nn.Module:
