@@ -36,7 +36,7 @@ from nasseg.latency import estimate
 from nasseg.models import build
 from nasseg.profile import count_macs, count_params
 from nasseg.spaces import load_space, space_names
-from nasseg.viz.landscape import check_targets, draw_samples, explore, profile_architecture
+from nasseg.viz.landscape import check_targets, explore, profile_architecture
 
 RESULTS = Path(__file__).resolve().parent / "results" / "explore_speed"
 
@@ -85,7 +85,7 @@ def run(space: str, targets: list[str], samples: int, workers: int | None, seed:
 def naive(space_name: str, target: str, samples: int, seed: int) -> dict[str, Any]:
     space = load_space(space_name)
     hw = tuple(space.spec.search_input)
-    configs, *_ = draw_samples(space, samples, seed)
+    configs = space.sample_feasible(samples, seed).configs
     calibrations = check_targets([target])
     estimate(build(configs[0]), hw, target)  # warm up: imports, first trace
     profile_architecture(configs[0], hw, calibrations)
@@ -128,7 +128,7 @@ def agree(samples: int, seed: int, targets: list[str]) -> dict[str, Any]:
         hw = tuple(space.spec.search_input)
         cases = [(b, space.baseline(b, space.spec.num_classes)) for b in space.baselines]
         cases = [(b, c) for b, c in cases if _feasible(space, c, hw)]
-        cases += [(f"sample-{i + 1}", c) for i, c in enumerate(draw_samples(space, samples, seed)[0])]
+        cases += [(f"sample-{i + 1}", c) for i, c in enumerate(space.sample_feasible(samples, seed).configs)]
         rows = []
         for label, config in cases:
             fast = profile_architecture(config, hw, calibrations)

@@ -33,13 +33,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import optuna
 import torch
 from scipy.stats import kendalltau, spearmanr
 
 from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, make_run, run_training
 from nasseg.data import dataset_info
-from nasseg.errors import InfeasibleArchitecture
 from nasseg.models import ArchConfig, build
 from nasseg.profile import count_params
 from nasseg.spaces import all_spaces, find_baseline
@@ -77,25 +75,18 @@ def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | No
 
 
 def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> list[tuple[str, ArchConfig]]:
-    """``count`` random architectures that their space accepts at ``train_hw`` too (its sampler's rule: every
-    space rejects degenerate points, as the stored runs were drawn), drawn from the spaces in turn."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    """``count`` random architectures that their space accepts at its search input and at ``train_hw``
+    (its sampler's rule: every space rejects degenerate points, as the stored runs were drawn), taken
+    from the spaces in turn; space i draws with seed ``seed + i``."""
     spaces = all_spaces()
-    studies = [optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed + i)) for i in range(len(spaces))]
-    picked: list[tuple[str, ArchConfig]] = []
-    turn = 0
-    while len(picked) < count:
-        space, study = spaces[turn % len(spaces)], studies[turn % len(spaces)]
-        turn += 1
-        for _ in range(50):
-            try:
-                config = space.sample(study.ask(), num_classes)
-                space.check(config, train_hw, degenerate=space.spec.degenerate)
-            except InfeasibleArchitecture:
-                continue
-            picked.append((f"{space.name}-sample-{config.arch_hash()[:6]}", config))
-            break
-    return picked
+    wanted = [count // len(spaces) + (i < count % len(spaces)) for i in range(len(spaces))]
+    drawn = [
+        [(f"{space.name}-sample-{c.arch_hash()[:6]}", c) for c in space.sample_feasible(
+            n, seed + i, inputs=[tuple(space.spec.search_input), train_hw], num_classes=num_classes,
+            attempts_per_sample=50).configs]
+        for i, (space, n) in enumerate(zip(spaces, wanted, strict=True))
+    ]
+    return [named[k] for k in range(max(wanted, default=0)) for named in drawn if k < len(named)]
 
 
 def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> list[tuple[str, ArchConfig]]:

@@ -33,7 +33,6 @@ from nasseg.viz.landscape import (
     ArchPoint,
     Estimate,
     check_targets,
-    draw_samples,
     expected_points,
     explore,
     landscape_html,
@@ -92,9 +91,9 @@ def test_the_landscape_is_json_with_its_provenance(small) -> None:
 
 def test_the_same_seed_draws_the_same_architectures_and_another_seed_others() -> None:
     space = load_space("espnet")
-    first, *_ = draw_samples(space, 8, seed=3)
-    again, *_ = draw_samples(space, 8, seed=3)
-    other, *_ = draw_samples(space, 8, seed=4)
+    first = space.sample_feasible(8, seed=3).configs
+    again = space.sample_feasible(8, seed=3).configs
+    other = space.sample_feasible(8, seed=4).configs
     assert [c.arch_hash() for c in first] == [c.arch_hash() for c in again]
     assert {c.arch_hash() for c in first} != {c.arch_hash() for c in other}
 
@@ -118,7 +117,7 @@ def test_zero_samples_gives_the_baselines_alone() -> None:
 def _cases(space_name: str, samples: int = 1) -> list:
     space = load_space(space_name)
     first = next(iter(space.baselines))
-    return [space.baseline(first, space.spec.num_classes), *draw_samples(space, samples, seed=2)[0]]
+    return [space.baseline(first, space.spec.num_classes), *space.sample_feasible(samples, seed=2).configs]
 
 
 @pytest.mark.parametrize("space_name", space_names())
@@ -207,7 +206,7 @@ def test_trace_macs_counts_what_fvcore_counts_and_skips_dead_layers() -> None:
 # ----- which parameters move latency -------------------------------------------------------------
 def test_a_parameter_that_alone_sets_latency_gets_all_the_share() -> None:
     space = load_space("espnet")
-    configs, *_ = draw_samples(space, 60, seed=1)
+    configs = space.sample_feasible(60, seed=1).configs
     scale = {v: i + 1.0 for i, v in enumerate(sorted({c.params["width_l1"] for c in configs}))}
     points = [ArchPoint(f"s{i}", False, c, c.arch_hash(), 1, 1, 1,
                         {"t": Estimate(10.0 * scale[c.params["width_l1"]], "estimated by test", "cal", "p")})

@@ -228,15 +228,9 @@ def test_every_space_file_states_its_degenerate_decision_with_a_reason(path):
 @pytest.mark.parametrize("space", all_spaces(), ids=lambda s: s.name)
 def test_every_space_offers_points_that_do_not_degenerate_at_its_search_input(space):
     """The sampler rejects degenerate points: enough of the others must be left to search."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    accepted = 0
-    for _ in range(60):
-        try:
-            space.sample(study.ask())
-        except InfeasibleArchitecture:
-            continue
-        accepted += 1
-    assert accepted >= 15, f"{space.name}: only {accepted}/60 samples neither infeasible nor degenerate"
+    drawn = space.sample_feasible(60, seed=0, attempts_per_sample=1)
+    accepted = len(drawn.configs) + drawn.duplicates
+    assert drawn.draws == 60 and accepted >= 15, f"{space.name}: only {accepted}/60 samples neither infeasible nor degenerate"
 
 
 def test_fassd_keeps_rate_sets_that_fit_fassd_nets_deepest_map_at_the_search_input():

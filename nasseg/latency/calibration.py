@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import optuna
 from scipy.optimize import least_squares
 from torch import nn
 
-from nasseg.errors import InfeasibleArchitecture
 from nasseg.latency.costs import OP_CLASSES
 from nasseg.latency.optable import OpTable, time_layers
 from nasseg.latency.predictor import (
@@ -357,20 +355,10 @@ def baseline_architectures() -> list[Architecture]:
 def sampled_architectures(per_space: int, seed: int = 0, spaces: list[SearchSpace] | None = None) -> list[Architecture]:
     """``per_space`` distinct feasible random samples of every search space (fewer where a space
     rejects most of its samples)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     out: list[Architecture] = []
     for space in all_spaces() if spaces is None else spaces:
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-        found: dict[str, ArchConfig] = {}
-        for _attempt in range(per_space * 20):
-            if len(found) == per_space:
-                break
-            try:
-                config = space.sample(study.ask())
-            except InfeasibleArchitecture:
-                continue
-            found.setdefault(config.arch_hash(), config)
-        out += [(f"{space.name}-{h}", config, tuple(space.spec.search_input)) for h, config in found.items()]
+        drawn = space.sample_feasible(per_space, seed)
+        out += [(f"{space.name}-{c.arch_hash()}", c, tuple(space.spec.search_input)) for c in drawn.configs]
     return out
 
 

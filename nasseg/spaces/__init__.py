@@ -2,6 +2,7 @@
 
 from nasseg.spaces.space import (
     SPACES_DIR,
+    Draw,
     SearchSpace,
     all_spaces,
     config_from_dict,
@@ -13,6 +14,6 @@ from nasseg.spaces.space import (
 )
 
 __all__ = [
-    "SPACES_DIR", "SearchSpace", "all_spaces", "config_from_dict", "find_baseline", "load_architecture", "load_space",
+    "SPACES_DIR", "Draw", "SearchSpace", "all_spaces", "config_from_dict", "find_baseline", "load_architecture", "load_space",
     "space_names", "validate_config",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,22 @@ SPACES_DIR = Path(os.environ.get("NASSEG_SPACES_DIR", Path(__file__).resolve().p
 
 def _is_primitive(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
+
+
+@dataclass
+class Draw:
+    """What ``SearchSpace.sample_feasible`` found: distinct feasible architectures, in draw order;
+    how many draws it took; the reasons of each draw the space rejected; how many draws repeated an
+    architecture already found."""
+
+    configs: list[ArchConfig] = field(default_factory=list)
+    draws: int = 0
+    rejections: list[list[str]] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejections)
 
 
 class SearchSpace:
@@ -184,6 +201,45 @@ class SearchSpace:
         config = ArchConfig(self.spec.family, self.sample_params(trial), num_classes or self.spec.num_classes)
         self.check(config, self.spec.search_input, degenerate=self.spec.degenerate)
         return config
+
+    def sample_feasible(
+        self,
+        count: int,
+        seed: int = 0,
+        *,
+        inputs: Sequence[tuple[int, int]] = (),
+        num_classes: int | None = None,
+        exclude: Iterable[str] = (),
+        attempts_per_sample: int = 20,
+    ) -> Draw:
+        """Up to ``count`` distinct architectures drawn by Optuna's random sampler (seeded) that the
+        space accepts at every input of ``inputs`` (default: its search input) by its own rule for
+        degenerate points, none with an arch hash in ``exclude``. It gives up after ``count *
+        attempts_per_sample`` draws, so a space that rejects nearly everything returns fewer."""
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a study of the user's: say nothing of it
+        try:
+            study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        checked_at = list(inputs) or [tuple(self.spec.search_input)]
+        seen, drawn = set(exclude), Draw()
+        while len(drawn.configs) < count and drawn.draws < count * attempts_per_sample:
+            drawn.draws += 1
+            params = self.sample_params(study.ask())
+            config = ArchConfig(self.spec.family, params, num_classes or self.spec.num_classes)
+            try:
+                for hw in checked_at:
+                    self.check(config, hw, degenerate=self.spec.degenerate)
+            except InfeasibleArchitecture as exc:
+                drawn.rejections.append(exc.reasons)
+                continue
+            if config.arch_hash() in seen:
+                drawn.duplicates += 1
+                continue
+            seen.add(config.arch_hash())
+            drawn.configs.append(config)
+        return drawn
 
     def check(self, config: ArchConfig, input_hw: tuple[int, int], degenerate: str = "accept") -> list[str]:
         """``models.check`` (infeasible raises, degenerate notes are returned), with degenerate

@@ -31,7 +31,7 @@ import math
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 import torch
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture
@@ -53,7 +52,6 @@ from nasseg.profile import count_params
 from nasseg.spaces import SearchSpace, load_space
 
 MAX_LEVELS = 6  # a numeric parameter with more values is binned into this many equal-count groups
-ATTEMPTS_PER_SAMPLE = 20  # draws allowed per requested sample before the space is called exhausted
 PARALLEL_FROM = 64  # architectures from which ``workers=None`` uses a process pool
 DIV_LATENCY, DIV_IMPORTANCE = "landscape-latency-macs", "landscape-importance"
 
@@ -263,34 +261,6 @@ def _profile_job(job: tuple[ArchConfig, tuple[int, int], dict[str, Calibration]]
     return profile_architecture(*job)
 
 
-# ----- sampling ----------------------------------------------------------------------------------
-def draw_samples(
-    space: SearchSpace, samples: int, seed: int, exclude: Iterable[str] = ()
-) -> tuple[list[ArchConfig], int, int, int]:
-    """Up to ``samples`` distinct architectures drawn at random, none with a hash in ``exclude``:
-    (configs, draws, rejected, duplicates)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    seen, found = set(exclude), []
-    draws = rejected = duplicates = 0
-    hw = tuple(space.spec.search_input)
-    while len(found) < samples and draws < samples * ATTEMPTS_PER_SAMPLE:
-        draws += 1
-        config = ArchConfig(space.spec.family, space.sample_params(study.ask()), space.spec.num_classes)
-        try:
-            space.check(config, hw, degenerate=space.spec.degenerate)
-        except InfeasibleArchitecture:
-            rejected += 1
-            continue
-        key = config.arch_hash()
-        if key in seen:
-            duplicates += 1
-            continue
-        seen.add(key)
-        found.append(config)
-    return found, draws, rejected, duplicates
-
-
 def check_targets(targets: Sequence[str]) -> dict[str, Calibration]:
     """The calibration of every target; an unknown target, or one without a calibration, raises the
     registry's error listing the valid ones."""
@@ -339,8 +309,8 @@ def explore(
             left_out.append(name)  # it cannot run at the search input; the page says so
             continue
         named.append((name, True, config, notes))
-    configs, draws, rejected, duplicates = draw_samples(space, samples, seed, {c.arch_hash() for _, _, c, _ in named})
-    named += [(f"sample-{i + 1}", False, config, []) for i, config in enumerate(configs)]
+    drawn = space.sample_feasible(samples, seed, exclude={c.arch_hash() for _, _, c, _ in named})
+    named += [(f"sample-{i + 1}", False, config, []) for i, config in enumerate(drawn.configs)]
 
     workers = _default_workers(len(named)) if workers is None else max(1, int(workers))
     jobs = [(config, hw, calibrations) for _, _, config, _ in named]
@@ -367,8 +337,8 @@ def explore(
     effects = {t: parameter_effects(space, sampled, t) for t in calibrations}
     return Landscape(
         space=space.name, family=space.spec.family, input_hw=hw, num_classes=space.spec.num_classes,
-        targets=list(calibrations), samples=samples, seed=seed, points=points, draws=draws, rejected=rejected,
-        duplicates=duplicates, effects=effects, seconds=time.perf_counter() - started, workers=workers,
+        targets=list(calibrations), samples=samples, seed=seed, points=points, draws=drawn.draws,
+        rejected=drawn.rejected, duplicates=drawn.duplicates, effects=effects, seconds=time.perf_counter() - started, workers=workers,
         meta_traced=sum(r.meta for r in results), left_out=left_out,
     )
 
