@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nasseg.blocks.activations import REU, TanhExp
-from nasseg.latency.device import cpu_name
+from nasseg.latency.measure.device import cpu_name
 from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 
 SCALES = (1.0, 100.0, 1e4)  # standard deviation of the activations

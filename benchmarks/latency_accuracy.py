@@ -10,7 +10,7 @@
    least 50: share within +-10 %, MAPE, Kendall tau (and the same for latency proportional to FLOPs).
    A second fit adds the micro-benchmark suite of `nasseg calibrate` to the calibration set, and a
    third replaces the roofline with an op table: every layer of the calibration architectures timed
-   inside its network, in the same passes as the networks (nasseg.latency.optable). Calibration and
+   inside its network, in the same passes as the networks (nasseg.latency.predict.optable). Calibration and
    check networks share every pass, so the host's drift is noise in both and not a bias between them.
    Host measurements are kept in ``--measurements`` (a JSON file keyed by architecture and input):
    a case found there is not measured again, so the fits can be redone, or a changed cost model
@@ -49,8 +49,10 @@ from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture, NassegError
 from nasseg.latency import estimate
-from nasseg.latency.backends import measure_model
-from nasseg.latency.calibration import (
+from nasseg.latency.measure.backends import measure_model
+from nasseg.latency.measure.device import cpu_name
+from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration
+from nasseg.latency.predict.fit import (
     HOST_PRIOR,
     JETSON_PRIOR,
     Measurement,
@@ -62,10 +64,9 @@ from nasseg.latency.calibration import (
     sampled_architectures,
     template,
 )
-from nasseg.latency.device import cpu_name
-from nasseg.latency.microbench import suite
-from nasseg.latency.optable import OpTable, significant, time_layers
-from nasseg.latency.predictor import CALIBRATIONS_DIR, Calibration, layer_table
+from nasseg.latency.predict.microbench import suite
+from nasseg.latency.predict.optable import OpTable, significant, time_layers
+from nasseg.latency.predict.predictor import layer_table
 from nasseg.latency.timing import TimingSettings, host_slowdown, in_passes, keep_freed_memory
 from nasseg.models import ArchConfig, build
 from nasseg.spaces import all_spaces, find_baseline, load_space

@@ -22,8 +22,8 @@ import statistics
 import torch
 from rich.progress import Progress
 
-from nasseg.latency.backends import measure_model
-from nasseg.latency.device import cpu_device
+from nasseg.latency.measure.backends import measure_model
+from nasseg.latency.measure.device import cpu_device
 from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 from nasseg.models import build
 from nasseg.spaces import all_spaces, find_baseline

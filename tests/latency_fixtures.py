@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasseg.latency.agent import AgentSettings, make_server
+from nasseg.latency.measure.agent import AgentSettings, make_server
 from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, Family, Findings, registry

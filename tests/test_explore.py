@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.latency import estimate
-from nasseg.latency.costs import layers_of
-from nasseg.latency.graph import trace, trace_meta
+from nasseg.latency.predict.costs import layers_of
+from nasseg.latency.predict.graph import trace, trace_meta
 from nasseg.latency.targets import target_names
 from nasseg.models import build
 from nasseg.profile import count_macs, count_params

@@ -14,10 +14,10 @@ import pytest
 from latency_fixtures import QUICK, Concurrency, serving_agent, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
 
 from nasseg.errors import ConfigError
-from nasseg.latency.agent import AgentClient, fits_in_memory
-from nasseg.latency.cache import LatencyCache
 from nasseg.latency.errors import AgentError, AgentUnreachable
-from nasseg.latency.measure import measure_config
+from nasseg.latency.measure.agent import AgentClient, fits_in_memory
+from nasseg.latency.measure.cache import LatencyCache
+from nasseg.latency.measure.measure import measure_config
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig, build
 from nasseg.spaces import all_spaces, load_space
@@ -110,7 +110,7 @@ def test_agent_for_another_target_is_not_mislabelled(agent_url: str) -> None:
 @pytest.mark.slow
 def test_ray_trials_share_the_board_through_one_actor(agent_url: str) -> None:
     ray = pytest.importorskip("ray", reason="Ray is the optional 'ray' extra")
-    from nasseg.latency.ray_board import board_actor, board_resource, board_resources
+    from nasseg.latency.measure.ray_board import board_actor, board_resource, board_resources
 
     ray.init(num_cpus=1, resources=board_resources("host-cpu"), include_dashboard=False, log_to_driver=False)
     try:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
-from nasseg.latency.cache import LatencyCache
+from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.targets import target_names
 
 runner = CliRunner()

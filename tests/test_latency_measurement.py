@@ -14,13 +14,13 @@ from latency_fixtures import QUICK, tiny, tinyseg  # noqa: F401 (tinyseg is a fi
 from torch import nn
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture, NassegError
-from nasseg.latency import measure as measure_module
-from nasseg.latency.backends import measure_model
-from nasseg.latency.backends.onnxruntime_backend import choose_providers
-from nasseg.latency.cache import CacheError, CacheKey, LatencyCache
-from nasseg.latency.device import jetson_target_of, parse_nvpmodel
 from nasseg.latency.errors import BackendUnavailable
-from nasseg.latency.measure import measure_config
+from nasseg.latency.measure import measure as measure_module
+from nasseg.latency.measure.backends import measure_model
+from nasseg.latency.measure.backends.onnxruntime_backend import choose_providers
+from nasseg.latency.measure.cache import CacheError, CacheKey, LatencyCache
+from nasseg.latency.measure.device import jetson_target_of, parse_nvpmodel
+from nasseg.latency.measure.measure import measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings, denormals_flushed, host_slowdown, in_passes, summarise, time_repeatedly
@@ -209,14 +209,14 @@ def test_torch_backend_without_cuda_says_what_it_needs(monkeypatch: pytest.Monke
 
 
 def test_jetson_target_off_the_board_points_to_the_agent_and_predictor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nasseg.latency.backends.jetson_model", lambda: None)
+    monkeypatch.setattr("nasseg.latency.measure.backends.jetson_model", lambda: None)
     with pytest.raises(BackendUnavailable) as info:
         measure_model(small_net(), (32, 32), "jetson-agx-orin", "tensorrt")
     assert "nasseg agent" in str(info.value) and "--backend predictor" in str(info.value)
 
 
 def test_measuring_on_the_wrong_jetson_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("nasseg.latency.backends.jetson_model", lambda: "NVIDIA Jetson Xavier NX Developer Kit")
+    monkeypatch.setattr("nasseg.latency.measure.backends.jetson_model", lambda: "NVIDIA Jetson Xavier NX Developer Kit")
     with pytest.raises(ConfigError, match="not jetson-agx-orin"):
         measure_model(small_net(), (32, 32), "jetson-agx-orin", "torch")
 
@@ -229,7 +229,7 @@ def test_unknown_backend_and_unsupported_precision_are_named() -> None:
 
 
 def test_torch2trt_missing_says_where_to_get_it() -> None:
-    from nasseg.latency.backends.torch2trt_backend import _torch2trt
+    from nasseg.latency.measure.backends.torch2trt_backend import _torch2trt
 
     with pytest.raises(BackendUnavailable, match="NVIDIA-AI-IOT/torch2trt"):
         _torch2trt()
@@ -329,7 +329,7 @@ def test_infeasible_architecture_stops_before_measuring(tinyseg, tmp_path) -> No
 
 
 def test_cpu_name_tells_apart_cpus_that_share_a_generic_name(monkeypatch, tmp_path) -> None:
-    from nasseg.latency import device
+    from nasseg.latency.measure import device
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n\n"

@@ -12,13 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from nasseg.latency import calibration
-from nasseg.latency.calibration import HOST_PRIOR, measure_and_fit, template
-from nasseg.latency.costs import SHAPE_FIELDS, ConvGeometry, layers_of
-from nasseg.latency.graph import timed_trace, trace
-from nasseg.latency.microbench import suite
-from nasseg.latency.optable import ROW_FIELDS, OpTable, conv_output_hw, rows_of, time_layers
-from nasseg.latency.predictor import OP_TABLE_PREDICTOR, Calibration, CalibrationError, LayerTable, estimate, layer_table
+from nasseg.latency.predict import fit as calibration
+from nasseg.latency.predict.calibration import Calibration, CalibrationError
+from nasseg.latency.predict.costs import SHAPE_FIELDS, ConvGeometry, LayerTable, layers_of
+from nasseg.latency.predict.fit import HOST_PRIOR, measure_and_fit, template
+from nasseg.latency.predict.graph import timed_trace, trace
+from nasseg.latency.predict.microbench import suite
+from nasseg.latency.predict.optable import ROW_FIELDS, OpTable, conv_output_hw, rows_of, time_layers
+from nasseg.latency.predict.predictor import OP_TABLE_PREDICTOR, estimate, layer_table
 from nasseg.latency.result import LatencyResult
 from nasseg.models import build
 from nasseg.spaces import find_baseline
@@ -262,7 +263,7 @@ def test_calibrate_op_table_option_builds_one_from_the_cases_and_refuses_other_s
     from typer.testing import CliRunner
 
     from nasseg.cli import app
-    from nasseg.latency import backends
+    from nasseg.latency.measure import backends
 
     # The networks' own timings are not what is checked here: only their layers are timed for real.
     monkeypatch.setattr(backends, "measure_model", lambda model, hw, *_a, **_k: LatencyResult(

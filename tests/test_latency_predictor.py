@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 from nasseg.errors import NassegError
 from nasseg.latency import estimate
-from nasseg.latency.costs import UnsupportedLayer, layers_of
-from nasseg.latency.graph import UntraceableModel, trace
-from nasseg.latency.predictor import CalibrationError, find_calibration
+from nasseg.latency.predict.calibration import CalibrationError, find_calibration
+from nasseg.latency.predict.costs import UnsupportedLayer, layers_of
+from nasseg.latency.predict.graph import UntraceableModel, trace
 from nasseg.latency.targets import target_names
 from nasseg.models import build
 from nasseg.spaces import all_spaces

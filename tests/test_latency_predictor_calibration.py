@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from torch import nn
 
-from nasseg.latency.backends import measure_model
-from nasseg.latency.calibration import (
+from nasseg.latency.measure.backends import measure_model
+from nasseg.latency.predict.calibration import Calibration, CalibrationError, find_calibration
+from nasseg.latency.predict.costs import OP_CLASSES
+from nasseg.latency.predict.fit import (
     HOST_PRIOR,
     JETSON_PRIOR,
     Measurement,
@@ -23,9 +25,8 @@ from nasseg.latency.calibration import (
     published_points,
     template,
 )
-from nasseg.latency.costs import OP_CLASSES
-from nasseg.latency.microbench import suite
-from nasseg.latency.predictor import Calibration, CalibrationError, estimate, find_calibration, layer_table
+from nasseg.latency.predict.microbench import suite
+from nasseg.latency.predict.predictor import estimate, layer_table
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import check
@@ -182,7 +183,7 @@ def test_calibrate_rounds_option_measures_every_case_that_many_times(tmp_path: P
     from typer.testing import CliRunner
 
     from nasseg.cli import app
-    from nasseg.latency import backends
+    from nasseg.latency.measure import backends
 
     calls: list[tuple[int, int]] = []
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nasseg.latency.costs import CONV_CLASSES, layers_of
-from nasseg.latency.graph import trace
-from nasseg.latency.reference_nets import REFERENCE_NETS, reference_net
+from nasseg.latency.predict.costs import CONV_CLASSES, layers_of
+from nasseg.latency.predict.graph import trace
+from nasseg.latency.predict.reference_nets import REFERENCE_NETS, reference_net
 from nasseg.profile import count_params
 
 # GMACs published beside the measurements (jetson.md sections 2.1 and 3.1, at 224x224 unless noted).

@@ -11,16 +11,15 @@ from rich.table import Table
 
 from nasseg.cli.common import console, err_console, parse_hw, print_degenerate, print_json, user_errors
 from nasseg.errors import ConfigError
-from nasseg.latency.agent import AgentClient, AgentSettings, make_server
-from nasseg.latency.backends import backend_names, default_backend
-from nasseg.latency.cache import LatencyCache
-from nasseg.latency.measure import PREDICTOR, latency_backend, measure_config
+from nasseg.latency.measure.agent import AgentClient, AgentSettings, make_server
+from nasseg.latency.measure.backends import backend_names, default_backend
+from nasseg.latency.measure.cache import LatencyCache
+from nasseg.latency.measure.measure import PREDICTOR, latency_backend, measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 from nasseg.spaces import load_architecture
-
 
 
 # ----- nasseg targets ----------------------------------------------------------------------------
@@ -80,7 +79,7 @@ def targets_command(as_json: bool = typer.Option(False, "--json", help="Print JS
 # ----- nasseg latency ----------------------------------------------------------------------------
 def _estimate(config: ArchConfig, input_hw: tuple[int, int], target: str, precision: str | None) -> LatencyResult:
     """The predictor's estimate; the caller has run ``check`` (infeasible refused, degenerate noted)."""
-    from nasseg.latency import estimate  # part B's predictor
+    from nasseg.latency import estimate
 
     return estimate(build(config), input_hw, target, precision=precision)
 
@@ -216,10 +215,10 @@ def calibrate_command(
 
     from rich.progress import Progress
 
-    from nasseg.latency import calibration as calib
-    from nasseg.latency.backends import measure_model, require_local, resolve_precision
-    from nasseg.latency.microbench import suite
-    from nasseg.latency.predictor import USER_CALIBRATIONS_DIR
+    from nasseg.latency.measure.backends import measure_model, require_local, resolve_precision
+    from nasseg.latency.predict import fit as calib
+    from nasseg.latency.predict.calibration import USER_CALIBRATIONS_DIR
+    from nasseg.latency.predict.microbench import suite
 
     with user_errors():
         spec = get_target(target)

@@ -9,7 +9,7 @@ import optuna
 import yaml
 
 from nasseg.errors import ConfigError
-from nasseg.latency.backends.onnx_export import export_onnx
+from nasseg.latency.measure.backends.onnx_export import export_onnx
 from nasseg.models import build
 from nasseg.search.results import StudyResults
 from nasseg.search.study import record_of

@@ -14,7 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasseg.errors import ConfigError
-from nasseg.latency.measure import PREDICTOR, latency_backend
+from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.yamlio import read_yaml
 
 SamplerName = Literal["tpe", "nsga2", "gp", "random"]

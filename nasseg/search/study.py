@@ -28,8 +28,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.data import dataset_info
 from nasseg.errors import ConfigError, NassegError
-from nasseg.latency.cache import LatencyCache
-from nasseg.latency.measure import PREDICTOR, latency_backend
+from nasseg.latency.measure.cache import LatencyCache
+from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
 from nasseg.search.spec import StudySpec, load_study_file

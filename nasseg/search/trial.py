@@ -21,10 +21,10 @@ from torch import nn
 from nasseg.data import DatasetError
 from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
 from nasseg.latency import estimate
-from nasseg.latency.agent import AgentClient
-from nasseg.latency.cache import CacheError, LatencyCache
 from nasseg.latency.errors import BackendUnavailable, UnknownPowerMode, UnknownTarget
-from nasseg.latency.measure import PREDICTOR, measure_config
+from nasseg.latency.measure.agent import AgentClient
+from nasseg.latency.measure.cache import CacheError, LatencyCache
+from nasseg.latency.measure.measure import PREDICTOR, measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
 from nasseg.profile import count_macs, count_params

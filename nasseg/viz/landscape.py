@@ -42,9 +42,10 @@ import numpy as np
 import torch
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture
-from nasseg.latency.costs import CONV_CLASSES, layers_of
-from nasseg.latency.graph import OpNode, UntraceableModel, trace, trace_meta
-from nasseg.latency.predictor import Calibration, estimate_trace, find_calibration
+from nasseg.latency.predict.calibration import Calibration, find_calibration
+from nasseg.latency.predict.costs import CONV_CLASSES, layers_of
+from nasseg.latency.predict.graph import OpNode, UntraceableModel, trace, trace_meta
+from nasseg.latency.predict.predictor import estimate_trace
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target, target_names
 from nasseg.models import ArchConfig, build

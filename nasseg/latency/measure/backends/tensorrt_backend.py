@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasseg.latency.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from nasseg.latency.backends.parity import check_parity
-from nasseg.latency.device import jetson_model, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable, MeasurementFailed
+from nasseg.latency.measure.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+from nasseg.latency.measure.backends.parity import check_parity
+from nasseg.latency.measure.device import jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings, summarise

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture, NassegError
-from nasseg.latency.backends import measure_model, require_local, resolve_precision
-from nasseg.latency.device import cpu_name, jetson_model, power_mode, software_versions
 from nasseg.latency.errors import AgentError, AgentUnreachable
+from nasseg.latency.measure.backends import measure_model, require_local, resolve_precision
+from nasseg.latency.measure.device import cpu_name, jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings

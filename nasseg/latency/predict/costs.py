@@ -16,8 +16,10 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from nasseg.errors import NassegError
-from nasseg.latency.graph import OpNode
+from nasseg.latency.predict.graph import OpNode
 
 # Op classes. Convolutions split by the shape of their work, because kernels differ (and papers
 # measure them differently): a depthwise conv is memory bound, a dilated one loses Winograd and
@@ -80,7 +82,7 @@ class UnsupportedLayer(NassegError):
 class ConvGeometry:
     """One 2-D convolution as ``aten.convolution`` ran it: input, weight and arguments.
 
-    It is what a device's kernel time depends on: the op table (``nasseg.latency.optable``) predicts
+    It is what a device's kernel time depends on: the op table (``nasseg.latency.predict.optable``) predicts
     a convolution's time from it.
     """
 
@@ -111,6 +113,9 @@ class ConvGeometry:
         *ints, transposed, output_pad_h, output_pad_w, bias = row
         return cls(*ints, bool(transposed), output_pad_h, output_pad_w, bool(bias))
 
+
+# A convolution's geometry as a row of ints, in this order.
+GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
 
 # What a kernel's time depends on beyond its FLOPs and bytes, for every layer: its first activation
 # input and its first output as (channels, height, width), how many activation operands it reads, and
@@ -289,3 +294,44 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
                                 _layer_shape(node)))
         in_fusable_kernel[node.index] = fused or op_class in CONV_CLASSES or op_class == "matmul"
     return layers
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The costed kernels of one or more networks as flat arrays (``sample`` says whose)."""
+
+    op_class: np.ndarray  # index into OP_CLASSES
+    flops: np.ndarray
+    bytes: np.ndarray
+    launched: np.ndarray  # 1.0 where the kernel is launched (not fused into the previous one)
+    sample: np.ndarray
+    conv_rows: np.ndarray  # per layer: its convolution geometry (GEOMETRY_FIELDS), or -1s
+    shape_rows: np.ndarray  # per layer: its activation shapes (SHAPE_FIELDS), or -1s where fused
+    op: np.ndarray  # per layer: the ATen operator, e.g. "aten.exp" (an op table tells them apart)
+
+    @property
+    def numbers(self) -> np.ndarray:
+        """Each layer's op class, FLOPs, bytes, convolution geometry and activation shapes as one float row."""
+        return np.column_stack([self.op_class, self.flops, self.bytes, self.conv_rows, self.shape_rows]).astype(float)
+
+    @classmethod
+    def from_layers(cls, layers: list[Layer], sample: int = 0) -> LayerTable:
+        index = {c: i for i, c in enumerate(OP_CLASSES)}
+        return cls(
+            op_class=np.array([index[layer.op_class] for layer in layers], dtype=np.int64),
+            flops=np.array([layer.flops for layer in layers], dtype=float),
+            bytes=np.array([layer.bytes for layer in layers], dtype=float),
+            launched=np.array([0.0 if layer.fused else 1.0 for layer in layers]),
+            sample=np.full(len(layers), sample, dtype=np.int64),
+            conv_rows=np.array([layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers],
+                               dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
+            shape_rows=np.array([layer.shape for layer in layers], dtype=np.int64).reshape(-1, len(SHAPE_FIELDS)),
+            op=np.array([layer.op for layer in layers], dtype=object),
+        )
+
+    @classmethod
+    def concat(cls, tables: list[LayerTable]) -> LayerTable:
+        return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
+                   sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
+                   conv_rows=np.concatenate([t.conv_rows for t in tables]),
+                   shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]))

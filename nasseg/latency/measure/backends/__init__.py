@@ -12,17 +12,17 @@ import importlib
 from torch import nn
 
 from nasseg.errors import ConfigError
-from nasseg.latency.device import jetson_model, jetson_target_of
 from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.measure.device import jetson_model, jetson_target_of
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target
 from nasseg.latency.timing import TimingSettings
 
 _BACKEND_MODULES: dict[str, str] = {
-    "torch": "nasseg.latency.backends.torch_backend",
-    "onnxruntime": "nasseg.latency.backends.onnxruntime_backend",
-    "tensorrt": "nasseg.latency.backends.tensorrt_backend",
-    "torch2trt": "nasseg.latency.backends.torch2trt_backend",
+    "torch": "nasseg.latency.measure.backends.torch_backend",
+    "onnxruntime": "nasseg.latency.measure.backends.onnxruntime_backend",
+    "tensorrt": "nasseg.latency.measure.backends.tensorrt_backend",
+    "torch2trt": "nasseg.latency.measure.backends.torch2trt_backend",
 }
 
 

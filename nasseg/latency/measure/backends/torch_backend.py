@@ -9,8 +9,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from nasseg.latency.device import cpu_device, jetson_model, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.measure.device import cpu_device, jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly

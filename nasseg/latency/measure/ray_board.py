@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from nasseg.errors import NassegError
-from nasseg.latency.agent import AgentClient
+from nasseg.latency.measure.agent import AgentClient
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
 

@@ -6,7 +6,7 @@ that can run a forward pass, whatever Python control flow it uses, and costs not
 dilation, groups, ...), the module that called it and which earlier operator produced each of its
 inputs, so fusion and consumer counts can be worked out afterwards. ``timed_trace`` runs the same
 recording on real tensors and times every operator as it runs inside the network (the host CPU's
-op table, ``nasseg.latency.optable``). ``trace_meta`` records the same graph from a model built on
+op table, ``nasseg.latency.predict.optable``). ``trace_meta`` records the same graph from a model built on
 PyTorch's ``meta`` device, several times faster (``nasseg explore`` costs thousands of architectures).
 """
 

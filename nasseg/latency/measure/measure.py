@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from nasseg.errors import ConfigError
-from nasseg.latency.agent import AgentClient
-from nasseg.latency.backends import default_backend, measure_model, resolve_precision
-from nasseg.latency.cache import CacheKey, LatencyCache
-from nasseg.latency.device import power_mode
+from nasseg.latency.measure.agent import AgentClient
+from nasseg.latency.measure.backends import default_backend, measure_model, resolve_precision
+from nasseg.latency.measure.cache import CacheKey, LatencyCache
+from nasseg.latency.measure.device import power_mode
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
 from nasseg.latency.timing import TimingSettings

@@ -19,19 +19,11 @@ import numpy as np
 from scipy.optimize import least_squares
 from torch import nn
 
-from nasseg.latency.costs import OP_CLASSES
-from nasseg.latency.optable import OpTable, time_layers
-from nasseg.latency.predictor import (
-    CALIBRATIONS_DIR,
-    Calibration,
-    CalibrationError,
-    LayerTable,
-    class_rates,
-    layer_table,
-    layer_times_ms,
-    predict_ms,
-)
-from nasseg.latency.reference_nets import reference_net
+from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration, CalibrationError, class_rates
+from nasseg.latency.predict.costs import OP_CLASSES, LayerTable
+from nasseg.latency.predict.optable import OpTable, time_layers
+from nasseg.latency.predict.predictor import layer_table, layer_times_ms, predict_ms
+from nasseg.latency.predict.reference_nets import reference_net
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
 from nasseg.latency.timing import in_passes
@@ -305,7 +297,7 @@ def measure_and_fit(
     keeps its median.
     With ``op_table`` (host-cpu only: it runs the cases here), every layer of every case is also timed
     inside its network in each pass, and the calibration gets an op table of them
-    (``nasseg.latency.optable``) that predicts every layer in place of the roofline.
+    (``nasseg.latency.predict.optable``) that predicts every layer in place of the roofline.
     The calibration records the device, timing scope and cases."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, not {rounds}")

@@ -7,7 +7,7 @@ over their log-shape features predicts the time of a layer from its operator (an
 times an add per element), op class, FLOPs, bytes and (for a convolution) geometry.
 
 The layers are timed where they run: inside the calibration networks, one forward pass at a time
-(``nasseg.latency.graph.timed_trace``). Timed alone, a convolution did not cost what it costs in the
+(``nasseg.latency.predict.graph.timed_trace``). Timed alone, a convolution did not cost what it costs in the
 network on the development VM (benchmarks/README.md): the caches hold what the previous layer wrote.
 A network then takes ``scale`` x the sum of its layers, plus the calibration's fixed overhead:
 ``scale`` is the calibration networks' median of measured latency (less that overhead) over the sum
@@ -17,12 +17,11 @@ includes, less what the recorder itself adds to every timed layer.
 The table (layer rows and times) is what a calibration stores; the regressor is refitted from it,
 deterministically, when the calibration is first used. A table is only meaningful where a network
 runs its layers one by one: PyTorch eager (the host CPU). TensorRT fuses and re-plans layers, so
-Jetson calibrations keep the roofline of ``nasseg.latency.predictor``.
+Jetson calibrations keep the roofline of ``nasseg.latency.predict.predictor``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -30,16 +29,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from torch import nn
 
-from nasseg.latency.costs import BYTES_PER_ELEMENT, OP_CLASSES, SHAPE_FIELDS, ConvGeometry, Layer, layers_of
-from nasseg.latency.graph import timed_trace
+from nasseg.latency.predict.costs import (
+    BYTES_PER_ELEMENT,
+    GEOMETRY_FIELDS,
+    OP_CLASSES,
+    SHAPE_FIELDS,
+    Layer,
+    LayerTable,
+    layers_of,
+)
+from nasseg.latency.predict.graph import timed_trace
 from nasseg.latency.timing import cpu_conditions, fixed_threads, host_clock
 
 if TYPE_CHECKING:
     from sklearn.ensemble import ExtraTreesRegressor
 
-    from nasseg.latency.predictor import LayerTable
-
-GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
 # A layer row: its operator (index into the table's ``ops``, -1 for one it has not timed), op class
 # (index into OP_CLASSES), FLOPs, bytes, its convolution geometry (or -1s) and its activation shapes.
 ROW_FIELDS = ("op", "op_class", "flops", "bytes", *GEOMETRY_FIELDS, *SHAPE_FIELDS)

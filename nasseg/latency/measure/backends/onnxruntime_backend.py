@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from nasseg.latency.backends.onnx_export import INPUT_NAME, export_onnx
-from nasseg.latency.device import cpu_device, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.measure.backends.onnx_export import INPUT_NAME, export_onnx
+from nasseg.latency.measure.device import cpu_device, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings, denormals_flushed, host_clock, time_repeatedly

@@ -11,10 +11,10 @@ import importlib
 import torch
 from torch import nn
 
-from nasseg.latency.backends.parity import check_parity
-from nasseg.latency.backends.torch_backend import cuda_timer
-from nasseg.latency.device import jetson_model, power_mode, software_versions
 from nasseg.latency.errors import BackendUnavailable
+from nasseg.latency.measure.backends.parity import check_parity
+from nasseg.latency.measure.backends.torch_backend import cuda_timer
+from nasseg.latency.measure.device import jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings, time_repeatedly
