@@ -25,7 +25,7 @@ from nasseg.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
 from nasseg.errors import NassegError, SpaceFileError
 from nasseg.spaces import find_baseline, load_architecture, load_space
 from nasseg.spaces import space as space_module
-from nasseg.train import TrainingDiverged
+from nasseg.errors import TrainingDiverged
 from nasseg.train.runs import RUN_FILE, make_run, resolve_schedule, train_run
 from nasseg.yamlio import read_yaml
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nasseg.data import IGNORE_INDEX, DatasetError, clear_cache, dataset_info, load_split
+from nasseg.data import IGNORE_INDEX, clear_cache, dataset_info, load_split
+from nasseg.errors import DatasetError
 from nasseg.data.augment import MEAN, STD, Augmentation, eval_batch, normalize
 from nasseg.data.base import DatasetInfo, SegmentationSplit
 from nasseg.data.cityscapes import LABEL_TO_TRAIN

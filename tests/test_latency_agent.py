@@ -14,7 +14,7 @@ import pytest
 from latency_fixtures import QUICK, Concurrency, serving_agent, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
 
 from nasseg.errors import ConfigError
-from nasseg.latency.errors import AgentError, AgentUnreachable
+from nasseg.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure.agent import AgentClient, fits_in_memory
 from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import measure_config

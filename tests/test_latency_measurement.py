@@ -14,11 +14,12 @@ from latency_fixtures import QUICK, tiny, tinyseg  # noqa: F401 (tinyseg is a fi
 from torch import nn
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture, NassegError
-from nasseg.latency.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable
 from nasseg.latency.measure import measure as measure_module
 from nasseg.latency.measure.backends import measure_model
 from nasseg.latency.measure.backends.onnxruntime_backend import choose_providers
-from nasseg.latency.measure.cache import CacheError, CacheKey, LatencyCache
+from nasseg.latency.measure.cache import CacheKey, LatencyCache
+from nasseg.errors import CacheError
 from nasseg.latency.measure.device import jetson_target_of, parse_nvpmodel
 from nasseg.latency.measure.measure import measure_config
 from nasseg.latency.result import LatencyResult

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from nasseg.latency.predict import fit as calibration
-from nasseg.latency.predict.calibration import Calibration, CalibrationError
+from nasseg.latency.predict.calibration import Calibration
+from nasseg.errors import CalibrationError
 from nasseg.latency.predict.costs import SHAPE_FIELDS, ConvGeometry, LayerTable, layers_of
 from nasseg.latency.predict.fit import HOST_PRIOR, measure_and_fit, template
 from nasseg.latency.predict.graph import timed_trace, trace

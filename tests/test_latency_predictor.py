@@ -11,9 +11,12 @@ from torch.nn import functional as F
 
 from nasseg.errors import NassegError
 from nasseg.latency import estimate
-from nasseg.latency.predict.calibration import CalibrationError, find_calibration
-from nasseg.latency.predict.costs import UnsupportedLayer, layers_of
-from nasseg.latency.predict.graph import UntraceableModel, trace
+from nasseg.latency.predict.calibration import find_calibration
+from nasseg.errors import CalibrationError
+from nasseg.latency.predict.costs import layers_of
+from nasseg.errors import UnsupportedLayer
+from nasseg.latency.predict.graph import trace
+from nasseg.errors import UntraceableModel
 from nasseg.latency.targets import target_names
 from nasseg.models import build
 from nasseg.spaces import all_spaces

@@ -10,7 +10,8 @@ import pytest
 from torch import nn
 
 from nasseg.latency.measure.backends import measure_model
-from nasseg.latency.predict.calibration import Calibration, CalibrationError, find_calibration
+from nasseg.latency.predict.calibration import Calibration, find_calibration
+from nasseg.errors import CalibrationError
 from nasseg.latency.predict.costs import OP_CLASSES
 from nasseg.latency.predict.fit import (
     HOST_PRIOR,

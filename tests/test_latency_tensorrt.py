@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasseg.latency.errors import BackendUnavailable, MeasurementFailed
+from nasseg.errors import BackendUnavailable, MeasurementFailed
 from nasseg.latency.measure.backends import tensorrt_backend as trt
 from nasseg.latency.measure.backends.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from nasseg.latency.measure.backends.parity import check_parity

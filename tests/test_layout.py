@@ -7,7 +7,7 @@ The graph holds the imports that run when a module is imported: module-level ``i
 
 The rule for ``nasseg.latency``: a module of ``measure/`` imports nothing from ``predict/`` and a
 module of ``predict/`` nothing from ``measure/``; what both need lives in the shared modules beside
-them (``result``, ``targets``, ``timing``, ``errors``), which import neither half.
+them (``result``, ``targets``, ``timing``), which import neither half.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import nasseg
 PACKAGE = Path(nasseg.__file__).resolve().parent
 LATENCY = "nasseg.latency"
 HALVES = (f"{LATENCY}.measure", f"{LATENCY}.predict")
-SHARED = {f"{LATENCY}.{name}" for name in ("result", "targets", "timing", "errors")}
+SHARED = {f"{LATENCY}.{name}" for name in ("result", "targets", "timing")}
 
 
 def _module_files() -> dict[str, Path]:

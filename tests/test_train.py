@@ -14,16 +14,8 @@ from torch import nn
 
 from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit
 from nasseg.errors import NassegError
-from nasseg.train import (
-    Schedule,
-    TrainingDiverged,
-    class_weights,
-    evaluate,
-    get_schedule,
-    make_loss,
-    schedule_names,
-    train,
-)
+from nasseg.train import Schedule, class_weights, evaluate, get_schedule, make_loss, schedule_names, train
+from nasseg.errors import TrainingDiverged
 from nasseg.train.losses import JetLoss, OhemCrossEntropy
 from nasseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import nasseg.train.runs as runs
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT, EXIT_CHECK_FAILED
-from nasseg.train import TrainingDiverged
+from nasseg.errors import TrainingDiverged
 
 runner = CliRunner()
 DATA = "synthetic:train=12,val=4,test=4"  # small splits: the commands, not the learning, are under test

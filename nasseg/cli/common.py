@@ -11,25 +11,36 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, InfrastructureFailed, NassegError, TrialFailed
 
 console = Console()
 err_console = Console(stderr=True)
 
-# Exit codes: 0 success, 1 a check failed (e.g. a figure outside tolerance), 2 bad input.
+# Exit codes: 0 success, 1 a check failed or the architecture could not be scored (nasseg.errors'
+# TrialFailed), 2 bad input (BadInput), 3 the infrastructure failed (InfrastructureFailed).
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INFRASTRUCTURE = 3
+
+
+def exit_code(error: NassegError) -> int:
+    """The exit code that says what ``error`` means (nasseg.errors sorts them)."""
+    if isinstance(error, TrialFailed):
+        return EXIT_CHECK_FAILED
+    if isinstance(error, InfrastructureFailed):
+        return EXIT_INFRASTRUCTURE
+    return EXIT_BAD_INPUT
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn a NassegError into one red line on stderr and exit code 2 (no traceback)."""
+    """Turn a NassegError into one red line on stderr and the exit code of its meaning (no traceback)."""
     try:
         yield
     except NassegError as exc:
         # soft_wrap: one line however long (paths in it stay whole when stderr is piped or captured)
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exit_code(exc)) from None
 
 
 def parse_hw(text: str, option: str = "--input") -> tuple[int, int]:

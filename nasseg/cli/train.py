@@ -22,7 +22,7 @@ from nasseg.cli.common import (
 )
 from nasseg.models import check
 from nasseg.spaces import load_architecture
-from nasseg.train import TrainingDiverged
+from nasseg.errors import TrainingDiverged
 from nasseg.train.runs import evaluate_run, make_run, resolve_schedule, run_training
 from nasseg.train.trainer import check_device
 

@@ -14,7 +14,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from nasseg.data import camvid, cityscapes, synthetic
-from nasseg.data.base import IGNORE_INDEX, DatasetError, DatasetInfo, SegmentationSplit
+from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit
+from nasseg.errors import DatasetError
 
 __all__ = ["IGNORE_INDEX", "DatasetError", "DatasetInfo", "SegmentationSplit", "SCHEMES", "load_split",
            "dataset_info", "parse_uri", "clear_cache"]

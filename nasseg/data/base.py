@@ -17,13 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nasseg.errors import NassegError
+from nasseg.errors import DatasetError
 
 IGNORE_INDEX = 255
-
-
-class DatasetError(NassegError):
-    """A dataset cannot be read: a missing path, an empty split, a label map that does not fit."""
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasseg.data.base import (
-    IGNORE_INDEX,
-    DatasetError,
-    DatasetInfo,
-    SegmentationSplit,
-    check_root,
-    check_split,
-    decode_pairs,
-    label_lut,
-)
+from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit, check_root, check_split, decode_pairs, label_lut
+from nasseg.errors import DatasetError
 
 CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                "Pedestrian", "Bicyclist")

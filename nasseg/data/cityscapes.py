@@ -11,16 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasseg.data.base import (
-    IGNORE_INDEX,
-    DatasetError,
-    DatasetInfo,
-    SegmentationSplit,
-    check_root,
-    check_split,
-    decode_pairs,
-    label_lut,
-)
+from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit, check_root, check_split, decode_pairs, label_lut
+from nasseg.errors import DatasetError
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
                "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nasseg.data.base import DatasetError, DatasetInfo, SegmentationSplit, check_split
+from nasseg.data.base import DatasetInfo, SegmentationSplit, check_split
+from nasseg.errors import DatasetError
 from nasseg.data.camvid import CLASS_NAMES
 
 SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, PEDESTRIAN, BICYCLIST = range(11)

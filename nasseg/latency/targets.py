@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from nasseg.latency.errors import UnknownPowerMode, UnknownTarget
+from nasseg.errors import UnknownPowerMode, UnknownTarget
 
 TargetKind = Literal["jetson", "host-cpu", "cuda"]
 

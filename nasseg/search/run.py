@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import torch
 
-from nasseg.errors import NassegError
+from nasseg.errors import ConfigError, InfrastructureFailed
 from nasseg.search.spec import StudySpec
 from nasseg.search.study import HEARTBEAT_S, Progress, Study
 from nasseg.search.trial import TrialRecord, evaluate_architecture
@@ -60,12 +60,12 @@ def run_search(
     process's handle when the caller opened it already (``Study`` checks the settings and enqueues
     the baselines once)."""
     if workers < 1:
-        raise NassegError(f"--workers must be at least 1, got {workers}")
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     study = study or Study(spec, storage, base, heartbeat_s)
     if backend == "ray":
         return _run_on_ray(spec, study, workers, on_trial, ray_resources or RayResources(), heartbeat_s)
     if backend != "local":
-        raise NassegError(f"unknown --backend {backend!r}; use local or ray")
+        raise ConfigError(f"unknown --backend {backend!r}; use local or ray")
     if workers == 1:
         return study.run_worker(on_trial)
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -90,7 +90,7 @@ def run_search(
             process.join()
     failed = [p.exitcode for p in others if p.exitcode]
     if failed:
-        raise NassegError(f"{len(failed)} worker process(es) exited with codes {failed}; the study keeps what "
+        raise InfrastructureFailed(f"{len(failed)} worker process(es) exited with codes {failed}; the study keeps what "
                           "they finished: run the same command again to continue")
     return study.progress() if state is None else state
 
@@ -101,7 +101,7 @@ def _run_on_ray(
     try:
         import ray
     except ImportError:
-        raise NassegError("--backend ray needs Ray: pip install 'nasseg[ray]'") from None
+        raise ConfigError("--backend ray needs Ray: pip install 'nasseg[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     remote = ray.remote(evaluate_architecture).options(**resources.options(), max_retries=0)

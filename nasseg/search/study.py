@@ -27,7 +27,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.data import dataset_info
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, TrialFailed
 from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
@@ -50,10 +50,6 @@ HEARTBEAT_S = int(os.environ.get("NASSEG_HEARTBEAT_S", "20"))
 HOPELESS_MARGIN = 0.03
 MAX_REJECTED_IN_A_ROW = 100
 WORKER_SEED_STRIDE = 100_003  # a prime: worker k's sampler seed never meets another's for a long study
-
-
-class TrialFailed(Exception):
-    """A trial's architecture failed (its record says why); the study goes on."""
 
 
 def study_dir(spec: StudySpec, base: Path | None = None) -> Path:
@@ -356,7 +352,7 @@ def load_study(name: str, storage: str | None = None, base: Path | None = None) 
     storage_obj = open_storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj)]
     if name not in names:
-        raise NassegError(f"no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}")
+        raise ConfigError(f"no study {name!r} in {url}; studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=name, storage=storage_obj)
     return study, study.user_attrs.get(SPEC_ATTR, {})
 

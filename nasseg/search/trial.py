@@ -18,12 +18,10 @@ from typing import Any, Literal
 
 from torch import nn
 
-from nasseg.data import DatasetError
-from nasseg.errors import ConfigError, InfeasibleArchitecture, SpaceFileError
+from nasseg.errors import BadInput, InfeasibleArchitecture, InfrastructureFailed
 from nasseg.latency import estimate
-from nasseg.latency.errors import BackendUnavailable, UnknownPowerMode, UnknownTarget
 from nasseg.latency.measure.agent import AgentClient
-from nasseg.latency.measure.cache import CacheError, LatencyCache
+from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
@@ -33,10 +31,9 @@ from nasseg.train.runs import build_seeded, make_run, train_run
 from nasseg.train.schedule import Schedule
 
 Status = Literal["complete", "constrained", "stopped", "rejected", "failed"]
-# Errors that say the study itself cannot go on; any other error fails only the trial it happened in.
-STOPS_STUDY: tuple[type[BaseException], ...] = (
-    DatasetError, ConfigError, SpaceFileError, CacheError, BackendUnavailable, UnknownTarget, UnknownPowerMode,
-)
+# Errors that say the study itself cannot go on (see nasseg.errors); any other error fails only the
+# trial it happened in.
+STOPS_STUDY: tuple[type[BaseException], ...] = (BadInput, InfrastructureFailed)
 
 
 @dataclass
@@ -163,6 +160,8 @@ def evaluate_architecture(
         return _finish(record, started)
     try:
         _score(record, plan, latency, on_timed, keep_training)
+    except InfeasibleArchitecture as exc:  # found while scoring (e.g. by a board's agent): this one only
+        record.status, record.failure = "failed", str(exc)
     except STOPS_STUDY:
         raise
     except Exception as exc:  # a crash in one architecture must not end a long study

@@ -2,7 +2,8 @@
 
 from nasseg.train.losses import class_weights, make_loss
 from nasseg.train.schedule import Schedule, get_schedule, schedule_names
-from nasseg.train.trainer import EvalResult, TrainingDiverged, TrainResult, evaluate, train
+from nasseg.train.trainer import EvalResult, TrainResult, evaluate, train
+from nasseg.errors import TrainingDiverged
 
 __all__ = [
     "EvalResult",

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from nasseg.data.base import SegmentationSplit
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, DatasetError, TrainingDiverged
 from nasseg.train.losses import class_weights, make_loss
 from nasseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 from nasseg.train.schedule import Schedule
@@ -37,16 +37,6 @@ Callback = Callable[[int, float], bool]
 # have blown up. A healthy run stays within a few times its start (espnet-c under `tiny` at 10x its
 # learning rate peaks at 1.4x); at lr 1e3 the second step's loss is already 6e9x its start.
 DIVERGENCE_FACTOR = 100.0
-
-
-class TrainingDiverged(NassegError):
-    """The training loss became NaN or infinite, or exploded relative to its start (``DIVERGENCE_FACTOR``);
-    the run is stopped instead of scoring garbage."""
-
-    def __init__(self, step: int, value: float, reason: str = "") -> None:
-        self.step = step
-        self.value = value
-        super().__init__(f"training diverged at step {step}: loss is {value:.4g}{reason}")
 
 
 def check_device(device: str) -> None:
@@ -143,9 +133,9 @@ class _Progress:
 
 def _check_logits(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
     if logits.shape[1] != num_classes:
-        raise NassegError(f"the model predicts {logits.shape[1]} classes but the dataset has {num_classes}")
+        raise ConfigError(f"the model predicts {logits.shape[1]} classes but the dataset has {num_classes}")
     if logits.shape[-2:] != labels.shape[-2:]:
-        raise NassegError(f"the model's output is {tuple(logits.shape[-2:])}, the labels {tuple(labels.shape[-2:])}")
+        raise ConfigError(f"the model's output is {tuple(logits.shape[-2:])}, the labels {tuple(labels.shape[-2:])}")
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -254,9 +244,9 @@ class _Run:
 
     def restore(self, payload: dict[str, Any], path: Path) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:
-            raise NassegError(f"checkpoint {path} has version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
+            raise ConfigError(f"checkpoint {path} has version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
         if payload.get("schedule") != self.schedule.to_dict() or payload.get("seed") != self.seed:
-            raise NassegError(f"checkpoint {path} was written by a different schedule or seed; cannot resume from it")
+            raise ConfigError(f"checkpoint {path} was written by a different schedule or seed; cannot resume from it")
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
@@ -270,7 +260,7 @@ class _Run:
             self.state = _Progress(**progress)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint of another network, or cut short
             why = " ".join(str(exc).split())[:200]
-            raise NassegError(f"checkpoint {path} cannot be resumed by this run: {why}") from None
+            raise ConfigError(f"checkpoint {path} cannot be resumed by this run: {why}") from None
 
 
 def _prepare(
@@ -282,7 +272,7 @@ def _prepare(
     device: torch.device,
 ) -> _Run:
     if val_split.info.class_names != train_split.info.class_names:
-        raise NassegError("the training and validation splits have different classes")
+        raise DatasetError("the training and validation splits have different classes")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model.to(device)

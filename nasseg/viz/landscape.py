@@ -44,7 +44,8 @@ import torch
 from nasseg.errors import ConfigError, InfeasibleArchitecture
 from nasseg.latency.predict.calibration import Calibration, find_calibration
 from nasseg.latency.predict.costs import CONV_CLASSES, layers_of
-from nasseg.latency.predict.graph import OpNode, UntraceableModel, trace, trace_meta
+from nasseg.latency.predict.graph import OpNode, trace, trace_meta
+from nasseg.errors import UntraceableModel
 from nasseg.latency.predict.predictor import estimate_trace
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target, target_names

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from nasseg.errors import InfeasibleArchitecture, NassegError
-from nasseg.latency.errors import AgentError, AgentUnreachable
+from nasseg.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure.backends import measure_model, require_local, resolve_precision
 from nasseg.latency.measure.device import cpu_name, jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult

@@ -15,13 +15,9 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nasseg.errors import NassegError
+from nasseg.errors import CacheError
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
-
-
-class CacheError(NassegError):
-    """The cache file cannot be opened or read (names the file)."""
 
 
 @dataclass(frozen=True)

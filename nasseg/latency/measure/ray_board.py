@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nasseg.errors import NassegError
+from nasseg.errors import ConfigError
 from nasseg.latency.measure.agent import AgentClient
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
@@ -43,7 +43,7 @@ def _ray() -> Any:
     try:
         return importlib.import_module("ray")
     except ImportError:
-        raise NassegError("sharing a board between Ray trials needs Ray: pip install 'nasseg[ray]'") from None
+        raise ConfigError("sharing a board between Ray trials needs Ray: pip install 'nasseg[ray]'") from None
 
 
 def board_actor(url: str, target: str, **client_options: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from nasseg.errors import NassegError
+from nasseg.errors import CalibrationError
 from nasseg.latency.predict.costs import BYTES_PER_ELEMENT, OP_CLASSES
 from nasseg.latency.predict.optable import OpTable
 
@@ -27,10 +27,6 @@ USER_CALIBRATIONS_DIR = Path(os.environ.get("NASSEG_CALIBRATIONS", Path.home() /
 CUDA_CORE_CLASSES = ("conv_depthwise", "conv_dilated")
 MEMORY_CLASSES = ("elementwise", "pool", "reduce", "resize", "copy")
 _IS_MEMORY = np.array([c in MEMORY_CLASSES for c in OP_CLASSES])
-
-
-class CalibrationError(NassegError):
-    """A calibration is missing, malformed, or cannot be fitted."""
 
 
 @dataclass(frozen=True)

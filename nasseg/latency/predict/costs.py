@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nasseg.errors import NassegError
+from nasseg.errors import UnsupportedLayer
 from nasseg.latency.predict.graph import OpNode
 
 # Op classes. Convolutions split by the shape of their work, because kernels differ (and papers
@@ -72,10 +72,6 @@ _FUSABLE = _ELEMENTWISE - {"_to_copy", "to"}
 BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
 # Floating-point operations per output element for memory-bound classes (their compute term).
 _FLOPS_PER_ELEMENT = {"elementwise": 1.0, "copy": 0.0, "resize": 4.0}
-
-
-class UnsupportedLayer(NassegError):
-    """The predictor has no cost model for an operator."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from torch import nn
 
-from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration, CalibrationError, class_rates
+from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration, class_rates
+from nasseg.errors import CalibrationError
 from nasseg.latency.predict.costs import OP_CLASSES, LayerTable
 from nasseg.latency.predict.optable import OpTable, time_layers
 from nasseg.latency.predict.predictor import layer_table, layer_times_ms, predict_ms

@@ -23,11 +23,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from nasseg.errors import NassegError
-
-
-class UntraceableModel(NassegError):
-    """The predictor could not run the model's forward pass on fake tensors."""
+from nasseg.errors import UntraceableModel
 
 
 @dataclass

@@ -12,7 +12,7 @@ import importlib
 from torch import nn
 
 from nasseg.errors import ConfigError
-from nasseg.latency.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable
 from nasseg.latency.measure.device import jetson_model, jetson_target_of
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target

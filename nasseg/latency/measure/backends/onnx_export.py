@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nasseg.latency.errors import MeasurementFailed
+from nasseg.errors import MeasurementFailed
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"

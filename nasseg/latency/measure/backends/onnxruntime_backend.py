@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from nasseg.latency.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable
 from nasseg.latency.measure.backends.onnx_export import INPUT_NAME, export_onnx
 from nasseg.latency.measure.device import cpu_device, power_mode, software_versions
 from nasseg.latency.result import LatencyResult

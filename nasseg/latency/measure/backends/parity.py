@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nasseg.latency.errors import MeasurementFailed
+from nasseg.errors import MeasurementFailed
 
 # FP16 engines shift logits slightly; what must survive is the per-pixel class decision.
 MIN_LABEL_AGREEMENT = 0.99

@@ -11,7 +11,7 @@ import importlib
 import torch
 from torch import nn
 
-from nasseg.latency.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable
 from nasseg.latency.measure.backends.parity import check_parity
 from nasseg.latency.measure.backends.torch_backend import cuda_timer
 from nasseg.latency.measure.device import jetson_model, power_mode, software_versions

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from nasseg.latency.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable
 from nasseg.latency.measure.device import cpu_device, jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target
