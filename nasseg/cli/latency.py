@@ -16,7 +16,7 @@ from nasseg.latency.measure.backends import backend_names, default_backend
 from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend, measure_config
 from nasseg.latency.result import LatencyResult
-from nasseg.latency.targets import Target, get_target, target_names
+from nasseg.latency.targets import TENSORRT_OPSET_SOURCE, Target, get_target, max_onnx_opset, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 from nasseg.spaces import load_architecture
@@ -33,7 +33,9 @@ def _target_row(target: Target) -> dict[str, Any]:
             f"{gpu.tensor_cores} tensor cores, {gpu.max_clock_mhz:g} MHz",
             fp32_tflops=gpu.fp32_tflops, fp16_tflops=gpu.fp16_tflops, int8_tops=gpu.int8_tops,
             mem_bandwidth_gbs=gpu.mem_bandwidth_gbs, l2_kb=gpu.l2_kb, sources=gpu.sources,
-            software=vars(target.software),
+            software={**vars(target.software), "onnx_opset": target.software.onnx_opset,
+                      "tensorrt_max_opset": max_onnx_opset(target.software.tensorrt),
+                      "opset_source": TENSORRT_OPSET_SOURCE},
             power_modes=[vars(mode) for mode in target.power_modes], max_power_mode=target.max_power_mode,
         )
     return row
@@ -42,7 +44,7 @@ def _target_row(target: Target) -> dict[str, Any]:
 def _print_targets(targets: list[Target]) -> None:
     table = Table(title="Latency targets", show_lines=True)
     table.add_column("target", no_wrap=True)
-    for col in ("GPU", "FP16 / INT8 peak", "memory", "JetPack → TensorRT", "power modes (GPU MHz)"):
+    for col in ("GPU", "FP16 / INT8 peak", "memory", "JetPack → TensorRT (ONNX opset)", "power modes (GPU MHz)"):
         table.add_column(col, overflow="fold")
     for t in targets:
         if t.gpu is None:
@@ -60,7 +62,7 @@ def _print_targets(targets: list[Target]) -> None:
             f"{t.gpu.arch}, {t.gpu.cuda_cores} cores, {t.gpu.tensor_cores} TC, {t.gpu.max_clock_mhz:g} MHz",
             f"{t.gpu.fp16_tflops:g} TFLOPS / {int8}",
             f"{t.gpu.mem_bandwidth_gbs:g} GB/s, L2 {t.gpu.l2_kb} KB",
-            f"{t.software.jetpack} → {t.software.tensorrt}",
+            f"{t.software.jetpack} → {t.software.tensorrt} (opset {t.software.onnx_opset})",
             modes,
         )
     console.print(table)
