@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from nasseg.cli.common import console, err_console, parse_hw, print_degenerate, 
 from nasseg.errors import ConfigError
 from nasseg.latency.measure.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.measure.backends import backend_names, default_backend
+from nasseg.latency.measure.board import board_script
 from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend, measure_config
 from nasseg.latency.result import LatencyResult
@@ -160,13 +162,21 @@ def latency_command(
 def agent_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535),
-    target: str = typer.Option(..., "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
+    target: str | None = typer.Option(None, "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="Measurement backend (default: tensorrt on a Jetson)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+    script: bool = typer.Option(False, "--script", help="Print the board agent instead: one file for a Jetson without "
+                                "nasseg (Python 3.6+ and JetPack's trtexec)."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="With --script: write it to this file."),
 ) -> None:
     """Serve measurements on this board to a host (JSON over HTTP, one measurement at a time)."""
+    if script:
+        _write_board_script(out)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with user_errors():
+        if target is None:
+            raise ConfigError("nasseg agent needs --target (what this machine is), or --script for the board agent")
         spec = get_target(target)
         settings = AgentSettings(spec, backend or default_backend(spec), TimingSettings(threads=threads))
         server = make_server(host, port, settings)
@@ -178,6 +188,21 @@ def agent_command(
         pass
     finally:
         server.server_close()
+
+
+def _write_board_script(out: Path | None) -> None:
+    """The board agent's source to stdout, or to ``out`` made executable."""
+    text = board_script()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    with user_errors():
+        try:
+            out.write_text(text)
+            out.chmod(0o755)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the board agent to {out}: {exc.strerror or exc}") from None
+    err_console.print(f"board agent written to {out}: copy it to the board and run `python3 {out.name} --host 0.0.0.0`")
 
 
 def register(app: typer.Typer) -> None:
