@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,7 +105,8 @@ def quick_client(url: str, retries: int = 1) -> AgentClient:
     return AgentClient(url, timeout_s=120, info_timeout_s=10, retries=retries, backoff_s=0.01, timing=QUICK_BOARD)
 
 
-def _calls(tmp_path: Path) -> list[list[str]]:
+def _calls(tmp_path: Path) -> list[dict]:
+    """Each trtexec run: its arguments, and when it started and ended."""
     return [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
 
 
@@ -127,11 +129,26 @@ def test_nasseg_latency_measures_through_the_board_agent(tinyseg, trtexec: Path,
         # The second measurement of the same network loads the engine the first one built.
         again = quick_client(url).measure(tiny(), (32, 32))
         assert again.extra["engine_cached"] is True and again.extra["engine_build_s"] == first_build
-        build_call, load_call = _calls(tmp_path)
+        build_call, load_call = (call["argv"] for call in _calls(tmp_path))
         assert any(a.startswith("--onnx=") for a in build_call) and "--fp16" in build_call
         assert any(a.startswith("--loadEngine=") for a in load_call)
         info = quick_client(url).info()
         assert info["agent"] == "board" and info["target"] == "jetson-nano" and info["protocols"] == [2]
+
+
+def test_the_board_runs_one_measurement_at_a_time(tinyseg, trtexec: Path, tmp_path: Path) -> None:
+    with serving_board(trtexec, tmp_path, NASSEG_STAND_IN_HOLD="0.5") as url:
+        results: list = []
+        # Three host threads at once: their exports take turns here, their trtexec runs on the board.
+        workers = [threading.Thread(target=lambda w=w: results.append(quick_client(url).measure(tiny(w), (32, 32))))
+                   for w in (4, 8, 12)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(results) == 3 and all(r.kind == "measured" for r in results)
+    runs = sorted((call["start"], call["end"]) for call in _calls(tmp_path))
+    assert len(runs) == 3 and all(end <= start for (_, end), (start, _) in zip(runs, runs[1:], strict=False))
 
 
 def test_an_onnx_file_the_boards_tensorrt_cannot_parse_is_that_error(tinyseg, trtexec: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from nasseg.latency.targets import EXPORT_OPSET
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+# The TorchScript exporter keeps its state in module globals: two threads exporting at once break each other.
+_ONE_EXPORT_AT_A_TIME = threading.Lock()
 
 
 def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: Path, opset: int = EXPORT_OPSET) -> Path:
@@ -28,7 +31,7 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: Path, opset: 
     net = copy.deepcopy(model).eval().float().cpu()
     x = torch.zeros(1, 3, *input_hw)
     try:
-        with warnings.catch_warnings():
+        with _ONE_EXPORT_AT_A_TIME, warnings.catch_warnings():
             # The TorchScript exporter is chosen on purpose: it needs no onnxscript and writes the opset asked for.
             warnings.simplefilter("ignore", DeprecationWarning)
             # The graph is exported for one static shape, so shape-dependent Python branches (resize only when
