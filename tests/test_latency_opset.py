@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
+import torch
 from latency_fixtures import tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
 from typer.testing import CliRunner
 
@@ -14,6 +17,7 @@ from nasseg.errors import NassegError
 from nasseg.latency.measure.backends.onnx_export import export_onnx, written_opset
 from nasseg.latency.targets import get_target, max_onnx_opset, onnx_opset, target_names, tensorrt_release
 from nasseg.models import build
+from nasseg.spaces import all_spaces
 
 runner = CliRunner()
 
@@ -40,3 +44,20 @@ def test_tensorrt_versions_are_read_in_every_spelling() -> None:
     assert onnx_opset("8.6.2") == 17 and max_onnx_opset("10.3") == 20
     with pytest.raises(NassegError, match="predates"):
         max_onnx_opset("7.1.3")
+
+
+@pytest.mark.parametrize("space", all_spaces(), ids=lambda s: s.spec.family)
+def test_every_family_exports_at_the_nanos_opset_and_computes_the_same(space, tmp_path: Path) -> None:
+    """Opset 13 (TensorRT 8.2) has what every family needs: onnxruntime reproduces PyTorch's output."""
+    config = space.baseline(next(iter(space.baselines)))
+    hw = tuple(space.spec.search_input)
+    torch.manual_seed(0)
+    model = build(config).eval()
+    x = torch.randn(1, 3, *hw)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    path = export_onnx(model, hw, tmp_path / "model.onnx", get_target("jetson-nano").software.onnx_opset)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"image": x.numpy()})
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4 * scale)
