@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from nasseg.cli.common import console, err_console, parse_hw, print_degenerate, 
 from nasseg.errors import ConfigError
 from nasseg.latency.measure.agent import AgentClient, AgentSettings, make_server
 from nasseg.latency.measure.backends import backend_names, default_backend
+from nasseg.latency.measure.board import board_script
 from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend, measure_config
 from nasseg.latency.result import LatencyResult
-from nasseg.latency.targets import Target, get_target, target_names
+from nasseg.latency.targets import TENSORRT_OPSET_SOURCE, Target, get_target, max_onnx_opset, target_names
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 from nasseg.spaces import load_architecture
@@ -33,7 +35,9 @@ def _target_row(target: Target) -> dict[str, Any]:
             f"{gpu.tensor_cores} tensor cores, {gpu.max_clock_mhz:g} MHz",
             fp32_tflops=gpu.fp32_tflops, fp16_tflops=gpu.fp16_tflops, int8_tops=gpu.int8_tops,
             mem_bandwidth_gbs=gpu.mem_bandwidth_gbs, l2_kb=gpu.l2_kb, sources=gpu.sources,
-            software=vars(target.software),
+            software={**vars(target.software), "onnx_opset": target.software.onnx_opset,
+                      "tensorrt_max_opset": max_onnx_opset(target.software.tensorrt),
+                      "opset_source": TENSORRT_OPSET_SOURCE},
             power_modes=[vars(mode) for mode in target.power_modes], max_power_mode=target.max_power_mode,
         )
     return row
@@ -42,7 +46,7 @@ def _target_row(target: Target) -> dict[str, Any]:
 def _print_targets(targets: list[Target]) -> None:
     table = Table(title="Latency targets", show_lines=True)
     table.add_column("target", no_wrap=True)
-    for col in ("GPU", "FP16 / INT8 peak", "memory", "JetPack → TensorRT", "power modes (GPU MHz)"):
+    for col in ("GPU", "FP16 / INT8 peak", "memory", "JetPack → TensorRT (ONNX opset)", "power modes (GPU MHz)"):
         table.add_column(col, overflow="fold")
     for t in targets:
         if t.gpu is None:
@@ -60,7 +64,7 @@ def _print_targets(targets: list[Target]) -> None:
             f"{t.gpu.arch}, {t.gpu.cuda_cores} cores, {t.gpu.tensor_cores} TC, {t.gpu.max_clock_mhz:g} MHz",
             f"{t.gpu.fp16_tflops:g} TFLOPS / {int8}",
             f"{t.gpu.mem_bandwidth_gbs:g} GB/s, L2 {t.gpu.l2_kb} KB",
-            f"{t.software.jetpack} → {t.software.tensorrt}",
+            f"{t.software.jetpack} → {t.software.tensorrt} (opset {t.software.onnx_opset})",
             modes,
         )
     console.print(table)
@@ -158,13 +162,21 @@ def latency_command(
 def agent_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535),
-    target: str = typer.Option(..., "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
+    target: str | None = typer.Option(None, "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
     backend: str | None = typer.Option(None, "--backend", "-b", help="Measurement backend (default: tensorrt on a Jetson)."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
+    script: bool = typer.Option(False, "--script", help="Print the board agent instead: one file for a Jetson without "
+                                "nasseg (Python 3.6+ and JetPack's trtexec)."),
+    out: Path | None = typer.Option(None, "--output", "-o", help="With --script: write it to this file."),
 ) -> None:
     """Serve measurements on this board to a host (JSON over HTTP, one measurement at a time)."""
+    if script:
+        _write_board_script(out)
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     with user_errors():
+        if target is None:
+            raise ConfigError("nasseg agent needs --target (what this machine is), or --script for the board agent")
         spec = get_target(target)
         settings = AgentSettings(spec, backend or default_backend(spec), TimingSettings(threads=threads))
         server = make_server(host, port, settings)
@@ -176,6 +188,21 @@ def agent_command(
         pass
     finally:
         server.server_close()
+
+
+def _write_board_script(out: Path | None) -> None:
+    """The board agent's source to stdout, or to ``out`` made executable."""
+    text = board_script()
+    if out is None:
+        sys.stdout.write(text)
+        return
+    with user_errors():
+        try:
+            out.write_text(text)
+            out.chmod(0o755)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the board agent to {out}: {exc.strerror or exc}") from None
+    err_console.print(f"board agent written to {out}: copy it to the board and run `python3 {out.name} --host 0.0.0.0`")
 
 
 def register(app: typer.Typer) -> None:

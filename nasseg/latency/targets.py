@@ -57,6 +57,45 @@ class GpuSpec:
     sources: dict[str, str]  # field name -> source tag(s) and caveats
 
 
+# The newest opset nasseg exports: Resize with half_pixel / align_corners and every op the families use.
+EXPORT_OPSET = 17
+# The newest ONNX opset the ONNX parser of each TensorRT release reads, by (major, minor), as the
+# operator matrix on that release's branch of onnx-tensorrt states it (docs/operators.md, e.g. branch
+# release/8.2-GA: "TensorRT 8.2 supports operators up to Opset 13"; release/10.0: "the inclusive range
+# of opset 9 to opset 20"). A release between two rows parses at least what the older row does.
+TENSORRT_MAX_OPSET: dict[tuple[int, int], int] = {
+    (8, 0): 13, (8, 2): 13, (8, 4): 13, (8, 5): 17, (8, 6): 17, (10, 0): 20,
+}
+TENSORRT_OPSET_SOURCE = "github.com/onnx/onnx-tensorrt docs/operators.md on the release's branch"
+
+
+def tensorrt_release(version: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version as packages ("8.2.1.8") or trtexec's tag ("8201", "100300") write it."""
+    text = str(version).strip()
+    if text.isdigit() and len(text) >= 4:
+        number = int(text)
+        return (number // 10000, number // 100 % 100) if number >= 100000 else (number // 1000, number // 100 % 10)
+    found = re.match(r"(\d+)\.(\d+)", text)
+    if not found:
+        raise UnknownTarget(f"{version!r} is not a TensorRT version")
+    return int(found.group(1)), int(found.group(2))
+
+
+def max_onnx_opset(tensorrt: str) -> int:
+    """The newest ONNX opset that TensorRT ``tensorrt``'s parser reads (TENSORRT_MAX_OPSET)."""
+    release = tensorrt_release(tensorrt)
+    known = [r for r in TENSORRT_MAX_OPSET if r <= release]
+    if not known:
+        oldest = ".".join(map(str, min(TENSORRT_MAX_OPSET)))
+        raise UnknownTarget(f"TensorRT {tensorrt} predates {oldest}, the oldest release whose ONNX opsets nasseg knows")
+    return TENSORRT_MAX_OPSET[max(known)]
+
+
+def onnx_opset(tensorrt: str) -> int:
+    """The opset nasseg exports for TensorRT ``tensorrt``: its own, unless that parser stops earlier."""
+    return min(EXPORT_OPSET, max_onnx_opset(tensorrt))
+
+
 @dataclass(frozen=True)
 class Software:
     """Newest JetPack the board supports and the TensorRT / CUDA it ships."""
@@ -65,6 +104,11 @@ class Software:
     tensorrt: str
     cuda: str
     source: str
+
+    @property
+    def onnx_opset(self) -> int:
+        """The ONNX opset nasseg exports for this TensorRT."""
+        return onnx_opset(self.tensorrt)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ measures it with its backend and answers the LatencyResult as JSON. Nothing is u
 request can only name a family and parameter values. One measurement runs at a time (a lock),
 so concurrent clients queue instead of disturbing each other's timings.
 
+A Jetson without nasseg runs ``board_agent.py`` instead (protocol 2, ``nasseg.latency.measure.board``):
+the same client talks to both, and tells them apart by their /info.
+
 Protocol (version 1):
   GET  /info     -> {"protocol", "target", "backend", "device", "power_mode", "precisions", "versions"}
   POST /measure  {"config": ArchConfig.to_dict(), "input_hw": [H, W], "precision": "fp16" | null}
@@ -37,9 +40,10 @@ from torch import nn
 from nasseg.errors import InfeasibleArchitecture, NassegError
 from nasseg.errors import AgentError, AgentUnreachable
 from nasseg.latency.measure.backends import measure_model, require_local, resolve_precision
+from nasseg.latency.measure.board import board_result, check_board, export_opset, is_board, measure_request
 from nasseg.latency.measure.device import cpu_name, jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
-from nasseg.latency.targets import Target
+from nasseg.latency.targets import Target, get_target
 from nasseg.latency.timing import TimingSettings
 from nasseg.models import ArchConfig, build, check
 from nasseg.profile import peak_activation_bytes
@@ -217,20 +221,50 @@ class AgentClient:
     """
 
     def __init__(
-        self, url: str, *, timeout_s: float = 1800.0, info_timeout_s: float = 10.0, retries: int = 3, backoff_s: float = 1.0
+        self, url: str, *, timeout_s: float = 1800.0, info_timeout_s: float = 10.0, retries: int = 3,
+        backoff_s: float = 1.0, timing: TimingSettings | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             self.url = f"http://{self.url}"
         self.timeout_s, self.info_timeout_s = timeout_s, info_timeout_s
         self.retries, self.backoff_s = retries, backoff_s
+        self.timing = timing or TimingSettings()  # what a board agent gives trtexec (a nasseg agent has its own)
+        self._info: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
-        return self._call("GET", "/info", None, self.info_timeout_s)
+        """The agent's /info; for a board agent, checked to speak our protocol and completed with its target."""
+        info = self._call("GET", "/info", None, self.info_timeout_s)
+        if is_board(info):
+            info = check_board(self.url, info)
+        elif info.get("protocol") != PROTOCOL:
+            raise AgentError(f"agent {self.url} speaks protocol {info.get('protocol')}; this nasseg speaks {PROTOCOL} "
+                             "to a nasseg agent: run the same nasseg on the board and the host")
+        self._info = info
+        return info
 
     def measure(self, config: ArchConfig, input_hw: tuple[int, int], precision: str | None = None) -> LatencyResult:
+        info = self._info or self.info()
+        if is_board(info):
+            return self._measure_on_board(info, config, tuple(input_hw), precision)
         body = {"config": config.to_dict(), "input_hw": list(input_hw), "precision": precision}
         return LatencyResult.from_dict(self._call("POST", "/measure", body, self.timeout_s)["result"])
+
+    def _measure_on_board(
+        self, info: dict[str, Any], config: ArchConfig, input_hw: tuple[int, int], precision: str | None
+    ) -> LatencyResult:
+        """Build and export here, time there: the board has no nasseg, so the checks a nasseg agent makes run here."""
+        target = get_target(info["target"])
+        precision = resolve_precision(target, precision)
+        check(config, input_hw)
+        fits_in_memory(config, None, input_hw, target, precision)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # the same architecture exports the same file, whose engine the board has cached
+            model = build(config)
+        fits_in_memory(config, model, input_hw, target, precision)
+        body = measure_request(model, input_hw, precision, export_opset(target, info), self.timing)
+        answer = self._call("POST", "/measure", body, self.timeout_s)
+        return board_result(answer, target, input_hw, precision, self.timing)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
         attempts = self.retries + 1

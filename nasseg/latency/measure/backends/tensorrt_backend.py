@@ -25,7 +25,7 @@ from nasseg.latency.measure.backends.onnx_export import INPUT_NAME, OUTPUT_NAME,
 from nasseg.latency.measure.backends.parity import check_parity
 from nasseg.latency.measure.device import jetson_model, power_mode, software_versions
 from nasseg.latency.result import LatencyResult
-from nasseg.latency.targets import Target
+from nasseg.latency.targets import EXPORT_OPSET, Target
 from nasseg.latency.timing import TimingSettings, summarise
 
 JETPACK_TRTEXEC = Path("/usr/src/tensorrt/bin/trtexec")  # where JetPack installs it, not on PATH by default
@@ -134,7 +134,8 @@ def measure(
         reference = copy.deepcopy(model).eval().float().cpu()(x).numpy()
     with tempfile.TemporaryDirectory(prefix="nasseg-trt-") as tmp:
         workdir = Path(tmp)
-        onnx = export_onnx(model, input_hw, workdir / "model.onnx")
+        opset = target.software.onnx_opset if target.software else EXPORT_OPSET
+        onnx = export_onnx(model, input_hw, workdir / "model.onnx", opset)
         input_bin = workdir / "input.bin"
         x.numpy().astype(np.float32).tofile(input_bin)
         summary = parse_trtexec_log(_run(trtexec_command(trtexec, onnx, precision, input_bin, workdir, settings)))
