@@ -51,6 +51,11 @@ HOW: dict[str, tuple[str, object]] = {
     "nasseg agent --host 0.0.0.0 --port 8765 --target jetson-agx-orin": ("serve", []),
     "nasseg search --space fassd --target jetson-agx-orin --data synthetic --agent http://orin:8765":
         ("test", "tests/test_search.py::test_the_board_in_the_loop_measures_every_trial_and_caches_it"),
+    "nasseg agent --script -o board_agent.py": ("run", []),
+    "python3 board_agent.py --host 0.0.0.0 --port 8765":
+        ("test", "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent"),
+    "nasseg latency fassd-net --target jetson-nano --agent http://nano:8765":
+        ("test", "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent"),
     "nasseg search --space espnet --target jetson-nano --data synthetic --backend ray --workers 8 "
     "--storage postgresql+psycopg://USER@HOST/DB":
         ("test", "tests/test_search.py::test_the_ray_backend_runs_trials_as_ray_tasks"
@@ -102,6 +107,7 @@ def test_every_readme_command_runs_here_made_small(repo_copy: Path) -> None:
         assert done.exit_code == 0, f"{command}: exit {done.exit_code}\n{done.output[-2000:]}"
         ran.append(command)
     assert (repo_copy / "espnet-nano.html").stat().st_size > 100_000
+    assert "from http.server import" in (repo_copy / "board_agent.py").read_text()
     assert sorted(p.name for p in (repo_copy / "picked").iterdir()) == ["trial-0.onnx", "trial-0.yaml"]
     assert json.loads((repo_copy / "runs" / "picked-0" / "metrics.json").read_text())["steps"] == 1
     assert len(ran) == sum(kind == "run" for kind, _ in HOW.values())
