@@ -1,13 +1,12 @@
 """``nasseg dashboard``: real tiny studies drawn to one HTML page, opened in headless Chromium.
 
-Chromium is Debian's (``apt-get install chromium chromium-driver``; .ci/run installs it), driven by
-selenium with the system chromedriver. Where it is missing, the browser tests skip and say so.
+Chromium is Debian's, driven by selenium (the ``chromium`` fixture in conftest.py). Where it is missing,
+the browser tests skip and say so.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,27 +57,7 @@ def results_of(base: Path, name: str) -> StudyResults:
     return study_results(*load_study(name, base=base))
 
 
-# ----- headless Chromium -----------------------------------------------------------------------
-def chromium():
-    """A headless Chromium (selenium, the system chromedriver), or skip saying what is missing."""
-    browser, driver_path = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not (browser and driver_path):
-        pytest.skip("headless Chromium is not installed: apt-get install chromium chromium-driver (.ci/run does)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed: pip install -e '.[dev]'")
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    # WebGL (Scattergl, parcoords) through SwiftShader: there is no GPU in CI
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
-                "--use-angle=swiftshader", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
+# ----- what the page holds, read in headless Chromium (conftest.py's chromium fixture) -----------
 PLOTS_JS = """
 return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
   id: gd.id, drawn: !!(gd._fullLayout && gd._fullData), height: gd.getBoundingClientRect().height,
@@ -94,28 +73,6 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
   svgPoints: gd.querySelectorAll('.scatterlayer .trace .points path').length,
 }));
 """
-
-
-def open_page(page: Path, screenshot: Path) -> tuple[list[dict], list[dict]]:
-    """Open ``page``, wait until every plot is drawn, save a full-page screenshot; the plots (what
-    each holds) and the browser's log."""
-    driver = chromium()
-    try:
-        driver.get(page.resolve().as_uri())
-        deadline = time.monotonic() + 180
-        while not driver.execute_script(
-                "const p = document.querySelectorAll('.js-plotly-plot');"
-                "return p.length > 0 && Array.from(p).every(g => g._fullLayout && g._fullData);"):
-            assert time.monotonic() < deadline, "the plots were not drawn within 3 minutes"
-            time.sleep(0.2)
-        plots = driver.execute_script(PLOTS_JS)
-        driver.set_window_size(1400, driver.execute_script("return document.body.scrollHeight"))
-        time.sleep(0.5)
-        driver.save_screenshot(str(screenshot))
-        log = driver.get_log("browser")
-    finally:
-        driver.quit()
-    return plots, log
 
 
 def points(plot: dict, kind: str, study: str | None = None, **meta: str) -> int:
@@ -171,7 +128,8 @@ def check_page(plots: list[dict], log: list[dict], results: list[StudyResults]) 
 
 
 # ----- the tests -------------------------------------------------------------------------------
-def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, tmp_path, monkeypatch) -> None:
+def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, tmp_path, monkeypatch,
+                                                                      chromium) -> None:
     monkeypatch.chdir(studies.parent)
     page = tmp_path / "dashboard.html"
     result = runner.invoke(app, ["dashboard", MAIN, OTHER, FAILED, "-o", str(page)])
@@ -188,7 +146,7 @@ def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, t
     assert "each study's own target (host-cpu, jetson-nano, jetson-tx2)" in text
     assert "AgentUnreachable" in text  # the failures, with their reason
 
-    plots, log = open_page(page, tmp_path / "dashboard.png")
+    plots, log = chromium.open_plots(page, tmp_path / "dashboard.png", PLOTS_JS)
     by_id = check_page(plots, log, results)
     assert (tmp_path / "dashboard.png").stat().st_size > 50_000
     # The failed study has no importances: the plot says why instead of failing.
@@ -200,7 +158,7 @@ def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, t
     assert "estimated by" in text and "calibration" in text
 
 
-def test_a_thousand_trials_draw_quickly_with_webgl_in_chromium(tmp_path) -> None:
+def test_a_thousand_trials_draw_quickly_with_webgl_in_chromium(tmp_path, chromium) -> None:
     study, settings = dashboard_render.synthetic_study(1000)
     results = study_results(study, settings)
     assert {t.status for t in results.trials} == {"complete", "constrained", "stopped", "failed", "rejected"}
@@ -208,7 +166,7 @@ def test_a_thousand_trials_draw_quickly_with_webgl_in_chromium(tmp_path) -> None
     page = write_dashboard(tmp_path / "big.html", [results], [study])
     elapsed = time.perf_counter() - started
     assert elapsed < 120, elapsed  # benchmarks/README.md has the figure on a quiet machine
-    plots, log = open_page(page, tmp_path / "big.png")
+    plots, log = chromium.open_plots(page, tmp_path / "big.png", PLOTS_JS)
     by_id = check_page(plots, log, [results])
     assert by_id["pareto"]["gl"] > 0 and any(t["type"] == "scattergl" for t in by_id["pareto"]["traces"])
     rejected = sum(t.status == "rejected" for t in results.trials)

@@ -2,8 +2,8 @@
 
 The landscape's shortcuts (meta-device build and trace, MACs from the predictor's trace) are checked
 against the public path they replace: ``estimate`` with fake tensors, ``count_params`` and fvcore's
-``count_macs`` on a real build. A browser test can open the page through ``landscape_page`` below
-(``write_landscape_html`` + ``expected_points``, also embedded in the page as JSON).
+``count_macs`` on a real build. The page is opened in headless Chromium (conftest.py's ``chromium``)
+and every plot is compared with ``expected_points``.
 """
 
 from __future__ import annotations
@@ -250,6 +250,40 @@ def test_the_page_shows_every_point_labelled_and_says_what_to_expect(small, land
     assert [t["points"] for t in expected[DIV_IMPORTANCE]] == [len(load_space("espnet").parameters)] * 2
     assert all(f'"{p.name}"' in page for p in small.baselines)
     assert "estimated" in page and small.points[0].latency["jetson-nano"].calibration in page
+
+
+LANDSCAPE_JS = """
+return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
+  id: gd.id, drawn: !!(gd._fullLayout && gd._fullData), height: gd.getBoundingClientRect().height,
+  traces: gd.data.map((t, i) => ({
+    name: t.name, meta: t.meta, points: Array.from(t.x || []).filter(v => v !== null).length,
+    visible: (gd._fullData[i] || {}).visible !== false,
+  })),
+  markers: gd.querySelectorAll('.scatterlayer .trace .points path').length,
+  labels: gd.querySelectorAll('.scatterlayer .trace .textpoint').length,
+  bars: gd.querySelectorAll('.barlayer .trace .point').length,
+}));
+"""
+
+
+def test_the_page_draws_every_point_in_chromium(small, landscape_page, chromium, tmp_path) -> None:
+    """Opened in headless Chromium: no JavaScript error, each plot drawn with exactly the points the
+    landscape holds (as marker paths, baseline labels and bars), and a screenshot of the whole page."""
+    path, expected = landscape_page
+    plots, log = chromium.open_plots(path, tmp_path / "landscape.png", LANDSCAPE_JS)
+    assert not [entry for entry in log if entry["level"] == "SEVERE"], log
+    by_id = {plot["id"]: plot for plot in plots}
+    assert set(by_id) == set(expected) == {DIV_LATENCY, DIV_IMPORTANCE}
+    for div, traces in expected.items():
+        plot = by_id[div]
+        assert plot["drawn"] and plot["height"] > 250, div
+        assert [{k: t[k] for k in ("name", "meta", "points")} for t in plot["traces"]] == traces, div
+        assert all(t["visible"] for t in plot["traces"]), div
+    latency = by_id[DIV_LATENCY]
+    assert latency["markers"] == sum(t["points"] for t in expected[DIV_LATENCY]) == 2 * 16
+    assert latency["labels"] == len(small.baselines) * len(small.targets)
+    assert by_id[DIV_IMPORTANCE]["bars"] == sum(t["points"] for t in expected[DIV_IMPORTANCE])
+    assert (tmp_path / "landscape.png").stat().st_size > 50_000
 
 
 # ----- the command line --------------------------------------------------------------------------
