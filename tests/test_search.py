@@ -134,7 +134,7 @@ def test_the_ray_backend_runs_trials_as_ray_tasks(tmp_path) -> None:
     assert len({r.arch_hash for r in done_records(study)}) == 3
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "Ctrl-C", "SIGTERM"])
 def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_path) -> None:
     args = [sys.executable, "-c", "from nasseg.cli import app; app()", "search", "--space", "espnet", "--target",
             "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "40", "--budget", "4", "--no-baselines",
@@ -161,7 +161,7 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_p
             break
     process.wait()
     assert before, "the study never reached a running trial after a finished one"
-    assert process.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL)
+    assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
     resumed = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")

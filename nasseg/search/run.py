@@ -12,7 +12,8 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,33 @@ class RayResources:
         return {"num_cpus": self.cpus, "num_gpus": self.gpus, "resources": {self.board: 0.001} if self.board else {}}
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM as Ctrl-C while a study runs: schedulers (SLURM, Kubernetes, systemd) stop jobs with
+    it, and a process started in the background ignores SIGINT. Either way the running trial is enqueued
+    again and every finished one stays. Signal handlers belong to the main thread; elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _worker_main(spec_json: str, storage: str | None, base: str | None, threads: int, heartbeat_s: int,
                  worker: int) -> None:
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = StudySpec.model_validate_json(spec_json)
     try:
-        Study(spec, storage, Path(base) if base else None, heartbeat_s, worker).run_worker()
+        with sigterm_as_interrupt():
+            Study(spec, storage, Path(base) if base else None, heartbeat_s, worker).run_worker()
     except KeyboardInterrupt:  # its trial is enqueued again; the parent says what happened
         raise SystemExit(130) from None
 
@@ -61,6 +82,14 @@ def run_search(
     the baselines once)."""
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    with sigterm_as_interrupt():
+        return _run(spec, storage, base, workers, backend, on_trial, ray_resources, heartbeat_s, study)
+
+
+def _run(
+    spec: StudySpec, storage: str | None, base: Path | None, workers: int, backend: str, on_trial: OnTrial | None,
+    ray_resources: RayResources | None, heartbeat_s: int, study: Study | None,
+) -> Progress:
     study = study or Study(spec, storage, base, heartbeat_s)
     if backend == "ray":
         return _run_on_ray(spec, study, workers, on_trial, ray_resources or RayResources(), heartbeat_s)
@@ -83,7 +112,7 @@ def run_search(
     except BaseException:  # Ctrl-C or an error here: the other workers stop too (their trials are enqueued again)
         for process in others:
             if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, signal.SIGTERM)  # SIGINT may be ignored (started in the background)
         raise
     finally:
         for process in others:
