@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import multiprocessing
 import multiprocessing.synchronize
@@ -18,11 +19,13 @@ import optuna
 import pytest
 import yaml
 from latency_fixtures import serving_agent
+from rich.console import Console
 from typer.testing import CliRunner
 
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
-from nasseg.search.results import study_results
+from nasseg.cli.search import _baseline_table
+from nasseg.search.results import StudyResults, TrialRow, study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec
 from nasseg.search.study import Study, load_study, open_storage, record_of
@@ -338,3 +341,23 @@ def test_every_shipped_study_file_is_a_valid_study_of_a_real_space_and_board() -
         spec = load_study_file(path)
         assert spec.study_name == path.stem and get_target(spec.target).is_jetson and spec.budget >= 1
         assert load_space(spec.space).baselines and spec.data.startswith("camvid:")
+
+
+def _row(number: int, baseline: str | None, state: str = "COMPLETE", status: str | None = "complete",
+         miou: float | None = 0.5, latency_ms: float | None = 10.0, failure: str | None = None) -> TrialRow:
+    return TrialRow(number, state, status, baseline, miou, latency_ms, "estimated", "estimated", 1, 1, {}, failure,
+                    1.0, 1.0)
+
+
+def test_a_baseline_run_again_after_an_interrupt_is_shown_once_with_its_score() -> None:
+    rows = [_row(0, "espnet"), _row(1, "espnet-c", state="FAIL", status=None, miou=None, latency_ms=None),
+            _row(2, "espnet-a", state="FAIL", status="failed", miou=None, failure="training diverged at step 3"),
+            _row(3, None, miou=0.6, latency_ms=5.0), _row(4, "espnet-c", miou=0.55, latency_ms=12.0)]
+    results = StudyResults("s", "espnet", "jetson-nano", {}, rows, [3], 1.0, 10.0, {"espnet": [3], "espnet-c": [3]})
+    shown = results.baseline_rows()
+    assert [(r.baseline, r.number) for r in shown] == [("espnet", 0), ("espnet-c", 4), ("espnet-a", 2)]
+    assert shown[2].outcome() == "failed: training diverged at step 3"
+    assert rows[1].outcome() == "interrupted before it finished (the study runs it again)"
+    table = io.StringIO()
+    Console(file=table, width=200).print(_baseline_table(results))
+    assert "None" not in table.getvalue() and table.getvalue().count("espnet-c ") == 1

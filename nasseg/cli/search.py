@@ -57,11 +57,9 @@ def _baseline_table(results: StudyResults) -> Table:
     table = Table(title="Published baselines, trained and timed as the study's trials")
     for col in ("baseline", "trial", "mIoU", "latency ms", "dominated by"):
         table.add_column(col)
-    for t in results.trials:
-        if t.baseline is None:
-            continue
+    for t in results.baseline_rows():
         doms = results.dominated_by.get(t.baseline)
-        text = (f"{t.status}: {t.failure}" if not t.scored else
+        text = (t.outcome() if not t.scored else
                 ", ".join(f"#{n} ({_fmt(rows[n].miou, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or [])
                 or "nothing found")
         table.add_row(t.baseline, str(t.number), _fmt(t.miou, ".4f"), _fmt(t.latency_ms, ".2f"), text)

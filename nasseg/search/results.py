@@ -50,6 +50,14 @@ class TrialRow:
         """Trained to the end and timed: a point that can stand on the front."""
         return self.status == "complete" and self.miou is not None and self.latency_ms is not None
 
+    def outcome(self) -> str:
+        """Why a trial has no point, in words: its status and reason, or how Optuna left it."""
+        if self.status is not None:
+            return f"{self.status}: {self.failure}" if self.failure else self.status
+        if self.state == "FAIL":  # no record: its worker stopped mid-trial, and the study enqueued it again
+            return "interrupted before it finished (the study runs it again)"
+        return self.state.lower()
+
 
 def dominates(a: TrialRow, b: TrialRow) -> bool:
     """``a`` is at least as accurate and as fast as ``b``, and better in one of the two."""
@@ -88,6 +96,15 @@ class StudyResults:
     hypervolume: float
     reference_ms: float | None  # the latency bound of the hypervolume
     dominated_by: dict[str, list[int]]  # each baseline -> the found trials that dominate it
+
+    def baseline_rows(self) -> list[TrialRow]:
+        """One row per published baseline, in the study's order: its scored attempt, else its last one
+        (a baseline whose worker was stopped is run again as a later trial)."""
+        chosen: dict[str, TrialRow] = {}
+        for row in self.trials:
+            if row.baseline is not None and not (row.baseline in chosen and chosen[row.baseline].scored):
+                chosen[row.baseline] = row
+        return list(chosen.values())
 
     def to_dict(self) -> dict[str, Any]:
         keep = ("number", "state", "status", "baseline", "miou", "latency_ms", "latency_kind", "params", "macs",
