@@ -92,7 +92,7 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
 def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> list[tuple[str, ArchConfig]]:
     """Baselines and sampled points interleaved, so that a partial run already covers both kinds."""
     info = dataset_info(data)
-    found = sampled(samples, seed, schedule.input_hw(info.native_hw), info.num_classes)
+    found = sampled(samples, seed, schedule.input_hw(info.frame_hw()), info.num_classes)
     baselines = [(name, _baseline(name)) for name in BASELINES]
     mixed = [arch for pair in zip(baselines, found) for arch in pair]
     return mixed + baselines[len(found):] + found[len(baselines):]

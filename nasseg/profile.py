@@ -91,7 +91,7 @@ def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> MacCount:
         model.train(was_training)
     conv_macs = sum(n for op, n in by_op.items() if op not in _NON_MATMUL_OPS)
     return MacCount(
-        input_hw=tuple(input_hw),
+        input_hw=(int(input_hw[0]), int(input_hw[1])),
         macs=total,
         conv_macs=conv_macs,
         flop_counter_macs=int(counter.get_total_flops()) // 2,

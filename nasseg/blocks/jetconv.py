@@ -133,7 +133,7 @@ def _act(name: str, channels: int) -> nn.Module:
     """An activation that never works in place: residual JetBlocks still need each op's input."""
     act = make_act(name, channels)
     if hasattr(act, "inplace"):
-        act.inplace = False
+        setattr(act, "inplace", False)  # noqa: B010 (nn.Module attributes are not typed)
     return act
 
 

@@ -30,6 +30,7 @@ def _target_row(target: Target) -> dict[str, Any]:
                            "precisions": list(target.precisions)}
     if target.gpu:
         gpu = target.gpu
+        assert target.software is not None  # every target with a GPU names its JetPack or CUDA stack
         row.update(
             gpu=f"{gpu.arch} (SM {gpu.compute_capability}), {gpu.sms} SM × {gpu.cuda_cores // gpu.sms} cores, "
             f"{gpu.tensor_cores} tensor cores, {gpu.max_clock_mhz:g} MHz",
@@ -52,6 +53,7 @@ def _print_targets(targets: list[Target]) -> None:
         if t.gpu is None:
             table.add_row(t.name, t.description, "—", "—", "—", "—")
             continue
+        assert t.software is not None  # every target with a GPU names its JetPack or CUDA stack
         int8 = f"{t.gpu.int8_tops:g} TOPS" if t.gpu.int8_tops else "no INT8"
         modes = ", ".join(
             f"{'[bold]' if m.name == t.max_power_mode else ''}{m.name} ({f'{m.gpu_max_mhz:g}' if m.gpu_max_mhz else '?'}"
@@ -181,6 +183,7 @@ def agent_command(
         settings = AgentSettings(spec, backend or default_backend(spec), TimingSettings(threads=threads))
         server = make_server(host, port, settings)
     bound_host, bound_port = server.server_address[:2]
+    bound_host = bound_host.decode() if isinstance(bound_host, bytes) else bound_host
     err_console.print(f"nasseg agent: {spec.name} with {settings.backend} on http://{bound_host}:{bound_port} (Ctrl-C stops)")
     try:
         server.serve_forever()

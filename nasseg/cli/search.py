@@ -58,7 +58,7 @@ def _baseline_table(results: StudyResults) -> Table:
     for col in ("baseline", "trial", "mIoU", "latency ms", "dominated by"):
         table.add_column(col)
     for t in results.baseline_rows():
-        doms = results.dominated_by.get(t.baseline)
+        doms = results.dominated_by.get(t.baseline or "")
         text = (t.outcome() if not t.scored else
                 ", ".join(f"#{n} ({_fmt(rows[n].miou, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or [])
                 or "nothing found")
@@ -151,8 +151,8 @@ def search_command(
         except KeyboardInterrupt:
             err_console.print("interrupted: every finished trial is in the study; run the same command to continue")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        study, settings = load_study(spec.study_name, storage, base)
-        results = study_results(study, settings)
+        stored, settings = load_study(spec.study_name, storage, base)
+        results = study_results(stored, settings)
     if display.trials == 0:
         err_console.print(f"study {spec.study_name} already has its budget of {spec.budget} sampled architectures: "
                           "nothing to run (raise --budget to continue it)")

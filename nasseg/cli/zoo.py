@@ -94,7 +94,7 @@ def _print_space(space: SearchSpace) -> None:
         baselines.add_column(col, overflow="fold")
     for name, b in space.baselines.items():
         pub = b.published
-        macs = f"{pub.macs / 1e9:.3f} G @ {pub.macs_input[0]}x{pub.macs_input[1]}" if pub.macs else "—"
+        macs = f"{pub.macs / 1e9:.3f} G @ {pub.macs_input[0]}x{pub.macs_input[1]}" if pub.macs and pub.macs_input else "—"
         baselines.add_row(name, str(b.num_classes), _fmt_count(pub.params), macs, pub.source)
     console.print(baselines)
     if space.spec.decisions:

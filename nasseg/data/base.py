@@ -37,6 +37,12 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def frame_hw(self) -> tuple[int, int]:
+        """The native frame size, which a schedule scales its resolutions from."""
+        if self.native_hw is None:
+            raise DatasetError(f"{self.uri} has no native frame size for a schedule to scale")
+        return self.native_hw
+
 
 @dataclass(frozen=True)
 class SegmentationSplit:
@@ -106,8 +112,8 @@ def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np
     label_im = Image.fromarray(mapped.astype(np.uint8), mode="L")
     h, w = hw
     if (image.height, image.width) != (h, w):
-        image = image.resize((w, h), Image.BILINEAR)
-        label_im = label_im.resize((w, h), Image.NEAREST)
+        image = image.resize((w, h), Image.Resampling.BILINEAR)
+        label_im = label_im.resize((w, h), Image.Resampling.NEAREST)
     return np.asarray(image), np.asarray(label_im)
 
 

@@ -42,7 +42,8 @@ def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     if not images:
         raise DatasetError(f"split {split!r} has no images: looked for <city>/*{_IMAGE_SUFFIX} "
                            f"in {image_dir}")
-    pairs, missing = [], []
+    pairs: list[tuple[Path, Path]] = []
+    missing: list[tuple[Path, Path]] = []
     for image in images:
         stem = image.name[: -len(_IMAGE_SUFFIX)]
         label = label_dir / image.parent.name / f"{stem}{_LABEL_SUFFIX}"

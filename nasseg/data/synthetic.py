@@ -125,7 +125,7 @@ class Canvas:
     def noise(self, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
         """Smooth value noise in -1..1: a coarse random grid resized bilinearly to ``shape``."""
         grid = self.rng.random((cells[0] + 1, cells[1] + 1), dtype=np.float32) * 2 - 1
-        return np.asarray(Image.fromarray(grid, mode="F").resize((shape[1], shape[0]), Image.BILINEAR))
+        return np.asarray(Image.fromarray(grid, mode="F").resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
     def grain(self, where, amount: float) -> np.ndarray:
         """Fine per-pixel texture: a slice of one noise field drawn per image (drawing a fresh field
@@ -172,8 +172,8 @@ def _pick(rng: np.random.Generator, palette) -> np.ndarray:
 def draw_sky(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
     """Blue to overcast white-grey, lighter towards the horizon, with soft clouds."""
     overcast = rng.random()
-    top = ((1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78]))
-    top = top.astype(np.float32).reshape(3, 1, 1)
+    top = ((1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78])).astype(
+        np.float32).reshape(3, 1, 1)
     where, ys, _ = c.region(0, 1, 0, 1)
     t = np.clip(ys / max(sc.hz, 1e-3), 0, 1)
     colour = top * (1 - 0.35 * t) + 0.35 * 0.92 * t

@@ -267,8 +267,9 @@ def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
 
 def feature_sizes(input_hw: tuple[int, int]) -> dict[int, tuple[int, int]]:
     """Spatial size at levels 1, 2, 3 (strides 2, 4, 8; every down-sampler is 3x3, stride 2, pad 1)."""
-    sizes, hw = {}, tuple(input_hw)
+    sizes: dict[int, tuple[int, int]] = {}
+    h, w = input_hw
     for level in (1, 2, 3):
-        hw = tuple(conv_out_size(s, 3, 2) for s in hw)
-        sizes[level] = hw
+        h, w = conv_out_size(h, 3, 2), conv_out_size(w, 3, 2)
+        sizes[level] = (h, w)
     return sizes

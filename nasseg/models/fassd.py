@@ -174,7 +174,7 @@ class DecoderStage(nn.Module):
     """Up-sample to the skip's size, concat, 1x1 fuse to half the width, optional MDA, then a block."""
 
     def __init__(
-        self, up_ch: int, skip_ch: int, block: nn.Module | None, mda: MDA | None, fused_ch: int
+        self, up_ch: int, skip_ch: int, block: nn.Module, mda: MDA | None, fused_ch: int
     ) -> None:
         super().__init__()
         self.fuse = ConvBNAct(up_ch + skip_ch, fused_ch, 1)
@@ -201,11 +201,11 @@ class FASSDNet(nn.Module):
         skip_widths = []
         n = cfg.encoder_blocks
         for i in range(n):
-            block = HarDBlock(ch, cfg.growth_rates[i], cfg.block_layers[i], cfg.growth_multiplier)
-            self.blocks.append(block)
+            encoder_block = HarDBlock(ch, cfg.growth_rates[i], cfg.block_layers[i], cfg.growth_multiplier)
+            self.blocks.append(encoder_block)
             if i < n - 1:
-                skip_widths.append(block.out_channels)
-            transition: list[nn.Module] = [ConvBNAct(block.out_channels, cfg.transition_widths[i], 1)]
+                skip_widths.append(encoder_block.out_channels)
+            transition: list[nn.Module] = [ConvBNAct(encoder_block.out_channels, cfg.transition_widths[i], 1)]
             if i < n - 1:
                 transition.append(nn.AvgPool2d(2, stride=2))  # floor mode, as the reference
             self.transitions.append(nn.Sequential(*transition))
@@ -223,8 +223,9 @@ class FASSDNet(nn.Module):
             fused = (ch + skip_widths[i]) // 2
             mda = MDA(fused, cfg.mda_rates[stage], cfg.mda_merge) if cfg.mda else None
             if cfg.decoder_block == "hardblock":
-                block: nn.Module = HarDBlock(fused, cfg.growth_rates[i], cfg.block_layers[i], cfg.growth_multiplier)
-                out = block.out_channels
+                hard_block = HarDBlock(fused, cfg.growth_rates[i], cfg.block_layers[i], cfg.growth_multiplier)
+                block: nn.Module = hard_block
+                out = hard_block.out_channels
             else:
                 block, out = ConvBNAct(fused, cfg.decoder_width, 3), cfg.decoder_width
             self.decoder.append(DecoderStage(ch, skip_widths[i], block, mda, fused))
@@ -304,11 +305,11 @@ def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
 def feature_sizes(cfg: FASSDConfig, input_hw: tuple[int, int]) -> list[tuple[int, int]]:
     """Spatial size of each encoder block's map (block 1 at the stem's output; the last one is where
     the context module acts). Stem convs are 3x3 with padding 1; pools are 2x2 stride 2, floor."""
-    hw = tuple(input_hw)
+    hw = (int(input_hw[0]), int(input_hw[1]))
     for stride in (*cfg.stem_strides, 2, 1):
-        hw = tuple(conv_out_size(s, 3, stride) for s in hw)
+        hw = (conv_out_size(hw[0], 3, stride), conv_out_size(hw[1], 3, stride))
     sizes = [hw]
     for _ in range(cfg.encoder_blocks - 1):
-        hw = tuple(conv_out_size(s, 2, 2, padding=0) for s in hw)
+        hw = (conv_out_size(hw[0], 2, 2, padding=0), conv_out_size(hw[1], 2, 2, padding=0))
         sizes.append(hw)
     return sizes

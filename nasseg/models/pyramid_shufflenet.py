@@ -146,7 +146,7 @@ class PyramidShuffleNet(nn.Module):
         self.cfg = cfg
         w1, w2, w3 = cfg.widths
         r1, r2, r3 = cfg.stage_repeats
-        shared = {"left_kernel": cfg.down_left_kernel, "merge": cfg.pyramid_merge, "bn": cfg.pyramid_bn}
+        shared: dict[str, Any] = {"left_kernel": cfg.down_left_kernel, "merge": cfg.pyramid_merge, "bn": cfg.pyramid_bn}
         self.stem = ConvBNAct(IMAGE_CHANNELS, STEM_WIDTH, 3, stride=2)
         self.pool = nn.MaxPool2d(3, stride=2, padding=1)
         self.stage1 = shuffle_stage(STEM_WIDTH, w1, r1, 2, cfg.pyramid_kernels, (1,), **shared)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import torch
@@ -111,7 +111,7 @@ def _run(
         state = study.run_worker(on_trial)
     except BaseException:  # Ctrl-C or an error here: the other workers stop too (their trials are enqueued again)
         for process in others:
-            if process.is_alive():
+            if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)  # SIGINT may be ignored (started in the background)
         raise
     finally:
@@ -133,7 +133,7 @@ def _run_on_ray(
         raise ConfigError("--backend ray needs Ray: pip install 'nasseg[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(evaluate_architecture).options(**resources.options(), max_retries=0)
+    remote = ray.remote(cast(Any, evaluate_architecture)).options(**resources.options(), max_retries=0)
 
     def evaluate(*args: Any, **kwargs: Any) -> TrialRecord:
         return ray.get(remote.remote(*args, **kwargs))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -40,7 +40,7 @@ from nasseg.train.trainer import check_device
 
 DB_FILE = "study.db"
 SPEC_ATTR, RECORD_ATTR, BASELINE_ATTR = "nasseg_spec", "record", "baseline"
-DIRECTIONS = ("maximize", "minimize")  # mIoU, latency in ms
+DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")  # mIoU, latency in ms
 # Heartbeat every HEARTBEAT_S seconds; a trial silent for 3x that is taken for dead. NASSEG_HEARTBEAT_S
 # shortens it (tests, or a quick restart after a crash).
 HEARTBEAT_S = int(os.environ.get("NASSEG_HEARTBEAT_S", "20"))

@@ -122,6 +122,7 @@ class SearchSpace:
             return False
         if spec.type == "int" and not float(value).is_integer():
             return False
+        assert spec.low is not None and spec.high is not None  # the schema requires them for numbers
         if not spec.low <= value <= spec.high:
             return False
         if spec.step is not None:
@@ -187,10 +188,12 @@ class SearchSpace:
                 choices = self._encoded_choices(spec)
                 point[name] = choices[trial.suggest_categorical(name, list(choices))]
             elif spec.type == "int":
+                assert spec.low is not None and spec.high is not None  # the schema requires them for numbers
                 point[name] = trial.suggest_int(
                     name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log
                 )
             else:
+                assert spec.low is not None and spec.high is not None
                 point[name] = trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
         return point
 
@@ -222,7 +225,7 @@ class SearchSpace:
             study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
         finally:
             optuna.logging.set_verbosity(verbosity)
-        checked_at = list(inputs) or [tuple(self.spec.search_input)]
+        checked_at = list(inputs) or [(int(self.spec.search_input[0]), int(self.spec.search_input[1]))]
         seen, drawn = set(exclude), Draw()
         while len(drawn.configs) < count and drawn.draws < count * attempts_per_sample:
             drawn.draws += 1

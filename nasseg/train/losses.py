@@ -38,6 +38,7 @@ class CrossEntropy(nn.Module):
     def __init__(self, weight: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         self.ignore_index = ignore_index
+        self.weight: torch.Tensor | None
         self.register_buffer("weight", None if weight is None else weight.float())
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

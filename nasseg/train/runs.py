@@ -70,7 +70,7 @@ def make_run(name: str, config: ArchConfig, data: str, schedule: Schedule, seed:
     info = dataset_info(data)
     return RunSpec(
         name=name, config=config.with_classes(info.num_classes), data=data,
-        train_hw=schedule.input_hw(info.native_hw), eval_hw=schedule.eval_hw(info.native_hw),
+        train_hw=schedule.input_hw(info.frame_hw()), eval_hw=schedule.eval_hw(info.frame_hw()),
         schedule=schedule, seed=seed,
     )
 
@@ -163,7 +163,7 @@ def evaluate_run(
     info = dataset_info(data)
     if info.num_classes != run.config.num_classes:
         raise ConfigError(f"{checkpoint} predicts {run.config.num_classes} classes; {data} has {info.num_classes}")
-    hw = input_hw or (run.eval_hw if data == run.data else run.schedule.eval_hw(info.native_hw))
+    hw = input_hw or (run.eval_hw if data == run.data else run.schedule.eval_hw(info.frame_hw()))
     model = build(run.config)
     try:
         model.load_state_dict(load_checkpoint(checkpoint)["model"])

@@ -277,7 +277,7 @@ def _prepare(
     generator = torch.Generator().manual_seed(seed)
     model.to(device)
     if device.type == "cuda":  # not on the CPU: there channels-last crashes some JetSeg backwards (docs/training.md)
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit it
     # fp16 needs loss scaling; bf16 (and the CPU's fp32) does not.
     fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
     return _Run(

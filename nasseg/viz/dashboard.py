@@ -273,7 +273,7 @@ def cost_figure(views: list[StudyView]) -> go.Figure:
                                ("baseline", [r for r in timed if r.baseline]),
                                ("untrained", [r for r in timed if not r.scored and not r.baseline])):
                 xs = [getattr(r, what) / scale for r in rows]
-                rho = _spearman([getattr(r, what) for r in timed], [r.latency_ms for r in timed])
+                rho = _spearman([getattr(r, what) for r in timed], [r.latency_ms for r in timed if r.latency_ms is not None])
                 name = {"timed": f"trained ({len(rows)})" + (f", Spearman ρ {rho:.2f} over all {len(timed)} timed" if rho is not None else ""),
                         "baseline": f"published baselines ({len(rows)})",
                         "untrained": f"timed, not trained ({len(rows)})"}[kind]

@@ -361,7 +361,7 @@ def _levels(space: SearchSpace, name: str, values: list[Any]) -> tuple[list[str]
     else:
         def group(v: Any) -> str:
             return json.dumps(v) if isinstance(v, list | dict) else str(v)
-        choices = spec.choices if spec.type == "categorical" else sorted(set(active))
+        choices = (spec.choices or []) if spec.type == "categorical" else sorted(set(active))
         order = [group(c) for c in choices]
     labels = ["inactive" if v is None else group(v) for v in values]
     if "inactive" in labels:

@@ -246,7 +246,7 @@ class AgentClient:
     def measure(self, config: ArchConfig, input_hw: tuple[int, int], precision: str | None = None) -> LatencyResult:
         info = self._info or self.info()
         if is_board(info):
-            return self._measure_on_board(info, config, tuple(input_hw), precision)
+            return self._measure_on_board(info, config, (int(input_hw[0]), int(input_hw[1])), precision)
         body = {"config": config.to_dict(), "input_hw": list(input_hw), "precision": precision}
         return LatencyResult.from_dict(self._call("POST", "/measure", body, self.timeout_s)["result"])
 

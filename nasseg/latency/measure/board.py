@@ -94,7 +94,7 @@ def board_result(answer: dict[str, Any], target: Target, input_hw: tuple[int, in
         kind="measured",
         median_ms=stats.median_ms,
         target=target.name,
-        input_hw=tuple(input_hw),
+        input_hw=(int(input_hw[0]), int(input_hw[1])),
         precision=precision,
         backend="tensorrt",
         device=board.get("device") or target.name,

@@ -326,14 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/info":
             self._answer(HTTPStatus.NOT_FOUND, {"error": "no such endpoint " + self.path, "type": "NotFound"})
             return
-        self._answer(HTTPStatus.OK, self.server.board.info())
+        self._answer(HTTPStatus.OK, self.server.board.info())  # type: ignore[attr-defined]  # a BoardServer
 
     def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
         if self.path != "/measure":
             self._answer(HTTPStatus.NOT_FOUND, {"error": "no such endpoint " + self.path, "type": "NotFound"})
             return
         try:
-            answer = self.server.board.measure(self._read_json())
+            answer = self.server.board.measure(self._read_json())  # type: ignore[attr-defined]
         except BoardError as exc:
             log.warning("%s: %s", exc.kind, exc)
             self._answer(exc.status, exc.body())
@@ -394,6 +394,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write(f"nasseg board agent: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
         return 2
     host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host
     sys.stderr.write("nasseg board agent (protocol {}): {}, TensorRT {}, on http://{}:{}\n".format(
         PROTOCOL, board.trtexec, board.tensorrt or "(version from trtexec's first run)", host, port))
     sys.stderr.flush()

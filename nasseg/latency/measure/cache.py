@@ -34,7 +34,7 @@ class CacheKey:
         cls, config: ArchConfig, input_hw: tuple[int, int], target: str, backend: str, precision: str,
         power_mode: str | None = None,
     ) -> CacheKey:
-        return cls(config.arch_hash(), tuple(input_hw), target, backend, precision, power_mode or "")
+        return cls(config.arch_hash(), (int(input_hw[0]), int(input_hw[1])), target, backend, precision, power_mode or "")
 
     def columns(self) -> tuple[str, int, int, str, str, str, str]:
         h, w = self.input_hw

@@ -45,7 +45,7 @@ def measure_config(
     does, on ``model`` when the caller has built it already.
     """
     spec = get_target(target)
-    input_hw = tuple(input_hw)
+    input_hw = (int(input_hw[0]), int(input_hw[1]))
     check(config, input_hw)
     precision = resolve_precision(spec, precision)
     if agent is not None:

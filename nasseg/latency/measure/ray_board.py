@@ -36,7 +36,7 @@ class BoardActor:
         return self.client.info()
 
     def measure(self, config: dict[str, Any], input_hw: tuple[int, int], precision: str | None = None) -> LatencyResult:
-        return self.client.measure(ArchConfig.from_dict(config), tuple(input_hw), precision)
+        return self.client.measure(ArchConfig.from_dict(config), (int(input_hw[0]), int(input_hw[1])), precision)
 
 
 def _ray() -> Any:

@@ -24,7 +24,7 @@ def choose_providers(target: Target, precision: str, available: list[str]) -> li
         return [("CPUExecutionProvider", {})]
     if "TensorrtExecutionProvider" in available:
         # CUDA stays as fallback for any node TensorRT does not take.
-        fallback = [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
+        fallback: list[tuple[str, dict[str, Any]]] = [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
         return [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), *fallback]
     if precision == "fp32" and "CUDAExecutionProvider" in available:
         return [("CUDAExecutionProvider", {})]

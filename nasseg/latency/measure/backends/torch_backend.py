@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
@@ -63,7 +63,8 @@ def measure(
     on_cpu = device.type == "cpu"
     timer = cpu_timer(net, x, clock) if on_cpu else cuda_timer(net, x)
     # CUDA has a caching allocator and flushes denormals in its own kernels; the CPU needs both set up.
-    with fixed_threads(threads), torch.inference_mode(), (cpu_conditions() if on_cpu else nullcontext({})) as host:
+    conditions: AbstractContextManager[dict[str, str]] = cpu_conditions() if on_cpu else nullcontext({})
+    with fixed_threads(threads), torch.inference_mode(), conditions as host:
         stats = time_repeatedly(timer, settings)
     if on_cpu:
         device_name, timed = cpu_device(threads), f"forward, {clock_name}"
