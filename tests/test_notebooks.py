@@ -196,7 +196,7 @@ def test_latency_labels_every_number_with_where_it_came_from(monkeypatch) -> Non
     calibrations, check = tables(jetson)
     assert set(calibrations) == {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-agx-xavier",
                                  "jetson-orin-nano", "jetson-agx-orin"}
-    published = json.loads((files("nasseg") / "latency" / "calibrations" / "published_jetson.json").read_text())
+    published = json.loads((files("nasseg") / "latency" / "predict" / "calibrations" / "published_jetson.json").read_text())
     paper = {p["baseline"]: p["ms"] for p in published["points"] if p["source"] == "fassd-net-paper"}
     assert {name: float(r["published ms"]) for name, r in check.items()} == paper
     # The notebook says the estimates are too fast by a constant factor: they are (benchmarks/README.md: 2.1-2.3x).
