@@ -172,7 +172,33 @@ def test_effects_change_only_the_layers_they_are_about() -> None:
     assert apply_effects(table, [], hw_tc) is table
     with pytest.raises(ValueError, match="unknown latency effect"):
         apply_effects(table, ["warp-drive"], hw_tc)
-    assert set(EFFECTS) >= {"pad8", "tile32", "misaligned_off_fp16", "concat_free", "dilated_on_tensor_cores"}
+    assert set(EFFECTS) >= {"pad8", "tile32", "misaligned_off_fp16", "concat_free", "concat_in_place", "dilated_on_tensor_cores"}
+
+
+def test_a_concatenation_is_written_in_place_unless_another_one_reads_its_input() -> None:
+    """HarDNet feeds one layer's output into several concatenations: only one of them can hold it."""
+
+    class Harmonic(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(32, 16, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            a = self.a(x)
+            b = self.b(a)
+            ab = torch.cat([a, b], 1)  # a is read by two concatenations: half of this one is copied
+            c = self.c(ab)
+            return torch.cat([a, c], 1)
+
+    probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "p")
+    table = layer_table(Harmonic(), (16, 16), probe)[1]
+    cat = np.flatnonzero(np.array(["cat" in op for op in table.op]))
+    assert table.shared[cat].tolist() == [0.5, 0.5]
+    hw = Hardware("fp16", False, 1.0)
+    in_place = apply_effects(table, ["concat_in_place"], hw)
+    assert in_place.bytes[cat] == pytest.approx(table.bytes[cat] * 0.5) and in_place.launched[cat].tolist() == [1.0, 1.0]
+    plain = layer_table(nn.Sequential(nn.Conv2d(3, 8, 1)), (8, 8), probe)[1]
+    assert not (plain.shared < 1).any()  # no concatenation, nothing shared
 
 
 def test_a_calibration_with_an_unknown_effect_is_refused() -> None:

@@ -95,9 +95,10 @@ FLOP_EFFECTS: dict[str, Callable[[LayerTable, Hardware], np.ndarray]] = {
     "tile32": tile32,
     "dilated_on_tensor_cores": dilated_on_tensor_cores,
 }
-# Effects that remove kernels: TensorRT writes a concatenation's inputs straight into its output buffer.
-CONCAT_FREE = "concat_free"
-EFFECTS = (*FLOP_EFFECTS, CONCAT_FREE)
+# Effects that remove kernels: TensorRT writes a concatenation's inputs straight into its output buffer
+# (concat_free: always; concat_in_place: only inputs no other concatenation reads, the rest is copied).
+CONCAT_FREE, CONCAT_IN_PLACE = "concat_free", "concat_in_place"
+EFFECTS = (*FLOP_EFFECTS, CONCAT_FREE, CONCAT_IN_PLACE)
 
 
 def apply_effects(table: LayerTable, effects: list[str] | tuple[str, ...], hw: Hardware) -> LayerTable:
@@ -112,7 +113,13 @@ def apply_effects(table: LayerTable, effects: list[str] | tuple[str, ...], hw: H
         if name in FLOP_EFFECTS:
             flops *= FLOP_EFFECTS[name](table, hw)
     bytes_, launched = table.bytes, table.launched
-    if CONCAT_FREE in effects:
+    if CONCAT_FREE in effects or CONCAT_IN_PLACE in effects:
         cat = np.array([op.split(".", 1)[-1].rstrip("_") == "cat" for op in table.op], dtype=bool)
-        bytes_, launched = np.where(cat, 0.0, bytes_), np.where(cat, 0.0, launched)
+        copied = np.zeros(len(cat))
+        if CONCAT_IN_PLACE in effects and CONCAT_FREE not in effects:
+            if table.shared is None:
+                raise ValueError("concat_in_place needs a layer table that records shared concatenation inputs")
+            copied = table.shared
+        bytes_ = np.where(cat, bytes_ * copied, bytes_)
+        launched = np.where(cat & (copied == 0), 0.0, launched)
     return dataclasses.replace(table, flops=flops, bytes=bytes_, launched=launched)
