@@ -1,8 +1,11 @@
 """Benchmark: how well the latency predictor matches measured latencies.
 
-1. Jetson: leave-one-out over the published TensorRT FP16 timings the packaged calibrations were
-   fitted to (calibrations/published_jetson.json): every point is predicted by a joint fit that did
-   not see it. Per device: MAPE, share within 25 %, Kendall tau and Spearman rho.
+1. Jetson: the published TensorRT timings the packaged calibrations are fitted to
+   (calibrations/published_jetson.json), each predicted by joint fits that saw no point of its
+   network on any board or input (leave-one-network-out, the headline), none of its source
+   (leave-one-source-out), or only not itself (leave-one-out); the check points, which no fit sees,
+   by the full fit. Per device: MAPE, share within 25 %, Kendall tau; per network family: the bias.
+   ``--effects-study`` also judges each kernel effect (nasseg.latency.predict.effects) alone.
 2. The papers' own Jetson settings: estimates for the baselines at the device and input each
    paper timed them (some of those timings are withheld from us; a reviewer compares).
 3. Host CPU: architectures sampled from every search space that has landed are measured with the
@@ -22,7 +25,8 @@
    ends with a 5-fold cross-validation of the op table inside the calibration set, per family: where it
    is low, ``--calibrate-space SPACE=N`` gives that space more calibration architectures.
 
-    python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--host-scale 0.5]
+    python benchmarks/latency_accuracy.py [--skip-host] [--skip-jetson] [--effects A,B] [--effects-study]
+        [--jetson-results FILE] [--host-scale 0.5]
         [--calibrate-per-space 10] [--calibrate-space SPACE=N ...] [--check-total 60] [--check-seed 2]
         [--measurements FILE] [--rounds 5]
         [--op-table-extra-scale S] [--write-host-calibration]
@@ -52,18 +56,18 @@ from nasseg.latency import estimate
 from nasseg.latency.measure.backends import measure_model
 from nasseg.latency.measure.device import cpu_name
 from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration
+from nasseg.latency.predict.effects import EFFECTS
 from nasseg.latency.predict.fit import (
     HOST_PRIOR,
-    JETSON_PRIOR,
+    JETSON_EFFECTS,
     Measurement,
     fit,
-    jetson_templates,
-    leave_one_out,
     predict_measurements,
     published_measurements,
     sampled_architectures,
     template,
 )
+from nasseg.latency.predict.generalisation import PROTOCOL_NAMES, Summary, by, evaluate, to_json
 from nasseg.latency.predict.microbench import suite
 from nasseg.latency.predict.optable import OpTable, significant, time_layers
 from nasseg.latency.predict.predictor import layer_table
@@ -72,6 +76,8 @@ from nasseg.models import ArchConfig, build
 from nasseg.spaces import all_spaces, find_baseline, load_space
 
 MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" / "host_measurements.json"
+JETSON_RESULTS = MEASUREMENTS.parent / "jetson_generalisation.json"
+EFFECTS_RESULTS = MEASUREMENTS.parent / "jetson_effects.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
 MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
                  "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
@@ -102,33 +108,81 @@ def _errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted / measured - 1)
 
 
-def jetson_leave_one_out() -> None:
-    print("\n### Jetson: leave-one-out over the published calibration points (TensorRT FP16, batch 1)\n")
+def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
+    """Every published point predicted by fits that did not see it (leave-one-out), its network
+    (leave-one-network-out, the headline) or its source (leave-one-source-out); the check points by
+    the full fit. Prints the tables of benchmarks/README.md and keeps every prediction in ``out``."""
+    effects = list(JETSON_EFFECTS if effects is None else effects)
+    print("\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
+          f"{', '.join(effects) or 'none'})\n")
     start = time.perf_counter()
-    measurements = published_measurements()
-    targets = list(dict.fromkeys(m.target for m in measurements))
-    templates = jetson_templates(targets)
-    fitted, _ = fit(measurements, templates, JETSON_PRIOR)
-    in_sample = predict_measurements(fitted, measurements)
     with Progress(transient=True) as progress:
-        task = progress.add_task("leave-one-out refits", total=len(measurements))
-        loo = leave_one_out(measurements, templates, JETSON_PRIOR, progress=lambda done, _total: progress.update(task, completed=done))
-    measured = np.array([m.ms for m in measurements])
-    print("| device | points | LOO MAPE | LOO within 25 % | LOO Kendall tau | LOO Spearman rho | in-sample MAPE |")
+        tasks: dict[str, int] = {}
+
+        def report(protocol: str, done: int, total: int) -> None:
+            if protocol not in tasks:
+                tasks[protocol] = progress.add_task(f"{PROTOCOL_NAMES[protocol]} refits", total=total)
+            progress.update(tasks[protocol], completed=done)
+
+        rows = evaluate(effects, progress=report)
+    fitted = [r for r in rows if not r.check]
+    print("| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
+          "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |")
+    print("|---|---|---|---|---|---|---|---|")
+    groups = by(fitted, lambda r: r.target)
+    for target, mine in [*groups.items(), ("all", fitted)]:
+        s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo", "in_sample")}
+        print(f"| {target} | {len(mine)} | **{s['lono'].mape:.1%}** | {s['loso'].mape:.1%} | {s['loo'].mape:.1%} "
+              f"| {s['lono'].within_25:.0%} | {s['lono'].kendall_tau:.2f} | {s['in_sample'].mape:.1%} |")
+    print("\nBias by network family (geometric mean of predicted / measured, minus 1; + is too slow). "
+          "Check points (never fitted) are predicted by the full fit under every protocol.\n")
+    print("| family | points | networks | **LONO bias** | LONO MAPE | LOSO bias | LOO bias |")
     print("|---|---|---|---|---|---|---|")
-    for target in targets:
-        mine = np.array([m.target == target for m in measurements])
-        err = _errors(loo[mine], measured[mine])
-        tau, rho = _rank(loo[mine], measured[mine])
-        print(f"| {target} | {mine.sum()} | {err.mean():.1%} | {(err <= 0.25).mean():.0%} | {tau:.2f} | {rho:.2f} "
-              f"| {_errors(in_sample[mine], measured[mine]).mean():.1%} |")
-    err = _errors(loo, measured)
-    print(f"| all | {len(measured)} | {err.mean():.1%} | {(err <= 0.25).mean():.0%} | {_rank(loo, measured)[0]:.2f} "
-          f"| {_rank(loo, measured)[1]:.2f} | {_errors(in_sample, measured).mean():.1%} |")
-    worst = np.argsort(-err)[:6]
-    print("\nLargest leave-one-out errors: " + "; ".join(
-        f"{measurements[i].id} measured {measured[i]:.2f} ms, predicted {loo[i]:.2f} ms" for i in worst))
+    for family, mine in by(rows, lambda r: r.family).items():
+        nets = ", ".join(dict.fromkeys(r.network for r in mine))
+        label = family + (" (check)" if all(r.check for r in mine) else " (incl. check)" if any(r.check for r in mine) else "")
+        s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo")}
+        print(f"| {label} | {len(mine)} | {nets} | **{s['lono'].bias:+.0%}** | {s['lono'].mape:.0%} | {s['loso'].bias:+.0%} "
+              f"| {s['loo'].bias:+.0%} |")
+    print("\nCheck points (`use: check` in published_jetson.json; no fit sees them):\n")
+    print("| point | precision | measured ms | predicted ms | predicted / measured |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        if r.check:
+            print(f"| {r.id} | {r.precision} | {r.measured_ms:.1f} | {r.predicted['lono']:.1f} | {r.ratio('lono'):.2f} |")
+    worst = sorted(fitted, key=lambda r: -abs(r.ratio("lono") - 1))[:6]
+    print("\nLargest leave-one-network-out errors: " + "; ".join(
+        f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst))
     print(f"\n({time.perf_counter() - start:.0f} s)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
+                                   **to_json(rows, effects)}, indent=1) + "\n")
+        print(f"every prediction: {out}")
+
+
+def effects_study(candidates: list[list[str]], out: Path | None) -> None:
+    """Each kernel effect on its own, and the chosen set, judged by leave-one-network-out."""
+    print("\n### Jetson: kernel effects, each judged by leave-one-network-out\n")
+    measurements, checks = published_measurements(), published_measurements(checks=True)
+    record = {}
+    print("| effects | LONO MAPE | LONO within 25 % | worst family bias | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |")
+    print("|---|---|---|---|---|---|")
+    for effects in candidates:
+        rows = evaluate(effects, protocols=("lono",), measurements=measurements, checks=checks)
+        fitted = [r for r in rows if not r.check]
+        s = Summary.of(fitted, "lono")
+        families = {f: Summary.of(g, "lono").bias for f, g in by(rows, lambda r: r.family).items()}
+        worst = max(families, key=lambda f: abs(families[f]))
+        fassd = [r.ratio("lono") for r in rows if r.check and r.family == "fassd-net"]
+        dlv3 = [r.ratio("lono") for r in rows if r.check and r.family == "mmseg-r50-d8"]
+        print(f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.1%} | {s.within_25:.0%} | {worst} {families[worst]:+.0%} "
+              f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |")
+        record["+".join(effects) or "none"] = to_json(rows, effects)["summary"]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "variants": record}, indent=1) + "\n")
+        print(f"\nevery summary: {out}")
 
 
 def paper_settings() -> None:
@@ -490,12 +544,25 @@ def main() -> None:
                         help="host: measure every network this many times, in as many passes, and take the median "
                              "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)")
     parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
+    parser.add_argument("--effects", default=None, metavar="A,B",
+                        help="Jetson: cost with these kernel effects instead of the packaged ones ('' for none; "
+                             f"known: {', '.join(EFFECTS)})")
+    parser.add_argument("--effects-study", action="store_true",
+                        help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)")
+    parser.add_argument("--jetson-results", type=Path, default=JETSON_RESULTS,
+                        help="Jetson: write every prediction here (and the effects study beside it)")
     parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
                         help="host measurements reused from and added to this JSON file (a new path measures afresh)")
     args = parser.parse_args()
     more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:
-        jetson_leave_one_out()
+        effects = None if args.effects is None else [e for e in args.effects.split(",") if e]
+        jetson_generalisation(effects, args.jetson_results)
+        if args.effects_study:
+            candidates = [[], *[[e] for e in EFFECTS]]
+            if JETSON_EFFECTS and JETSON_EFFECTS not in candidates:
+                candidates.append(list(JETSON_EFFECTS))
+            effects_study(candidates, args.jetson_results.with_name(EFFECTS_RESULTS.name))
         paper_settings()
     if not args.skip_host:
         host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,

@@ -15,7 +15,11 @@ PUBLISHED_GMACS = {
     ("resnet101", (224, 224)): 7.83, ("vgg16", (224, 224)): 15.5, ("alexnet", (224, 224)): 0.71,
     ("squeezenet1_0", (224, 224)): 0.82, ("squeezenet1_1", (224, 224)): 0.35, ("mobilenet_v2", (224, 224)): 0.30,
     ("shufflenet_v2_x1.0", (224, 224)): 0.146, ("fcn-resnet18", (256, 512)): 4.8,
+    # mmcls model zoo (the networks of mmdeploy's Jetson rows): ResNeXt-50 32x4d 4.27, SE-ResNet-50 4.13 GFLOPs (MACs).
+    ("resnext50_32x4d", (224, 224)): 4.27, ("se_resnet50", (224, 224)): 4.13,
 }
+# Parameters published with them (mmcls model zoo, millions): the layers are the same, not just the MACs.
+PUBLISHED_PARAMS = {"resnext50_32x4d": 25.03, "se_resnet50": 28.09, "resnet50": 25.56}
 
 
 @pytest.mark.parametrize(("net", "input_hw"), list(PUBLISHED_GMACS))
@@ -28,3 +32,18 @@ def test_reference_net_macs_match_the_published_figure(net: str, input_hw: tuple
 def test_every_reference_net_builds_with_a_plausible_size() -> None:
     for name in REFERENCE_NETS:
         assert 1e6 < count_params(reference_net(name)) < 2e8, name
+
+
+@pytest.mark.parametrize("net", list(PUBLISHED_PARAMS))
+def test_mmcls_reference_nets_have_the_published_parameter_counts(net: str) -> None:
+    assert count_params(reference_net(net)) / 1e6 == pytest.approx(PUBLISHED_PARAMS[net], abs=0.01)
+
+
+def test_mmseg_segmentors_are_dilated_at_output_stride_8_and_resize_to_the_input() -> None:
+    """R50-D8: stages 3 and 4 dilated (2 and 4), the map at 1/8 of the input, logits resized back."""
+    for net in ("fcn_r50-d8", "pspnet_r50-d8", "deeplabv3plus_r50-d8"):
+        layers = layers_of(trace(reference_net(net), (256, 512)), 2.0, False)
+        dilated = [layer for layer in layers if layer.op_class in ("conv_dilated", "conv_depthwise") and layer.conv
+                   and layer.conv.dilation_h > 1]
+        assert {layer.conv.in_h for layer in dilated} == {32}, net
+        assert layers[-1].op_class == "resize" and layers[-1].shape[4:6] == (256, 512), net

@@ -18,6 +18,7 @@ import numpy as np
 
 from nasseg.errors import CalibrationError
 from nasseg.latency.predict.costs import BYTES_PER_ELEMENT, OP_CLASSES
+from nasseg.latency.predict.effects import EFFECTS, Hardware
 from nasseg.latency.predict.optable import OpTable
 
 CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
@@ -50,8 +51,13 @@ class Calibration:
     # Layers timed inside networks on the device (nasseg.latency.predict.optable); where present, its
     # prediction replaces the roofline for every layer.
     op_table: dict[str, Any] | None = None
+    # Kernel effects the roofline is costed with (nasseg.latency.predict.effects); older files have none.
+    effects: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        unknown = [e for e in self.effects if e not in EFFECTS]
+        if unknown:
+            raise CalibrationError(f"calibration {self.id}: unknown effect(s) {', '.join(unknown)}; known: {', '.join(EFFECTS)}")
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
         if missing:
             raise CalibrationError(f"calibration {self.id}: no efficiency for op class(es) {', '.join(missing)}")
@@ -91,6 +97,10 @@ class Calibration:
         except json.JSONDecodeError as exc:
             raise CalibrationError(f"{path}: not valid JSON: {exc}") from None
         return cls.from_dict(data, str(path))
+
+    def hardware(self) -> Hardware:
+        """What the kernel effects need to know of the target."""
+        return Hardware(self.precision, self.peak_flops > self.cuda_core_flops, self.peak_flops / self.cuda_core_flops)
 
     def class_peaks(self) -> np.ndarray:
         return np.array([self.cuda_core_flops if c in CUDA_CORE_CLASSES else self.peak_flops for c in OP_CLASSES])

@@ -134,6 +134,10 @@ class Layer:
     where: str = ""
     conv: ConvGeometry | None = None  # for a convolution: enough to replay it alone
     shape: tuple[int, ...] = (-1,) * len(SHAPE_FIELDS)  # SHAPE_FIELDS
+    # For a concatenation: the share of its input elements that another concatenation reads too. A
+    # runtime that writes producers straight into the concat buffer can do so for one buffer only
+    # (HarDNet feeds one layer's output into several), so only that share must still be copied.
+    shared: float = 1.0
 
 
 def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -261,6 +265,11 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
         if classified[node.index]:
             for producer in {source.get(p) for p in node.producers if p is not None} - {None}:
                 readers[producer] = readers.get(producer, 0) + 1
+    cat_readers: dict[int, int] = {}  # kernel -> how many concatenations read its output
+    for node in nodes:
+        if _base_name(node.op) == "cat":
+            for producer in {source.get(p) for p in node.producers if p is not None} - {None}:
+                cat_readers[producer] = cat_readers.get(producer, 0) + 1
     in_fusable_kernel: dict[int, bool] = {}  # node -> its output is written by a conv/matmul kernel
     layers: list[Layer] = []
     for node in nodes:
@@ -286,8 +295,14 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
             layers.append(Layer(node.index, node.op, op_class, 0.0, extra * bytes_per_element, True, node.where))
         else:
             conv = _conv_geometry(node) if op_class in CONV_CLASSES else None
+            shared = 1.0
+            if _base_name(node.op) == "cat":
+                sizes = [(_numel(shape), source.get(p) if p is not None else None) for shape, p in zip(node.in_shapes, node.producers, strict=False)]
+                total = sum(n for n, _ in sizes) or 1
+                # An input from outside the graph (the image) or a kernel read by another concatenation is copied.
+                shared = sum(n for n, p in sizes if p is None or cat_readers.get(p, 0) > 1) / total
             layers.append(Layer(node.index, node.op, op_class, flops, _bytes(node, bytes_per_element), False, node.where, conv,
-                                _layer_shape(node)))
+                                _layer_shape(node), shared))
         in_fusable_kernel[node.index] = fused or op_class in CONV_CLASSES or op_class == "matmul"
     return layers
 
@@ -304,6 +319,7 @@ class LayerTable:
     conv_rows: np.ndarray  # per layer: its convolution geometry (GEOMETRY_FIELDS), or -1s
     shape_rows: np.ndarray  # per layer: its activation shapes (SHAPE_FIELDS), or -1s where fused
     op: np.ndarray  # per layer: the ATen operator, e.g. "aten.exp" (an op table tells them apart)
+    shared: np.ndarray | None = None  # per layer: Layer.shared (None in tables built without it)
 
     @property
     def numbers(self) -> np.ndarray:
@@ -323,6 +339,7 @@ class LayerTable:
                                dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
             shape_rows=np.array([layer.shape for layer in layers], dtype=np.int64).reshape(-1, len(SHAPE_FIELDS)),
             op=np.array([layer.op for layer in layers], dtype=object),
+            shared=np.array([layer.shared for layer in layers], dtype=float),
         )
 
     @classmethod
@@ -330,4 +347,5 @@ class LayerTable:
         return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
                    conv_rows=np.concatenate([t.conv_rows for t in tables]),
-                   shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]))
+                   shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]),
+                   shared=np.concatenate([t.shared for t in tables]) if all(t.shared is not None for t in tables) else None)

@@ -19,9 +19,10 @@ import numpy as np
 from scipy.optimize import least_squares
 from torch import nn
 
-from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration, class_rates
 from nasseg.errors import CalibrationError
+from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, MEMORY_CLASSES, Calibration
 from nasseg.latency.predict.costs import OP_CLASSES, LayerTable
+from nasseg.latency.predict.effects import apply_effects
 from nasseg.latency.predict.optable import OpTable, time_layers
 from nasseg.latency.predict.predictor import layer_table, layer_times_ms, predict_ms
 from nasseg.latency.predict.reference_nets import reference_net
@@ -63,12 +64,21 @@ _NOMINAL_FLOPS, _NOMINAL_BANDWIDTH = 1e11, 2e10
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured latency and the layer table of what was measured."""
+    """A measured latency and the layer table of what was measured.
+
+    ``precision`` is the one it ran at where it differs from its target's calibration (a published
+    FP32 timing beside FP16 ones: the same efficiencies, at the FP32 peaks); ``network`` and
+    ``source`` name what was timed and who published it, so that evaluations can hold out every
+    point of one network or one source together.
+    """
 
     id: str
     target: str
     table: LayerTable
     ms: float
+    precision: str = ""
+    network: str = ""
+    source: str = ""
 
 
 def target_specs(target: str, precision: str) -> tuple[float, float, float]:
@@ -128,25 +138,40 @@ class FitWeights:
     prior: float = 0.1
 
 
+def at_precision(cal: Calibration, precision: str) -> Calibration:
+    """The calibration at another precision of its target: the same efficiencies at that precision's peaks."""
+    if not precision or precision == cal.precision:
+        return cal
+    peak, cuda, _ = target_specs(cal.target, precision)
+    return dataclasses.replace(cal, precision=precision, peak_flops=peak, cuda_core_flops=cuda)
+
+
 class _Problem:
     """The stacked layer tables of every measurement, and the residuals of a parameter vector."""
 
     def __init__(self, measurements: list[Measurement], templates: dict[str, Calibration]) -> None:
         self.targets = list(templates)
-        self.table = LayerTable.concat([m.table for m in measurements])
+        # Each measurement at its own precision's peaks, its kernels as its calibration's effects make them.
+        cals = [at_precision(templates[m.target], m.precision) for m in measurements]
+        self.table = LayerTable.concat([apply_effects(m.table, c.effects, c.hardware()) for m, c in zip(measurements, cals, strict=True)])
         self.measured = np.array([m.ms for m in measurements])
         sample_target = np.array([self.targets.index(m.target) for m in measurements])
         self.sample_target = sample_target
         self.layer_target = sample_target[self.table.sample]
-        self.peaks = np.array([templates[t].class_peaks() for t in self.targets])  # T x C
+        self.sample_peaks = np.array([c.class_peaks() for c in cals]).reshape(len(cals), -1)  # S x C
         self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
+        self.is_memory = np.isin(np.array(OP_CLASSES)[self.table.op_class], MEMORY_CLASSES)
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
         values = np.exp(theta)
-        flops, streaming = class_rates(self.peaks, self.bandwidth, values[:, :_N_CLASS], values[:, _N_CLASS])
-        where = (self.layer_target, self.table.op_class)
-        times = layer_times_ms(self.table, flops[where], streaming[where], values[self.layer_target, _N_CLASS + 1])
+        efficiency = values[self.layer_target, self.table.op_class]
+        peaks = self.sample_peaks[self.table.sample, self.table.op_class]
+        # class_rates, per layer: memory-bound classes stream at their own efficiency, the others at memory_efficiency.
+        memory = self.is_memory
+        flops = np.where(memory, np.inf, peaks * efficiency)
+        streaming = self.bandwidth[self.layer_target] * np.where(memory, efficiency, values[self.layer_target, _N_CLASS])
+        times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1])
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 
@@ -196,10 +221,39 @@ def fit(
 def predict_measurements(cal_by_target: dict[str, Calibration], measurements: list[Measurement]) -> np.ndarray:
     """Each measurement's latency as its target's calibration predicts it (from its op table, if it has one)."""
     out = np.empty(len(measurements))
-    for target in dict.fromkeys(m.target for m in measurements):
-        mine = [i for i, m in enumerate(measurements) if m.target == target]
-        out[mine] = predict_ms(LayerTable.concat([measurements[i].table for i in mine]), cal_by_target[target], len(mine))
+    for target, precision in dict.fromkeys((m.target, m.precision) for m in measurements):
+        mine = [i for i, m in enumerate(measurements) if (m.target, m.precision) == (target, precision)]
+        cal = at_precision(cal_by_target[target], precision)
+        out[mine] = predict_ms(LayerTable.concat([measurements[i].table for i in mine]), cal, len(mine))
     return out
+
+
+def leave_groups_out(
+    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, group: Callable[[Measurement], str],
+    weights: FitWeights = FitWeights(), progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The prediction of every measurement by a fit that saw no measurement of its group.
+
+    ``group`` maps a measurement to its group: its id (leave-one-out), its network (every board and
+    input of one network leaves together) or its source. A group whose removal leaves a target
+    without measurements is predicted from the shared values alone (that target's template with
+    the others' fit)."""
+    _, full = fit(measurements, templates, prior, weights)
+    keys = [group(m) for m in measurements]
+    groups = list(dict.fromkeys(keys))
+    predictions = np.empty(len(measurements))
+    for n, key in enumerate(groups):
+        held = [i for i, k in enumerate(keys) if k == key]
+        rest = [m for m, k in zip(measurements, keys, strict=True) if k != key]
+        fitted, solution = fit(rest, templates, prior, weights, start=full)
+        n_params = _N_CLASS + len(_EXTRA)
+        for target in {measurements[i].target for i in held} - set(fitted):
+            # No point of this board is left: the shared values are all the fit knows of it.
+            fitted[target] = _from_vector(templates[target], solution[:n_params], {"points": []})
+        predictions[held] = predict_measurements(fitted, [measurements[i] for i in held])
+        if progress:
+            progress(n + 1, len(groups))
+    return predictions
 
 
 def leave_one_out(
@@ -207,32 +261,74 @@ def leave_one_out(
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The prediction of every measurement by a fit that did not see it."""
-    _, full = fit(measurements, templates, prior, weights)
-    predictions = np.empty(len(measurements))
-    for i, held_out in enumerate(measurements):
-        rest = measurements[:i] + measurements[i + 1:]
-        fitted, _ = fit(rest, templates, prior, weights, start=full)
-        predictions[i] = predict_measurements(fitted, [held_out])[0]
-        if progress:
-            progress(i + 1, len(measurements))
-    return predictions
+    return leave_groups_out(measurements, templates, prior, lambda m: m.id, weights, progress)
+
+
+def leave_one_network_out(
+    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The prediction of every measurement by a fit that saw no point of its network (on any board, at any input)."""
+    return leave_groups_out(measurements, templates, prior, lambda m: m.network or m.id, weights, progress)
+
+
+def leave_one_source_out(
+    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The prediction of every measurement by a fit that saw nothing its source published."""
+    return leave_groups_out(measurements, templates, prior, lambda m: m.source or m.id, weights, progress)
+
+
+# Network families, for the bias of each: a name's family is its longest matching prefix here.
+_FAMILY_PREFIXES = {
+    "resnet": "resnet", "resnext": "resnet", "se_resnet": "resnet", "fcn-resnet18": "fcn-resnet18", "vgg": "vgg",
+    "alexnet": "alexnet", "squeezenet": "squeezenet", "mobilenet": "mobilenet", "shufflenet": "shufflenet",
+    "fcn_r50-d8": "mmseg-r50-d8", "pspnet_r50-d8": "mmseg-r50-d8", "deeplabv3plus_r50-d8": "mmseg-r50-d8", "fassd": "fassd-net",
+}
+
+
+def network_family(network: str) -> str:
+    """The family a published network belongs to (``resnet`` for resnet18..152, ResNeXt and SE-ResNet, ...)."""
+    matches = [p for p in _FAMILY_PREFIXES if network.startswith(p)]
+    return _FAMILY_PREFIXES[max(matches, key=len)] if matches else network
 
 
 # ----- published Jetson measurements ------------------------------------------------------------
 def published_points(checks: bool = False) -> list[dict]:
     """The published latencies of ``calibrations/published_jetson.json`` with their sources' settings:
-    the points the calibrations are fitted on, or (``checks``) those kept as independent checks."""
+    the points the calibrations are fitted on, or (``checks``) those kept as independent checks.
+
+    A point's ``use`` and ``precision`` override its source's (one table may hold FP16 and FP32
+    columns, and a few rows kept aside)."""
     data = json.loads(PUBLISHED_JETSON.read_text())
-    points = [{**point, **{f"source_{k}": v for k, v in data["sources"][point["source"]].items()}} for point in data["points"]]
-    return [p for p in points if (p.get("source_use") == "check") == checks]
+    points = []
+    for point in data["points"]:
+        source = data["sources"][point["source"]]
+        merged = {**point, **{f"source_{k}": v for k, v in source.items()}}
+        merged["precision"] = point.get("precision", source["precision"])
+        merged["use"] = point.get("use", source.get("use", "fit"))
+        merged["network"] = point.get("baseline", point.get("net"))
+        points.append(merged)
+    return [p for p in points if (p["use"] == "check") == checks]
 
 
 JETSON_TIMED = "engine execute + sync, batch 1 (TensorRT; fitted on published engine timings)"
 
 
-def jetson_templates(targets: list[str]) -> dict[str, Calibration]:
+# The kernel effects the packaged Jetson calibrations are fitted with: those that lowered the
+# leave-one-network-out error on the published points (benchmarks/README.md, "Kernel effects").
+JETSON_EFFECTS: list[str] = ["pad8", "tile32", "concat_in_place"]
+JETSON_CAL_VERSION = "published-v2"
+
+
+def jetson_templates(targets: list[str], effects: list[str] | None = None) -> dict[str, Calibration]:
+    """Unfitted Jetson calibrations (TensorRT FP16) for the targets, costed with ``effects`` (default JETSON_EFFECTS)."""
+    chosen = list(JETSON_EFFECTS if effects is None else effects)
     return {
-        t: template(t, "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, f"{t}/trt-fp16/published-v1")
+        t: dataclasses.replace(
+            template(t, "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, f"{t}/trt-fp16/{JETSON_CAL_VERSION}"),
+            effects=chosen)
         for t in targets
     }
 
@@ -254,16 +350,18 @@ def point_network(point: dict) -> nn.Module:
 def published_measurements(checks: bool = False) -> list[Measurement]:
     """Layer tables of the timed networks at the published points (TensorRT FP16, fused): those
     fitted on, or (``checks``) the independent checks."""
-    tables: dict[tuple[str, str, tuple[int, int]], LayerTable] = {}
-    probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "probe")
+    tables: dict[tuple[str, str, tuple[int, int], str], LayerTable] = {}
     out = []
     for point in published_points(checks):
-        # Many points time one network at one input on several boards: trace it once.
+        # Many points time one network at one input on several boards: trace it once per precision.
         kind = "baseline" if "baseline" in point else "net"
-        key = (kind, point[kind], tuple(point["input_hw"]))
+        precision = point["precision"]
+        key = (kind, point[kind], tuple(point["input_hw"]), precision)
         if key not in tables:
+            probe = template("jetson-nano", precision, "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "probe")
             tables[key] = layer_table(point_network(point), key[2], probe)[1]
-        out.append(Measurement(point["id"], point["target"], tables[key], float(point["ms"])))
+        out.append(Measurement(point["id"], point["target"], tables[key], float(point["ms"]),
+                               "" if precision == "fp16" else precision, point["network"], point["source"]))
     return out
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from nasseg.latency.predict.calibration import Calibration, find_calibration
 from nasseg.latency.predict.costs import BYTES_PER_ELEMENT, OP_CLASSES, Layer, LayerTable, layers_of
+from nasseg.latency.predict.effects import apply_effects
 from nasseg.latency.predict.graph import OpNode, trace
 from nasseg.latency.result import LatencyResult
 
@@ -43,6 +44,7 @@ def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
     """Each layer's time: from the op table where the calibration has one, else the roofline."""
     if cal.optable is not None:
         return cal.optable.layer_ms(table) * cal.optable.scale
+    table = apply_effects(table, cal.effects, cal.hardware())
     flops_per_s, bytes_per_s = cal.class_rates()
     return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
 

@@ -2,9 +2,10 @@
 
 The predictor is calibrated on published latencies of these networks
 (``calibrations/published_jetson.json``). Only the layer graph matters for latency, so these are
-the standard ImageNet definitions (ResNet v1.5 with the stride on the 3x3, VGG without BN, ...) and
+the standard ImageNet definitions (ResNet v1.5 with the stride on the 3x3, VGG without BN, ...),
 FCN-ResNet18 as jetson-inference exports it (no dilation, FCN head, stride-32 logits without
-upsampling). ``tests/test_latency_predictor_reference.py`` checks their MACs against the GMAC
+upsampling), and mmsegmentation's dilated-ResNet-50 segmentors (R50-D8: FCN, PSPNet, DeepLabV3+)
+as mmdeploy times them (decode head only, logits resized to the input). ``tests/test_latency_predictor_reference.py`` checks their MACs against the GMAC
 figures published with the measurements.
 """
 
@@ -243,6 +244,107 @@ def shufflenet_v2(width: str) -> nn.Module:
     return nn.Sequential(*layers, _classifier(last))
 
 
+# ----- ResNeXt, SE-ResNet (mmcls) --------------------------------------------------------------
+class _Bottleneck(nn.Module):
+    """ResNet-50-style bottleneck with optional grouping (ResNeXt), squeeze-excitation and dilation."""
+
+    def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int, groups: int = 1, se: bool = False,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _cbr(in_ch, mid, 1),
+            nn.Conv2d(mid, mid, 3, stride, dilation, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(mid), nn.ReLU(),
+            _cbr(mid, out_ch, 1, act=None),
+        )
+        # mmcls' SE layer: ratio 16, 1x1 convolutions with bias, ReLU then sigmoid.
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(out_ch, out_ch // 16, 1), nn.ReLU(),
+                                nn.Conv2d(out_ch // 16, out_ch, 1), nn.Sigmoid()) if se else None
+        self.shortcut = _cbr(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.se is not None:
+            out = out * self.se(out)
+        return self.act(out + self.shortcut(x))
+
+
+def _bottleneck_stages(
+    in_ch: int, mids: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...], depths: tuple[int, ...],
+    groups: int = 1, se: bool = False,
+) -> tuple[list[nn.Sequential], int]:
+    """The four bottleneck stages; a dilated stage's first block takes half its dilation (mmseg's contract_dilation)."""
+    stages = []
+    for stage, (mid, stride, dilation, depth) in enumerate(zip(mids, strides, dilations, depths, strict=True)):
+        out_ch = 256 * 2 ** stage
+        blocks = []
+        for i in range(depth):
+            first = dilation // 2 if dilation > 1 else 1
+            blocks.append(_Bottleneck(in_ch, mid, out_ch, stride if i == 0 else 1, groups, se, first if i == 0 else dilation))
+            in_ch = out_ch
+        stages.append(nn.Sequential(*blocks))
+    return stages, in_ch
+
+
+def resnet50_variant(groups: int = 1, se: bool = False) -> nn.Module:
+    """ResNet-50 (mmcls), ResNeXt-50 32x4d (grouped 3x3, twice as wide) or SE-ResNet-50."""
+    mids = (128, 256, 512, 1024) if groups > 1 else (64, 128, 256, 512)
+    stages, channels = _bottleneck_stages(64, mids, (1, 2, 2, 2), (1, 1, 1, 1), (3, 4, 6, 3), groups, se)
+    return nn.Sequential(_cbr(3, 64, 7, 2), nn.MaxPool2d(3, 2, 1), *stages, _classifier(channels))
+
+
+# ----- mmsegmentation R50-D8 segmentors -------------------------------------------------------------
+class _R50D8Segmentor(nn.Module):
+    """ResNetV1c-50 (three-conv stem) at output stride 8 (stages 3 and 4 dilated 2 and 4), a decode head,
+    and the logits resized to the input as mmseg's encode_decode does; no auxiliary head (inference)."""
+
+    def __init__(self, head: str, num_classes: int = 19) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(_cbr(3, 32, 3, 2), _cbr(32, 32, 3), _cbr(32, 64, 3), nn.MaxPool2d(3, 2, 1))
+        stages, _ = _bottleneck_stages(64, (64, 128, 256, 512), (1, 2, 1, 1), (1, 1, 2, 4), (3, 4, 6, 3))
+        self.stages = nn.ModuleList(stages)
+        self.head_name = head
+        if head == "fcn":  # two 3x3 convs, the input concatenated back, a 3x3 fuse
+            self.convs = nn.Sequential(_cbr(2048, 512, 3), _cbr(512, 512, 3))
+            self.fuse = _cbr(2048 + 512, 512, 3)
+        elif head == "psp":  # pyramid pooling at bins 1, 2, 3, 6
+            self.bins = nn.ModuleList(nn.Sequential(nn.AdaptiveAvgPool2d(b), _cbr(2048, 512, 1)) for b in (1, 2, 3, 6))
+            self.fuse = _cbr(2048 + 4 * 512, 512, 3)
+        else:  # deeplabv3plus: depthwise-separable ASPP at rates 12/24/36, a stride-4 skip of 48 channels
+            self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), _cbr(2048, 512, 1))
+            self.aspp = nn.ModuleList([_cbr(2048, 512, 1)] + [_sep(2048, 512, rate) for rate in (12, 24, 36)])
+            self.bottleneck = _cbr(5 * 512, 512, 3)
+            self.skip = _cbr(256, 48, 1)
+            self.fuse = nn.Sequential(_sep(512 + 48, 512, 1), _sep(512, 512, 1))
+        self.classify = nn.Sequential(nn.Dropout(0.1), nn.Conv2d(512, num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = self.stem(x)
+        c1 = x = self.stages[0](x)
+        for stage in self.stages[1:]:
+            x = stage(x)
+        up = lambda t, hw: nn.functional.interpolate(t, size=hw, mode="bilinear", align_corners=False)  # noqa: E731
+        if self.head_name == "fcn":
+            y = self.fuse(torch.cat([x, self.convs(x)], 1))
+        elif self.head_name == "psp":
+            y = self.fuse(torch.cat([x] + [up(b(x), x.shape[-2:]) for b in self.bins], 1))
+        else:
+            y = torch.cat([up(self.image_pool(x), x.shape[-2:])] + [m(x) for m in self.aspp], 1)
+            y = up(self.bottleneck(y), c1.shape[-2:])
+            y = self.fuse(torch.cat([self.skip(c1), y], 1))
+        return up(self.classify(y), size)
+
+
+def _sep(in_ch: int, out_ch: int, dilation: int) -> nn.Sequential:
+    """mmcv's depthwise-separable conv module: depthwise 3x3 (dilated) + BN + ReLU, pointwise + BN + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, in_ch, 3, 1, dilation, dilation=dilation, groups=in_ch, bias=False), nn.BatchNorm2d(in_ch), nn.ReLU(),
+        _cbr(in_ch, out_ch, 1),
+    )
+
+
 REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
     "resnet18": lambda: resnet((2, 2, 2, 2), bottleneck=False),
     "resnet34": lambda: resnet((3, 4, 6, 3), bottleneck=False),
@@ -261,6 +363,11 @@ REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v3_small": lambda: mobilenet_v3(large=False),
     "mobilenet_v3_large": lambda: mobilenet_v3(large=True),
     **{f"shufflenet_v2_x{w}": (lambda w=w: shufflenet_v2(w)) for w in _SHUFFLE_WIDTHS},
+    "resnext50_32x4d": lambda: resnet50_variant(groups=32),
+    "se_resnet50": lambda: resnet50_variant(se=True),
+    "fcn_r50-d8": lambda: _R50D8Segmentor("fcn"),
+    "pspnet_r50-d8": lambda: _R50D8Segmentor("psp"),
+    "deeplabv3plus_r50-d8": lambda: _R50D8Segmentor("deeplabv3plus"),
 }
 
 
