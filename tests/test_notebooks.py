@@ -124,7 +124,8 @@ def test_spaces_and_baselines_shows_our_counts_beside_the_papers(monkeypatch) ->
 
 def test_search_runs_a_small_study_draws_its_dashboard_and_reads_the_camvid_study(tmp_path, monkeypatch) -> None:
     camvid_db = snapshot(CAMVID_DB, tmp_path) if CAMVID_DB.is_file() else tmp_path / "missing.db"
-    notebook = execute("02_search", monkeypatch, NASSEG_NOTEBOOK_STUDY_DB=str(camvid_db))
+    # TMPDIR: the small study's temporary folder lands in pytest's, which pytest cleans up
+    notebook = execute("02_search", monkeypatch, NASSEG_NOTEBOOK_STUDY_DB=str(camvid_db), TMPDIR=str(tmp_path))
 
     # The small study: two enqueued baselines and a budget of two, every latency estimated.
     assert re.search(r"espnet-jetson-nano: 4 trials in \d+ s", text(cell(notebook, "small-study")))
@@ -164,8 +165,8 @@ def test_search_runs_a_small_study_draws_its_dashboard_and_reads_the_camvid_stud
     assert [int(n) for n in shown_front] == results.pareto
     assert set(dominance) == {t.baseline for t in results.trials if t.baseline and t.scored}
     for baseline, row in dominance.items():
-        numbers = [int(n) for n in re.findall(r"#(\d+)", row["dominated by"])]
-        assert numbers == results.dominated_by[baseline], baseline
+        numbers = [int(n) for n in re.findall(r"#(\d+)", row["trials"])]
+        assert numbers == results.dominated_by[baseline] and int(row["dominated by"]) == len(numbers), baseline
     assert len(plots(front)) == 1
 
 
