@@ -144,7 +144,7 @@ def latency_command(
         print_degenerate(notes, input_hw)
         if agent is None:  # with an agent, the board's backend measures
             backend = latency_backend(spec.name, backend, agent)
-        with console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):
+        with err_console.status(f"{'estimating' if backend == PREDICTOR else 'measuring'} on {spec.name} ..."):
             if backend == PREDICTOR:
                 result = _estimate(config, input_hw, spec.name, precision)
             else:

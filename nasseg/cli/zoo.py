@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nasseg.cli.common import console, parse_hw, print_degenerate, print_json, user_errors
+from nasseg.cli.common import console, err_console, parse_hw, print_degenerate, print_json, user_errors
 from nasseg.cli.train import training_errors
 from nasseg.train.runs import make_run, run_training
 from nasseg.models import build, check
@@ -273,7 +273,7 @@ def reproduce(
     """Build a published network and set our counts beside the paper's, with relative differences."""
     with training_errors():
         hw = parse_hw(input_size) if input_size else None
-        with console.status(f"building and counting {baseline}…"):
+        with err_console.status(f"building and counting {baseline}…"):
             report = reproduce_report(baseline, classes, hw)
         print_degenerate(report["degenerate"], report["input"])
         if do_train:
