@@ -223,8 +223,9 @@ def pareto_figure(views: list[StudyView]) -> go.Figure:
                 legendgroup=view.label, hovertext=[view.hover(r, several) for r in placed],
                 hoverinfo="text", meta={"kind": "untrained", "status": status, "study": view.label},
             ), row=2, col=1)
-        waiting = len(view.rows) - len(view.finished)
-        unplaced["waiting or running"] += waiting
+        unrecorded = [r for r in view.rows if r.status is None]  # no record: not evaluated (yet)
+        unplaced["interrupted"] += sum(r.state == "FAIL" for r in unrecorded)
+        unplaced["waiting or running"] += sum(r.state != "FAIL" for r in unrecorded)
     if not any(v.scored for v in views):
         failed = sum(r.status == "failed" for v in views for r in v.rows)
         why = (f"{failed} failed: why is listed at the end of the page" if failed else
