@@ -3,6 +3,7 @@
     python benchmarks/search_efficiency.py overhead studies/espnet-nano.yaml   # share of a trial not training
     python benchmarks/search_efficiency.py samplers --space espnet --seeds 5 --budget 40
     python benchmarks/search_efficiency.py early-stopping --budget 20
+    python benchmarks/search_efficiency.py early-stopping-replay studies/espnet-nano.yaml
     python benchmarks/search_efficiency.py report                                # print every stored result
 
 ``samplers`` compares TPE, NSGA-II and random search (``nasseg.search.study.make_sampler``, as a study
@@ -11,7 +12,10 @@ space (sampled define-by-run, conditions and all) scored by their parameter coun
 for capacity) and their latency on the target as the predictor estimates it (minimised); its result is
 the hypervolume of each run's front, normalised by a reference front pooled over every run.
 ``early-stopping`` runs the same study (random sampler, so both draw the same architectures) with and
-without early stopping and reports the training time saved and the front members lost. ``overhead``
+without early stopping and reports the training time saved and the front members lost;
+``early-stopping-replay`` applies the same rule (``nasseg.search.study.hopeless``) to a stored study's
+learning curves, trial by trial in the order they finished, and reports what it would have stopped.
+``overhead``
 reads a stored study: for each trial, the share of its wall time (Optuna's start to finish) that was not
 training or evaluation. Results are written to benchmarks/results/search_efficiency/ and ``report``
 prints them again.
@@ -35,7 +39,7 @@ from nasseg.profile import count_params
 from nasseg.search.results import TrialRow, hypervolume, pareto_front, study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec, load_study_file
-from nasseg.search.study import load_study, make_sampler, record_of
+from nasseg.search.study import BASELINE_ATTR, RECORD_ATTR, hopeless, load_study, make_sampler, record_of
 from nasseg.spaces import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_efficiency"
@@ -147,6 +151,40 @@ def early_stopping(budget: int, data: str, schedule: str, base: Path) -> dict[st
     return out
 
 
+def early_stopping_replay(study_file: Path) -> dict[str, Any]:
+    """The rule on a finished study without it: each sampled trial's evaluations in turn, against the
+    trials that had finished before it started (those it could have been compared with in the run; a
+    lower bound) and before it finished (an upper bound). Stopping earlier would have changed what the
+    sampler drew next; the replay keeps the draws and shows the rule's effect on them."""
+    spec = load_study_file(study_file)
+    study, settings = load_study(spec.study_name, base=study_file.parent)
+    front = set(study_results(study, settings).pareto)
+    trials = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
+                    key=lambda t: t.datetime_complete)
+    out: dict[str, Any] = {"study": spec.study_name, "front": sorted(front)}
+    for bound, before in (("lower", "datetime_start"), ("upper", "datetime_complete")):
+        stopped, saved, lost, total = [], 0.0, [], 0.0
+        for trial in trials:
+            record = trial.user_attrs[RECORD_ATTR]
+            if trial.user_attrs.get(BASELINE_ATTR) or record["status"] != "complete":
+                continue
+            total += record["train_seconds"]
+            finished = [t.user_attrs[RECORD_ATTR] for t in trials
+                        if t is not trial and t.datetime_complete < getattr(trial, before)]
+            latency = record["latency"]["median_ms"]
+            at = next((step for step, miou in record["history"]
+                       if miou is not None and hopeless(step, miou, latency, finished)), None)
+            if at is None:
+                continue
+            stopped.append(trial.number)
+            saved += record["train_seconds"] * (1 - at / record["steps"])
+            if trial.number in front:
+                lost.append(trial.number)
+        out[bound] = {"stopped": stopped, "train_time_saved": saved / total if total else 0.0,
+                      "front_members_lost": lost}
+    return out
+
+
 def report() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())
@@ -159,6 +197,12 @@ def report() -> None:
             for name, mean in data["mean"].items():
                 print(f"  {name:7s} hypervolume {mean:.3f} ± {data['stdev'][name]:.3f} (of the pooled front), "
                       f"{data['seconds'][name]:.0f} s")
+        elif "lower" in data:
+            for bound in ("lower", "upper"):
+                d = data[bound]
+                print(f"early-stopping replay on {data['study']} ({bound} bound): {len(d['stopped'])} sampled trials "
+                      f"stopped, training time saved {d['train_time_saved']:.1%}, front members lost "
+                      f"{len(d['front_members_lost'])} of {len(data['front'])}")
         elif "train_time_saved" in data:
             print(f"early stopping, {data['budget']} sampled + baselines, {data['schedule']} on {data['data']}: "
                   f"training time saved {data['train_time_saved']:.1%}, {data['on']['stopped']} trials stopped, "
@@ -180,12 +224,17 @@ def main() -> None:
     p.add_argument("--data", default="synthetic")
     p.add_argument("--schedule", default="tiny")
     p.add_argument("--base", type=Path, default=Path("/tmp/nasseg-early-stopping"))
+    p = sub.add_parser("early-stopping-replay")
+    p.add_argument("study_file", type=Path)
     sub.add_parser("report")
     args = parser.parse_args()
     if args.command == "overhead":
         _save(f"overhead-{load_study_file(args.study_file).study_name}", overhead(args.study_file))
     elif args.command == "samplers":
         _save(f"samplers-{args.space}-{args.target}", samplers(args.space, args.target, args.seeds, args.budget))
+    elif args.command == "early-stopping-replay":
+        _save(f"early-stopping-replay-{load_study_file(args.study_file).study_name}",
+              early_stopping_replay(args.study_file))
     elif args.command == "early-stopping":
         _save(f"early-stopping-{args.schedule}", early_stopping(args.budget, args.data, args.schedule, args.base))
     report()

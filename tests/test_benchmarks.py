@@ -17,6 +17,7 @@ import activation_cost  # noqa: E402
 import latency_accuracy  # noqa: E402
 import latency_stability  # noqa: E402
 import proxy_fidelity  # noqa: E402
+import search_efficiency  # noqa: E402
 
 from nasseg.train import get_schedule  # noqa: E402
 
@@ -280,3 +281,19 @@ def test_the_activation_benchmark_times_forms_that_compute_the_same_function() -
     torch.testing.assert_close(activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
                                activation_cost.SHIPPED["TanhExp (nasseg)"](x))
     assert 0.0 < activation_cost.median_ms(activation_cost.SHIPPED["REU (nasseg)"], x) < 100.0
+
+
+STUDY_FILE = Path(__file__).resolve().parents[1] / "studies" / "espnet-nano.yaml"
+STORED = Path(search_efficiency.RESULTS)
+
+
+@pytest.mark.parametrize("name, compute", [
+    ("overhead-espnet-nano", search_efficiency.overhead),
+    ("early-stopping-replay-espnet-nano", search_efficiency.early_stopping_replay),
+])
+def test_the_camvid_study_figures_are_recomputed_from_the_committed_study(name, compute) -> None:
+    # benchmarks/README quotes these; the committed study gives them again, number for number.
+    import json
+
+    stored = json.loads((STORED / f"{name}.json").read_text())
+    assert json.loads(json.dumps(compute(STUDY_FILE))) == stored

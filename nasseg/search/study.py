@@ -333,14 +333,20 @@ class EarlyStop:
 
     def __call__(self, step: int, miou: float, latency_ms: float) -> bool:
         study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            other = trial.user_attrs.get(RECORD_ATTR)
-            if not other or other["status"] != "complete" or other["latency"]["median_ms"] > latency_ms:
-                continue
-            at_step = {s: m for s, m in other["history"]}
-            if at_step.get(step) is not None and at_step[step] > miou + HOPELESS_MARGIN:
-                return False
-        return True
+        finished = [t.user_attrs.get(RECORD_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return not hopeless(step, miou, latency_ms, [r for r in finished if r])
+
+
+def hopeless(step: int, miou: float, latency_ms: float, finished: list[dict[str, Any]]) -> bool:
+    """The early-stopping rule: a finished, complete trial (its stored record) of no higher latency was
+    better by more than ``HOPELESS_MARGIN`` at the same step, so it would dominate this one."""
+    for other in finished:
+        if other["status"] != "complete" or other["latency"]["median_ms"] > latency_ms:
+            continue
+        at_step = {s: m for s, m in other["history"]}
+        if at_step.get(step) is not None and at_step[step] > miou + HOPELESS_MARGIN:
+            return True
+    return False
 
 
 def load_study(name: str, storage: str | None = None, base: Path | None = None) -> tuple[optuna.Study, dict[str, Any]]:
