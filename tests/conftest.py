@@ -2,6 +2,7 @@
 
 ``chromium``: Debian's headless Chromium through selenium (``nasseg.viz.browser``), for the tests that
 open the generated HTML pages. Where it is missing, those tests skip and say so.
+``tinyseg``: a test-only two-layer family and its space, registered for one test (``latency_fixtures``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pytest
 
 from nasseg.errors import ConfigError
 from nasseg.viz.browser import Browser, headless_chromium
+
+from latency_fixtures import tinyseg  # noqa: F401 (a fixture: defining it here makes it every test's)
 
 
 @pytest.fixture

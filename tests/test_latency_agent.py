@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from latency_fixtures import QUICK, Concurrency, serving_agent, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import Concurrency, serving_agent, tiny
 
 from nasseg.errors import ConfigError
 from nasseg.errors import AgentError, AgentUnreachable

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from latency_fixtures import tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import tiny
 from test_layout import import_graph
 from typer.testing import CliRunner
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from latency_fixtures import tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import tiny
 from typer.testing import CliRunner
 
 from nasseg.cli import app

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from latency_fixtures import QUICK, tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import QUICK, tiny
 from torch import nn
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture, NassegError

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from latency_fixtures import tiny, tinyseg  # noqa: F401 (tinyseg is a fixture)
+from latency_fixtures import tiny
 from typer.testing import CliRunner
 
 from nasseg.cli import app
