@@ -107,7 +107,7 @@ class Canvas:
         colour = np.asarray(colour, dtype=np.float32)
         if colour.ndim == 1:
             colour = colour.reshape(3, 1, 1)
-        rgb = self.rgb[(slice(None), *where)]
+        rgb = self.rgb[(slice(None),) + tuple(where)]
         if mask is None:
             rgb[...] = colour
             self.label[where] = cls
@@ -503,7 +503,7 @@ def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
         band = stripes < rng.uniform(0.2, 0.6)
         ground = (c.label[where] == ROAD) | (c.label[where] == PAVEMENT)
         band &= ground & (s > 0.08)  # shadows fall on the ground; near the horizon they would alias
-        c.rgb[(slice(None), *where)] *= np.where(band, rng.uniform(0.45, 0.7), 1.0).astype(np.float32)
+        c.rgb[(slice(None),) + tuple(where)] *= np.where(band, rng.uniform(0.45, 0.7), 1.0).astype(np.float32)
     ys = ((np.arange(c.h, dtype=np.float32) + 0.5) / c.h)[:, None]
     xs = ((np.arange(c.w, dtype=np.float32) + 0.5) / c.w)[None, :]
     vignette = 1 - rng.uniform(0.0, 0.35) * ((xs - 0.5) ** 2 + (ys - 0.5) ** 2)

@@ -107,8 +107,8 @@ class Calibration:
 
     def class_rates(self) -> tuple[np.ndarray, np.ndarray]:
         return class_rates(
-            self.class_peaks(), np.float64(self.bandwidth),
-            np.array([self.efficiency[c] for c in OP_CLASSES]), np.float64(self.memory_efficiency),
+            self.class_peaks(), np.asarray(self.bandwidth, dtype=np.float64),
+            np.array([self.efficiency[c] for c in OP_CLASSES]), np.asarray(self.memory_efficiency, dtype=np.float64),
         )
 
 

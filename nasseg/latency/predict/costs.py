@@ -107,7 +107,8 @@ class ConvGeometry:
     @classmethod
     def from_row(cls, row: list[int]) -> ConvGeometry:
         *ints, transposed, output_pad_h, output_pad_w, bias = row
-        return cls(*ints, bool(transposed), output_pad_h, output_pad_w, bool(bias))
+        # the row is the fields in order: mypy cannot count a starred list
+        return cls(*ints, bool(transposed), output_pad_h, output_pad_w, bool(bias))  # type: ignore[arg-type, call-arg]
 
 
 # A convolution's geometry as a row of ints, in this order.
@@ -162,7 +163,7 @@ def _conv_geometry(node: OpNode) -> ConvGeometry | None:
         return None
     stride, padding, dilation, transposed, output_padding, groups = node.args[-6:]
     out_channels = w_shape[1] * groups if transposed else w_shape[0]
-    return ConvGeometry(
+    return ConvGeometry(  # type: ignore[call-arg]  # stride, padding, dilation: two ints each
         x_shape[1], x_shape[2], x_shape[3], out_channels, w_shape[2], w_shape[3], *stride, *padding, *dilation,
         groups, bool(transposed), *output_padding, len(node.in_shapes) > 2,
     )
@@ -260,22 +261,27 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
     for node in nodes:
         first = node.producers[0] if node.producers else None
         source[node.index] = node.index if classified[node.index] else source.get(first) if first is not None else None
+    def kernels_read(node: OpNode) -> set[int]:
+        """The kernels whose outputs ``node`` reads (through views)."""
+        return {k for p in node.producers if p is not None and (k := source.get(p)) is not None}
+
     readers: dict[int, int] = {}
     for node in nodes:
         if classified[node.index]:
-            for producer in {source.get(p) for p in node.producers if p is not None} - {None}:
+            for producer in kernels_read(node):
                 readers[producer] = readers.get(producer, 0) + 1
     cat_readers: dict[int, int] = {}  # kernel -> how many concatenations read its output
     for node in nodes:
         if _base_name(node.op) == "cat":
-            for producer in {source.get(p) for p in node.producers if p is not None} - {None}:
+            for producer in kernels_read(node):
                 cat_readers[producer] = cat_readers.get(producer, 0) + 1
     in_fusable_kernel: dict[int, bool] = {}  # node -> its output is written by a conv/matmul kernel
     layers: list[Layer] = []
     for node in nodes:
-        if classified[node.index] is None:
+        kernel = classified[node.index]
+        if kernel is None:
             continue
-        op_class, flops = classified[node.index]
+        op_class, flops = kernel
         first = source.get(node.producers[0]) if node.producers and node.producers[0] is not None else None
         fused = (
             fuse_pointwise
@@ -344,7 +350,8 @@ class LayerTable:
 
     @classmethod
     def concat(cls, tables: list[LayerTable]) -> LayerTable:
-        return cls(*(np.concatenate([getattr(t, f) for t in tables]) for f in ("op_class", "flops", "bytes", "launched")),
+        return cls(op_class=np.concatenate([t.op_class for t in tables]), flops=np.concatenate([t.flops for t in tables]),
+                   bytes=np.concatenate([t.bytes for t in tables]), launched=np.concatenate([t.launched for t in tables]),
                    sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
                    conv_rows=np.concatenate([t.conv_rows for t in tables]),
                    shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]),

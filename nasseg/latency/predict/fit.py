@@ -121,10 +121,12 @@ def _to_vector(cal: Calibration | dict) -> np.ndarray:
 
 def _from_vector(base: Calibration, theta: np.ndarray, fitted_on: dict) -> Calibration:
     values = np.exp(theta)
+    extra = {k: float(v) for k, v in zip(_EXTRA, values[_N_CLASS:], strict=True)}
     return dataclasses.replace(
         base,
         efficiency={c: float(v) for c, v in zip(OP_CLASSES, values[:_N_CLASS], strict=True)},
-        **{k: float(v) for k, v in zip(_EXTRA, values[_N_CLASS:], strict=True)},
+        memory_efficiency=extra["memory_efficiency"], layer_overhead_ms=extra["layer_overhead_ms"],
+        fixed_overhead_ms=extra["fixed_overhead_ms"],
         fitted_on=fitted_on,
     )
 
@@ -438,9 +440,13 @@ def measure_and_fit(
 Architecture = tuple[str, ArchConfig, tuple[int, int]]  # name, config, the space's search input
 
 
+def _search_input(space: SearchSpace) -> tuple[int, int]:
+    return int(space.spec.search_input[0]), int(space.spec.search_input[1])
+
+
 def baseline_architectures() -> list[Architecture]:
     """Every baseline of every search space that has landed."""
-    return [(name, space.baseline(name), tuple(space.spec.search_input)) for space in all_spaces() for name in space.baselines]
+    return [(name, space.baseline(name), _search_input(space)) for space in all_spaces() for name in space.baselines]
 
 
 def sampled_architectures(per_space: int, seed: int = 0, spaces: list[SearchSpace] | None = None) -> list[Architecture]:
@@ -449,7 +455,7 @@ def sampled_architectures(per_space: int, seed: int = 0, spaces: list[SearchSpac
     out: list[Architecture] = []
     for space in all_spaces() if spaces is None else spaces:
         drawn = space.sample_feasible(per_space, seed)
-        out += [(f"{space.name}-{c.arch_hash()}", c, tuple(space.spec.search_input)) for c in drawn.configs]
+        out += [(f"{space.name}-{c.arch_hash()}", c, _search_input(space)) for c in drawn.configs]
     return out
 
 

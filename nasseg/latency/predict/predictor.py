@@ -80,7 +80,7 @@ def estimate(
     naming the layer when the model cannot be costed, ``CalibrationError`` when none fits.
     """
     cal = find_calibration(target, precision, calibration)
-    return estimate_trace(trace(model, tuple(input_hw), in_channels), input_hw, target, calibration=cal)
+    return estimate_trace(trace(model, (int(input_hw[0]), int(input_hw[1])), in_channels), input_hw, target, calibration=cal)
 
 
 def estimate_trace(
@@ -107,7 +107,7 @@ def estimate_trace(
         kind="estimated",
         median_ms=total,
         target=target,
-        input_hw=tuple(input_hw),
+        input_hw=(int(input_hw[0]), int(input_hw[1])),
         precision=cal.precision,
         timed=cal.timed,
         predictor=PREDICTOR if cal.optable is None else OP_TABLE_PREDICTOR,

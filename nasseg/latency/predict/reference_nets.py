@@ -11,6 +11,7 @@ figures published with the measurements.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -362,7 +363,7 @@ REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
     "mobilenet_v2": mobilenet_v2,
     "mobilenet_v3_small": lambda: mobilenet_v3(large=False),
     "mobilenet_v3_large": lambda: mobilenet_v3(large=True),
-    **{f"shufflenet_v2_x{w}": (lambda w=w: shufflenet_v2(w)) for w in _SHUFFLE_WIDTHS},
+    **{f"shufflenet_v2_x{w}": functools.partial(shufflenet_v2, w) for w in _SHUFFLE_WIDTHS},
     "resnext50_32x4d": lambda: resnet50_variant(groups=32),
     "se_resnet50": lambda: resnet50_variant(se=True),
     "fcn_r50-d8": lambda: _R50D8Segmentor("fcn"),
