@@ -164,3 +164,11 @@ def test_the_properties_stay_within_memory() -> None:
     resident memory after them is bounded (an alias bomb took 3 GB)."""
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     assert peak_mib < 2048, f"peak resident memory {peak_mib:.0f} MiB"
+
+
+def test_a_field_named_with_a_newline_is_quoted_so_the_error_stays_one_line() -> None:
+    # Found by the property above (a mutated key "\n"): the message named it raw, over two lines.
+    with pytest.raises(NassegError) as refused:
+        config_from_dict({"\n": "espnet", "num_classes": 11, "params": {}})
+    _one_clear_line(str(refused.value))
+    assert "'\\n'" in str(refused.value)

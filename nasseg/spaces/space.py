@@ -342,7 +342,9 @@ def config_from_dict(data: Any) -> ArchConfig:
         raise ConfigError(f"expected a mapping with family, num_classes and params, got {type(data).__name__}")
     unknown = sorted(set(map(str, data)) - {"family", "num_classes", "params"})
     if unknown:
-        raise ConfigError(f"unknown field(s) {', '.join(unknown)}; an architecture has family, num_classes and params")
+        # a name with a newline or other control character is quoted, so the error stays one line
+        shown = ", ".join(name if name.isprintable() and name.strip() == name else repr(name) for name in unknown)
+        raise ConfigError(f"unknown field(s) {shown}; an architecture has family, num_classes and params")
     missing = [key for key in ("family", "num_classes", "params") if key not in data]
     if missing:
         raise ConfigError(f"missing field(s) {', '.join(missing)}; an architecture has family, num_classes and params")
