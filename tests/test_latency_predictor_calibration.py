@@ -55,24 +55,29 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
     depends on layer size (benchmarks/README.md), so this checks the fit, not that dependence.
     """
     # Each held-out stack is measured right after the fit's stacks of its layer kind, so a change in
-    # what the machine's neighbours do between the two sets does not pass for a fitting error.
+    # what the machine's neighbours do between the two sets does not pass for a fitting error; both sets
+    # are medians of three passes, so one slow moment on a busy machine does not decide the comparison.
     held_out_cases = {name.split("x2@")[0]: (name, model, hw) for name, model, hw in suite((32, 48), 16, depths=(2,))}
-    held_out: list[Measurement] = []
+    held_out_ms: dict[str, list[float]] = {name: [] for name, _, _ in held_out_cases.values()}
 
     def measure_fit_case_then_held_out(name: str, model: nn.Module, hw: tuple[int, int]) -> LatencyResult:
         result = _measure_case(name, model, hw)
         kind = name.split("x3@")[0]
         if kind in held_out_cases and name.startswith(f"{kind}x3@"):
             h_name, h_model, h_hw = held_out_cases[kind]
-            held_out.append(Measurement(h_name, "host-cpu", layer_table(h_model, h_hw, prior)[1], _measure_host(h_model, h_hw)))
+            held_out_ms[h_name].append(_measure_host(h_model, h_hw))
         return result
 
     prior = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "prior")
     cal, _ = measure_and_fit(
         "host-cpu", suite((32, 48), 16, depths=(1, 3)), measure_fit_case_then_held_out,
-        precision="fp32", runtime="torch-eager", cal_id="test/host",
+        precision="fp32", runtime="torch-eager", cal_id="test/host", rounds=3,
     )
-    assert len(held_out) == len(held_out_cases)
+    held_out = [
+        Measurement(name, "host-cpu", layer_table(model, hw, prior)[1], float(np.median(held_out_ms[name])))
+        for name, model, hw in held_out_cases.values()
+    ]
+    assert all(len(times) == 3 for times in held_out_ms.values())
     fitted_error = _mape(predict_measurements({"host-cpu": cal}, held_out), held_out)
     prior_error = _mape(predict_measurements({"host-cpu": prior}, held_out), held_out)
     assert fitted_error < 0.6 * prior_error  # seen here: 0.16-0.22 fitted against 0.60-0.68 prior
