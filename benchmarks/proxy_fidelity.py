@@ -108,25 +108,38 @@ def proxy_folder(proxy: str, train_seed: int | None) -> str:
     return proxy if train_seed is None else f"{proxy}-seed{train_seed}"
 
 
-def training_jobs(plans: dict[str, Schedule], seed: int, train_seed: int | None) -> list[tuple[str, Schedule, int]]:
-    """(folder, schedule, training seed) of each set of runs: ``short`` and the long reference, or a tuning
-    candidate alone, which is judged by the long runs there are."""
+def training_jobs(
+    plans: dict[str, Schedule], seed: int, train_seed: int | None, long_seed: int | None = None,
+) -> list[tuple[str, Schedule, int]]:
+    """(folder, schedule, training seed) of each set of runs: ``short`` and the long reference, a tuning
+    candidate alone (judged by the long runs there are), or the long reference again with ``long_seed``."""
+    if long_seed is not None:
+        return [(f"long-seed{long_seed}", plans["long"], long_seed)]
     proxy = next(iter(plans))
     folder = proxy_folder(proxy, train_seed)
     jobs = [(folder, plans[proxy], seed if train_seed is None else train_seed)]
     return jobs + [("long", plans["long"], seed)] if folder == "short" else jobs
 
 
+def too_long(runs: Path, name: str, factor: int, max_hours: float) -> bool:
+    """Whether ``name``'s long run would take over ``max_hours``, judged from its finished ``short`` run
+    (a long run is ``factor`` times its steps): such runs outlast a session of this machine."""
+    short = runs / "short" / name / METRICS_FILE
+    return short.is_file() and json.loads(short.read_text())["train_seconds"] * factor > max_hours * 3600
+
+
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor, args.proxy_steps, args.proxy_batch)
     archs = architectures(args.data, args.samples, args.seed, plans["long"])
-    jobs = training_jobs(plans, args.seed, args.train_seed)
-    candidate = jobs[0][0] != "short"
+    jobs = training_jobs(plans, args.seed, args.train_seed, args.long_seed)
+    candidate = args.long_seed is None and jobs[0][0] != "short"
     for key, schedule, seed in jobs:
         for name, arch in archs:
             out = args.runs / key / name
             if candidate and not (args.runs / "long" / name / METRICS_FILE).is_file():
+                continue
+            if key.startswith("long") and too_long(args.runs, name, args.factor, args.max_hours):
                 continue
             with _claim(out) as claimed:
                 if not claimed or (out / METRICS_FILE).is_file():
@@ -226,12 +239,15 @@ def report(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=f"camvid:{CAMVID}")
-    parser.add_argument("--samples", type=int, default=8, help="sampled architectures besides the baselines")
+    parser.add_argument("--samples", type=int, default=14, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
     parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
     parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
+    parser.add_argument("--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/")
+    parser.add_argument("--max-hours", type=float, default=3.0,
+                        help="skip a long run expected (from its short run) to take longer than this")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,11 +60,22 @@ def test_a_second_seed_gets_its_own_folder_and_is_judged_by_rank() -> None:
     assert proxy_fidelity.training_jobs(plans, 0, 1) == [("short-seed1", plans["short"], 1)]
     stretched = proxy_fidelity.schedules(4, 600)
     assert proxy_fidelity.training_jobs(stretched, 0, None) == [("short-600", stretched["short-600"], 0)]
+    # A second seed of the reference trains only the long runs, with that seed, into their own folder.
+    assert proxy_fidelity.training_jobs(plans, 0, None, long_seed=1) == [("long-seed1", plans["long"], 1)]
     family = {"a": "espnet", "b": "espnet", "c": "espnet", "d": "fassd"}
     long = {"a": {"miou": 0.5}, "b": {"miou": 0.6}, "c": {"miou": 0.4}, "d": {"miou": 0.1}}
     # "e" has no long run and is left out; a, b, c are ordered as long orders them, d against them is not.
     tau, agree, pairs = proxy_fidelity._agreement({"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, long, family)
     assert (agree, pairs) == (1.0, 3) and tau == pytest.approx(0.0)
+
+
+def test_a_long_run_that_would_outlast_a_session_is_skipped(tmp_path: Path) -> None:
+    for name, seconds in (("quick", 600.0), ("slow", 4000.0)):
+        (tmp_path / "short" / name).mkdir(parents=True)
+        (tmp_path / "short" / name / "metrics.json").write_text(json.dumps({"train_seconds": seconds}))
+    assert not proxy_fidelity.too_long(tmp_path, "quick", 4, 3.0)  # 40 min expected
+    assert proxy_fidelity.too_long(tmp_path, "slow", 4, 3.0)  # 4.4 h expected
+    assert not proxy_fidelity.too_long(tmp_path, "unknown", 4, 3.0)  # no short run yet: nothing to judge by
 
 
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
