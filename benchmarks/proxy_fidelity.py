@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
     parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
-    # session continues the benchmark instead of starting it again.
+    # invocation continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
