@@ -91,7 +91,7 @@ def time_repeatedly(run_once: Callable[[], float], settings: TimingSettings) -> 
 
 def in_passes(n_cases: int, rounds: int) -> Iterator[tuple[int, int]]:
     """(pass, case index) for measuring ``n_cases`` cases ``rounds`` times: every case once per pass,
-    each pass in its own seeded order. A shared host's slow and fast spells (10-60 s on the development
+    each pass in its own seeded order. A shared host's slow and fast spells (10-60 s on a shared
     VM) then fall on every case alike, and not on the same neighbours in every pass."""
     for done in range(rounds):
         order = list(range(n_cases))
@@ -132,7 +132,7 @@ def host_clock(threads: int) -> tuple[Callable[[], float], str]:
     With one thread the network runs in the calling thread, so that thread's CPU time is its latency
     minus the time other processes had the core. On a shared machine the wall clock measures the
     neighbours too: a convolution stack under onnxruntime read 49-95 ms by the wall clock but
-    48.8-49.4 ms of thread CPU time, with the 2-core development machine at load 2.5.
+    48.8-49.4 ms of thread CPU time, on a shared 2-core machine at load 2.5.
     With several threads, CPU time would add the threads up, so the wall clock is used.
     """
     if threads == 1:
