@@ -25,7 +25,7 @@ def time_load(uri: str, splits: tuple[str, ...], hw: tuple[int, int], repeats: i
               ) -> tuple[int, float, float, float]:
     """(images, best cold wall seconds over ``repeats``, its CPU seconds, cached-call milliseconds).
 
-    CPU time (all threads) is reported beside wall time because the development machine is shared:
+    CPU time (all threads) is reported beside wall time because the machine may be shared:
     wall time there says as much about the neighbours as about the loader."""
     best, best_cpu = float("inf"), 0.0
     for _ in range(repeats):

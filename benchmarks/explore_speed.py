@@ -8,7 +8,7 @@
 
 ``run`` times ``nasseg.viz.landscape.explore`` end to end (sampling, building on the meta device, one
 trace per architecture, MACs and estimates from it, parameter effects), its wall time and the CPU time
-of the process and its workers, with the load average before and after (the development machine is
+of the process and its workers, with the load average before and after (the machine may be
 shared). ``naive`` times what a trial of ``nasseg search`` does for the same three numbers, per
 architecture (build with weights, ``count_params``, ``count_macs`` with fvcore, ``estimate`` with fake
 tensors), on a few architectures, and scales it to 1,000. ``agree`` checks that the shortcuts change

@@ -251,7 +251,7 @@ def _timed_cases(
 
     The measurements are taken in ``rounds`` passes over all the cases (``timing.in_passes``). They are
     kept in ``store[field]`` (case id -> list of ms), when each was taken in ``store[field + "_at"]``
-    (seconds since the epoch; null for those from before timestamps) and ``store["layer_ms"]`` (case
+    (seconds since the epoch; null for a measurement stored without one) and ``store["layer_ms"]`` (case
     id -> list of per-layer lists, timed right after the network in the same pass); those already there
     are reused.
     """

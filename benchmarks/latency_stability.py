@@ -1,4 +1,4 @@
-"""Benchmark: how repeatable a host-CPU latency measurement is (issue 4: coefficient of variation < 3 %).
+"""Benchmark: how repeatable a host-CPU latency measurement is (goal: coefficient of variation < 3 %).
 
 Each baseline is measured ``--runs`` times, each run a full measurement (warm-up, repeats until the
 median is stable, outlier rejection); the coefficient of variation is taken over the runs' medians.

@@ -249,7 +249,7 @@ def main() -> None:
     parser.add_argument("--max-hours", type=float, default=3.0,
                         help="skip a long run expected (from its short run) to take longer than this")
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
-    # session continues the benchmark instead of starting it again.
+    # invocation continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--report", action="store_true", help="only print the table from finished runs")

@@ -1,7 +1,7 @@
 """Benchmark: build time, parameters, MACs and peak activation memory of every baseline.
 
-The model-zoo issue asks every baseline to build in under a second on the 2-core development
-machine; this measures it (median of several builds) instead of a timed test.
+Every baseline should build in under a second on a 2-core machine; this measures it (median of
+several builds) instead of a timed test.
 
     python benchmarks/zoo_build.py [--input 360x480] [--repeats 5]
 

@@ -1,4 +1,4 @@
-"""Every input checked (issue 22): the broken-input corpus in tests/fixtures/broken/ through the real
+"""Every input checked: the broken-input corpus in tests/fixtures/broken/ through the real
 commands, and the bad settings a corpus file cannot hold (devices, run directories, the spaces
 directory, one broken space among good ones, a diverging run). Each must fail with one line and its
 exit code: 2 for bad input, 1 for a run that failed."""

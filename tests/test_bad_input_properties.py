@@ -1,4 +1,4 @@
-"""Every input checked, by property (issue 22): valid space files and architecture files, mutated at random
+"""Every input checked, by property: valid space files and architecture files, mutated at random
 (keys deleted, renamed or duplicated, values changed to other types, the text cut short or a character
 inserted), must give either a valid space / a valid point of its space, or exactly one clear NassegError
 line (exit 2 from the CLI); never another exception, and each in bounded time and memory."""
@@ -33,8 +33,8 @@ ARCHS = {
     for name in BASELINES
 }
 # Each example must finish in this. The slowest legitimate one (a whole space validated and printed as
-# JSON) takes about 0.1 s alone, but 20x that on a CI machine busy with other work, which failed the
-# 2 s bound once; the alias bombs the issue describes took 40-180 s, so 10 s still tells them apart.
+# JSON) takes about 0.1 s alone, but up to 20x that on a CI machine busy with other work; an alias
+# bomb parsed without bounds takes 40-180 s, so 10 s still tells them apart.
 # The three properties run 260 examples in about 15 s on 2 idle cores.
 PER_EXAMPLE = timedelta(seconds=10)
 PROPERTY = settings(deadline=PER_EXAMPLE, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -161,13 +161,13 @@ def test_a_mutated_config_as_data_is_a_point_or_one_clear_error(data: st.DataObj
 
 def test_the_properties_stay_within_memory() -> None:
     """The property tests above ran in this process (pytest runs a file's tests in order): its peak
-    resident memory after them is bounded (an alias bomb took 3 GB)."""
+    resident memory after them is bounded (an alias bomb parsed without bounds takes 3 GB)."""
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     assert peak_mib < 2048, f"peak resident memory {peak_mib:.0f} MiB"
 
 
 def test_a_field_named_with_a_newline_is_quoted_so_the_error_stays_one_line() -> None:
-    # Found by the property above (a mutated key "\n"): the message named it raw, over two lines.
+    # A key the property above can draw: named raw, "\n" would split the message over two lines.
     with pytest.raises(NassegError) as refused:
         config_from_dict({"\n": "espnet", "num_classes": 11, "params": {}})
     _one_clear_line(str(refused.value))

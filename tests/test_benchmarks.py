@@ -96,7 +96,7 @@ def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
     assert store["measured_with"]["clock"] == "thread CPU time" and store["measured_with"]["threads"] == 1
     assert store["measured_with"]["denormals"] == "flushed to zero"
     # Every kept store says how it was measured, down to the treatment of denormals and what was
-    # timed beside the networks (convolutions alone before the op table, layers inside them since).
+    # timed beside the networks (convolutions alone, or for an op table the layers inside them).
     for kept in latency_accuracy.MEASUREMENTS.parent.glob("host_measurements*.json"):
         method = latency_accuracy._load_store(kept)["measured_with"]
         assert method.keys() == latency_accuracy.MEASURED_WITH.keys(), kept.name
@@ -132,13 +132,13 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     a, b = nn.Identity(), nn.Identity()
     a.name, b.name = "a", "b"
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
-    store["ms"] = {"a@8x8": 12.0}  # a store from before rounds: one float per network
+    store["ms"] = {"a@8x8": 12.0}  # a store of one round: one float per network
     timed = list(latency_accuracy._timed_cases([("a", a, (8, 8)), ("b", b, (8, 8))], None, "test", store, "ms", 3))
     assert calls[0] == "b" and sorted(calls[1:3]) == sorted(calls[3:5]) == ["a", "b"]  # a had its first round
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
     assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
     assert latency_accuracy._counts(store)["ms"] == 6
-    # When each was taken, aligned with the measurements; null for the one from before times were kept.
+    # When each was taken, aligned with the measurements; null for the one stored without a time.
     a_at, b_at = store["ms_at"]["a@8x8"], store["ms_at"]["b@8x8"]
     assert a_at[0] is None and b_at[0] < a_at[1] < a_at[2] and len(b_at) == 3
     # With one round, the kept measurements answer and nothing runs again.
@@ -218,7 +218,7 @@ def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch
     assert calls == ["network", "layers"] * 3
     assert (case_id, ms) == ("a@8x8", 21.0) and layers.tolist() == [2.0, 6.0]  # each layer's median over the passes
     assert store["layer_ms"] == {"a@8x8": [[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]]}
-    # A store from before the op table has networks without their layers: refused, not half-used.
+    # A store whose networks were measured without their layers: refused, not half-used.
     store["ms"]["b@8x8"] = [9.0]
     with pytest.raises(SystemExit, match="without their layers"):
         list(latency_accuracy._timed_cases([("b", nn.Identity(), (8, 8))], None, "test", store, "ms", 1, layers=True))
@@ -251,7 +251,7 @@ def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(mon
 def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() -> None:
     before = torch.get_num_threads()
     ms = latency_stability.host_speed_probe(1)
-    assert 0.0 < ms < 1000.0  # a 512x512 product: about 2-6 ms on the development VM
+    assert 0.0 < ms < 1000.0  # a 512x512 product: about 2-6 ms on a 2-core VM
     assert torch.get_num_threads() == before
 
 

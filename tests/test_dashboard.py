@@ -221,7 +221,7 @@ def test_serve_starts_optuna_dashboard_on_the_study_storage(studies, monkeypatch
     assert result.exit_code == 0, result.output
     assert calls == [(f"sqlite:///studies/{MAIN}/study.db", "127.0.0.1", 8099)]
     (studies / "main.yaml").write_text(f"name: {MAIN}\nspace: espnet\ntarget: jetson-nano\nbudget: 2\n")
-    result = runner.invoke(app, ["dashboard", "studies/main.yaml", "--serve"])  # a study file, as the README shows
+    result = runner.invoke(app, ["dashboard", "studies/main.yaml", "--serve"])  # a study file (docs/dashboards.md)
     assert result.exit_code == 0 and calls[-1] == (f"sqlite:///studies/{MAIN}/study.db", "127.0.0.1", 8080)
     result = runner.invoke(app, ["dashboard", MAIN, OTHER, "--serve"])
     assert result.exit_code == EXIT_BAD_INPUT and "--serve shows one storage" in result.output

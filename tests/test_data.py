@@ -65,7 +65,7 @@ def test_camvid_counts_labels_and_cache():
     assert train.images.dtype == torch.uint8 and train.images.shape[1] == 3
     values = set(torch.unique(train.labels).tolist())
     assert values <= set(range(11)) | {IGNORE_INDEX}
-    assert IGNORE_INDEX in values and 11 not in values  # void became 255
+    assert IGNORE_INDEX in values and 11 not in values  # void maps to 255
     assert load_split(uri, "train", (180, 240)) is train  # decoded once
     for split, n in (("val", 101), ("test", 233)):
         with open(CAMVID / f"{split}.txt") as f:
@@ -244,7 +244,7 @@ def test_synthetic_colour_alone_does_not_give_the_class():
     uri = "synthetic:train=60,val=20"
     accuracy, miou = _gaussian_colour_classifier(load_split(uri, "train", (90, 120)),
                                                  load_split(uri, "val", (90, 120)))
-    # Measured 2026-12-02: accuracy 0.54, mIoU 0.147 (300/60 images: 0.55 / 0.151; the same
+    # Measured: accuracy 0.54, mIoU 0.147 (300/60 images: 0.55 / 0.151; the same
     # classifier on real CamVid train/val at 90x120: 0.50 / 0.167). Real-time segmentation nets
     # reach 0.6-0.7 mIoU on CamVid; colour alone is far off.
     assert accuracy < 0.65 and miou < 0.25

@@ -1,4 +1,4 @@
-"""One rule for every command (issues 21 and 22.9): an input an architecture cannot run at is one error line
+"""One rule for every command: an input an architecture cannot run at is one error line
 and exit 2; layers that only degenerate there (a dilation reaching past its map: a valid network, and
 published ones do it at their own resolutions) are run, with one yellow note line each on stderr,
 "note: degenerate at HxW: ...", and listed under "degenerate" in --json output."""
@@ -41,7 +41,7 @@ def _one_error_line(done) -> str:
 
 # ----- nasseg latency ----------------------------------------------------------------------------------
 def test_latency_of_fassd_net_at_table_ix_input_runs_with_one_note() -> None:
-    """Issue 21: Table IX's own row was refused ("rate(s) [36] reach past the 16x32 map", exit 2)."""
+    """Table IX's own row runs: the rate that reaches past the 16x32 map is a note, not a refusal."""
     done = runner.invoke(app, ["latency", "fassd-net", "--target", "jetson-tx2", "--input", "512x1024"])
     assert done.exit_code == 0, done.output
     (note,) = _notes(done.stderr)
@@ -77,7 +77,7 @@ def test_latency_at_an_infeasible_input_is_one_error_line(target: str) -> None:
 
 # ----- nasseg reproduce --------------------------------------------------------------------------------
 def test_reproduce_refuses_an_infeasible_input_in_one_line() -> None:
-    """Issue 22.9: ``reproduce --input 1x1`` printed MACs with no note while ``latency`` refused it."""
+    """``reproduce --input 1x1`` refuses the input as ``latency`` does, and prints no MACs."""
     done = runner.invoke(app, ["reproduce", "espnet", "--input", "1x1"])
     line = _one_error_line(done)
     assert "input 1x1 is smaller than the output stride 8" in line and "MACs" not in done.output

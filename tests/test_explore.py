@@ -1,4 +1,4 @@
-"""``nasseg explore``: the latency landscape of a space (issue 23, point 2), real and small.
+"""``nasseg explore``: the latency landscape of a space, real and small.
 
 The landscape's shortcuts (meta-device build and trace, MACs from the predictor's trace) are checked
 against the public path they replace: ``estimate`` with fake tensors, ``count_params`` and fvcore's

@@ -31,8 +31,8 @@ OFFICIAL_PARAMS = {
     "fassd-net-alpha4": 2_584_279,
     "fassd-net-alpha6": 2_508_526,
 }
-# We pin count_macs(...).macs (fvcore total) against the code's thop figures (the brief's targets,
-# 3%) and, tighter, against the fvcore count of the same code (decision F5).
+# We pin count_macs(...).macs (fvcore total) against the code's thop figures (within 3 %) and,
+# tighter, against the fvcore count of the same code (decision F5).
 THOP_MACS = {"fassd-net": 45.29e9, "fassd-net-l1": 20.03e9, "fassd-net-l2": 8.72e9}
 FVCORE_MACS = {"fassd-net": 45.19e9, "fassd-net-l1": 20.08e9, "fassd-net-l2": 8.81e9}
 # Published figures: Table II (modules), Table IV (alpha), Table X (variants).
@@ -181,7 +181,7 @@ PAST_THE_MAP = {
 @pytest.mark.parametrize("name", list(PAST_THE_MAP))
 @pytest.mark.parametrize("hw", [(360, 480), (512, 1024), (576, 1152), FULL_RES], ids=lambda hw: f"{hw[0]}x{hw[1]}")
 def test_published_variants_are_accepted_at_every_published_input(name, hw):
-    """Issue 21: Table IX runs FASSD-Net at 512x1024 and L1 at 576x1152, Table X L2 at 1024x2048; the
+    """Table IX runs FASSD-Net at 512x1024 and L1 at 576x1152, Table X L2 at 1024x2048; the
     search input is 360x480. Each runs there: its widest rates are noted as degenerate, never refused."""
     notes = check(SPACE.baseline(name), hw)  # raises InfeasibleArchitecture if it were refused
     rates = PAST_THE_MAP[name][hw]

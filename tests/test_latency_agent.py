@@ -144,7 +144,7 @@ def test_every_family_is_measured_through_the_agent_from_json(agent_url: str, co
     assert result.kind == "measured" and result.input_hw == input_hw and result.median_ms > 0
 
 
-# ----- every request checked (issue 22) ----------------------------------------------------------
+# ----- every request checked ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(
     ("config", "message"),

@@ -75,7 +75,7 @@ def test_outliers_beyond_tukey_fences_are_rejected() -> None:
     stats = summarise(samples)
     assert stats.rejected == 2
     assert stats.median_ms == pytest.approx(10.0)
-    assert stats.mean_ms < 10.2  # the two stalls no longer drag the mean
+    assert stats.mean_ms < 10.2  # rejected, the two stalls do not drag the mean
     assert stats.iqr_ms == pytest.approx(0.1)
 
 
@@ -159,7 +159,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_host_timing_keeps_freed_memory_so_forwards_do_not_page_fault() -> None:
     # Without it glibc returns large activations to the kernel and the next forward faults them in
-    # again (about 3000 faults per forward here); that cost varied by 10 % between runs of one network.
+    # again (about 3000 faults per forward here); that cost varies by 10 % between runs of one network.
     def faults(mode: str) -> int:
         return int(subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], check=True, capture_output=True, text=True).stdout)
 

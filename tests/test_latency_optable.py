@@ -121,7 +121,7 @@ class _DropsAnIntermediate(nn.Module):
 
 
 def test_tracing_frees_intermediates_as_the_network_does() -> None:
-    # Kept alive, every output went to cold memory: large JetSegs' layers summed to 1.4x the network.
+    # Held alive, every output would go to cold memory: a large JetSeg's layers would sum to 1.4x the network.
     model = _DropsAnIntermediate()
     timed = timed_trace(model, (8, 8), time.thread_time)
     assert model.freed
@@ -183,7 +183,7 @@ def test_every_layer_carries_its_activation_shapes() -> None:
 
 def test_op_table_tells_layers_of_equal_work_apart_by_their_shapes() -> None:
     # Upsampling many channels from a small map, or few channels onto a large one: one op, FLOPs and
-    # bytes within 20 %, but 10x apart per output element on the dev CPU (benchmarks/README.md).
+    # bytes within 20 %, but 10x apart per output element on a host CPU (benchmarks/README.md).
     class _Up(nn.Module):
         def __init__(self, channels: int) -> None:
             super().__init__()

@@ -1,4 +1,4 @@
-"""The notebooks (issue 23, point 3) run top to bottom as CI runs them, and show what nasseg computes.
+"""The notebooks run top to bottom as CI runs them, and show what nasseg computes.
 
 Each notebook is executed by nbclient in a fresh ``python3`` kernel (ipykernel) with
 ``NASSEG_NOTEBOOK_SMALL=1``; its outputs are then read back, cell by cell (cells are found by their

@@ -1,8 +1,8 @@
-"""Same seed, same result (issue 22): `nasseg train` run twice in two fresh processes with the same seed
+"""Same seed, same result: `nasseg train` run twice in two fresh processes with the same seed
 gives the same metrics and, bit for bit on the CPU, the same weights; another seed gives others.
 
-Fresh processes matter: the bug this guards against was a network initialised before anything seeded
-torch, which an in-process test that seeds torch itself cannot see."""
+Fresh processes matter: a network initialised before anything seeds torch would differ between runs,
+and an in-process test that seeds torch itself cannot see that."""
 
 from __future__ import annotations
 

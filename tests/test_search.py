@@ -186,7 +186,7 @@ def _create_and_enqueue(url: str, start: multiprocessing.synchronize.Barrier) ->
 @pytest.mark.parametrize("round_", range(4))  # a race: each round is one more chance to lose it
 def test_a_study_file_appears_whole_when_workers_create_it_at_once(round_, tmp_path) -> None:
     # Readers poll for the file (``nasseg results`` beside a running search): a half-made schema
-    # there raised UNIQUE constraint failed: alembic_version in the reader or the second creator.
+    # there would raise UNIQUE constraint failed: alembic_version in the reader or the second creator.
     url = f"sqlite:///{tmp_path / 'raced' / 'study.db'}"
     context = multiprocessing.get_context("fork")
     start = context.Barrier(4)

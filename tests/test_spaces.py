@@ -179,7 +179,7 @@ def test_every_ambiguity_has_a_documented_decision(space):
             assert name in space.parameters or name == "structure", f"{decision.id} affects unknown {name!r}"
 
 
-# ----- infeasible vs degenerate (issue 21) ------------------------------------------------------------
+# ----- infeasible vs degenerate -----------------------------------------------------------------------
 def _published_inputs(space: SearchSpace, name: str) -> list[tuple[int, int]]:
     """The space's search input, the baseline's default input, and every input its paper gives a figure at."""
     published = space.baselines[name].published
@@ -187,7 +187,7 @@ def _published_inputs(space: SearchSpace, name: str) -> list[tuple[int, int]]:
     inputs |= {tuple(fig.input) for fig in [*published.miou, *published.fps] if fig.input}
     if published.macs_input:
         inputs.add(tuple(published.macs_input))
-    if space.spec.family == "fassd":  # the resolutions of issue 21: Tables IX and X, and the search input
+    if space.spec.family == "fassd":  # FASSD-Net's published inputs (Tables IX and X) and the search input
         inputs |= {(360, 480), (512, 1024), (576, 1152), (1024, 2048)}
     return sorted(inputs)
 

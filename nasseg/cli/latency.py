@@ -213,7 +213,6 @@ def register(app: typer.Typer) -> None:
     app.command("targets")(targets_command)
     app.command("latency")(latency_command)
     app.command("agent")(agent_command)
-    # ----- part B: `nasseg calibrate --target T` is registered here, below this line -----
     app.command("calibrate")(calibrate_command)
 
 

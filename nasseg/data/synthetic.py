@@ -128,8 +128,8 @@ class Canvas:
         return np.asarray(Image.fromarray(grid, mode="F").resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
     def grain(self, where, amount: float) -> np.ndarray:
-        """Fine per-pixel texture: a slice of one noise field drawn per image (drawing a fresh field
-        for every element was the generator's largest cost)."""
+        """Fine per-pixel texture: a slice of one noise field drawn per image (a fresh field for every
+        element would be the generator's largest cost)."""
         if self._grain is None:
             self._grain = self.rng.standard_normal((self.h, self.w), dtype=np.float32)
         return self._grain[where] * amount
@@ -510,7 +510,7 @@ def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
     gain = (rng.uniform(0.6, 1.3) * rng.uniform(0.85, 1.15, 3)).astype(np.float32).reshape(3, 1, 1)
     noise = c.rng.standard_normal((c.h, c.w), dtype=np.float32) * np.float32(rng.uniform(0.01, 0.04))
     # In place, and gamma plus the conversion to uint8 through one 1024-entry table: full-frame
-    # temporaries and a per-pixel power were the slowest steps of the generator.
+    # temporaries and a per-pixel power would be the slowest steps of the generator.
     rgb = c.rgb
     rgb *= vignette
     rgb *= gain

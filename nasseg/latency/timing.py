@@ -91,7 +91,7 @@ def time_repeatedly(run_once: Callable[[], float], settings: TimingSettings) -> 
 
 def in_passes(n_cases: int, rounds: int) -> Iterator[tuple[int, int]]:
     """(pass, case index) for measuring ``n_cases`` cases ``rounds`` times: every case once per pass,
-    each pass in its own seeded order. A shared host's slow and fast spells (10-60 s on the development
+    each pass in its own seeded order. A shared host's slow and fast spells (10-60 s on a shared
     VM) then fall on every case alike, and not on the same neighbours in every pass."""
     for done in range(rounds):
         order = list(range(n_cases))
@@ -108,10 +108,10 @@ def host_slowdown(ms: dict[str, list[float]], at: dict[str, list[float]], neighb
     deviation is its ratio to its case's median; the host's slowdown at a moment is the median deviation
     of the ``neighbours`` measurements taken just before and just after it (within ``max_gap_s``), of
     other cases. A measurement's own deviation is left out, or its noise would be read as the host's.
-    Dividing by it removes the spells in which the whole host runs slower (on the development VM a
+    Dividing by it removes the spells in which the whole host runs slower (on a shared 2-core VM a
     measurement's log deviation correlates 0.47 with the next one's, falling to 0.1 eight cases on).
     A case measured only once, a measurement with no neighbour near it, and one without a time (None:
-    from before times were kept) count 1.0.
+    stored without one) count 1.0.
     """
     entries = sorted((t, case, i) for case, times in at.items() for i, t in enumerate(times[:len(ms[case])])
                      if t is not None)
@@ -132,7 +132,7 @@ def host_clock(threads: int) -> tuple[Callable[[], float], str]:
     With one thread the network runs in the calling thread, so that thread's CPU time is its latency
     minus the time other processes had the core. On a shared machine the wall clock measures the
     neighbours too: a convolution stack under onnxruntime read 49-95 ms by the wall clock but
-    48.8-49.4 ms of thread CPU time, with the 2-core development machine at load 2.5.
+    48.8-49.4 ms of thread CPU time, on a shared 2-core machine at load 2.5.
     With several threads, CPU time would add the threads up, so the wall clock is used.
     """
     if threads == 1:
@@ -180,8 +180,8 @@ def keep_freed_memory() -> str | None:
 
     PyTorch on the CPU has no caching allocator, and glibc hands large activations back to the
     kernel after each forward, so the next forward page-faults them in again: about 13 000 faults
-    (50 MB zeroed) per forward of jetseg-nano at 256x512, which made its thread CPU time vary by
-    10 % between runs and inflated it by 8 %. Raising the trim and mmap thresholds, as jemalloc or
+    (50 MB zeroed) per forward of jetseg-nano at 256x512, which makes its thread CPU time vary by
+    10 % between runs and inflates it by 8 %. Raising the trim and mmap thresholds, as jemalloc or
     tcmalloc do for PyTorch CPU inference, leaves about 200 faults. Process-wide and permanent:
     called once per process, before the first timing. None where glibc is not the allocator.
     """

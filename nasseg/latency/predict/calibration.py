@@ -51,7 +51,7 @@ class Calibration:
     # Layers timed inside networks on the device (nasseg.latency.predict.optable); where present, its
     # prediction replaces the roofline for every layer.
     op_table: dict[str, Any] | None = None
-    # Kernel effects the roofline is costed with (nasseg.latency.predict.effects); older files have none.
+    # Kernel effects the roofline is costed with (nasseg.latency.predict.effects); a file may omit them.
     effects: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -58,8 +58,8 @@ class _Recorder(TorchDispatchMode):
         self.module_stack = module_stack
         self.weight_ids = weight_ids
         # Tensor -> the node that wrote it, held weakly: every intermediate is freed when the network
-        # drops it, as in an untraced forward. Kept alive, they moved every output to cold memory and
-        # inflated the timed layers of large networks to up to 1.4x the network on the dev CPU.
+        # drops it, as in an untraced forward. Held strongly, every output would go to fresh, cold memory
+        # and the timed layers of a large network would sum to up to 1.4x the network (benchmarks/README.md).
         self.producer_of: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001

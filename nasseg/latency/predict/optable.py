@@ -7,8 +7,8 @@ over their log-shape features predicts the time of a layer from its operator (an
 times an add per element), op class, FLOPs, bytes and (for a convolution) geometry.
 
 The layers are timed where they run: inside the calibration networks, one forward pass at a time
-(``nasseg.latency.predict.graph.timed_trace``). Timed alone, a convolution did not cost what it costs in the
-network on the development VM (benchmarks/README.md): the caches hold what the previous layer wrote.
+(``nasseg.latency.predict.graph.timed_trace``). Timed alone, a convolution does not cost what it costs in the
+network (benchmarks/README.md): the caches hold what the previous layer wrote.
 A network then takes ``scale`` x the sum of its layers, plus the calibration's fixed overhead:
 ``scale`` is the calibration networks' median of measured latency (less that overhead) over the sum
 of their layers' in-network times. It carries the dispatch between operators, which no layer's time
