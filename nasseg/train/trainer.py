@@ -21,6 +21,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
+from nasseg.data.augment import Augmentation, normalize
 from nasseg.data.base import SegmentationSplit
 from nasseg.errors import ConfigError, DatasetError, TrainingDiverged
 from nasseg.train.losses import class_weights, make_loss
@@ -153,7 +154,6 @@ def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8, device: str = "cpu") -> EvalResult:
     """Confusion matrix, per-class IoU, mIoU and pixel accuracy of ``model`` on ``split`` at the
     split's resolution; the model's train/eval mode is restored afterwards."""
-    from nasseg.data.augment import normalize
 
     dev = torch.device(device)
     num_classes = split.info.num_classes
@@ -368,7 +368,6 @@ def train(
     starts afresh). A NaN or infinite loss, or one over ``DIVERGENCE_FACTOR`` times its start, raises
     ``TrainingDiverged``.
     """
-    from nasseg.data.augment import Augmentation
 
     dev = torch.device(device)
     checkpoint = None if checkpoint is None else Path(checkpoint)
