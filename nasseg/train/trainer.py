@@ -154,7 +154,6 @@ def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8, device: str = "cpu") -> EvalResult:
     """Confusion matrix, per-class IoU, mIoU and pixel accuracy of ``model`` on ``split`` at the
     split's resolution; the model's train/eval mode is restored afterwards."""
-
     dev = torch.device(device)
     num_classes = split.info.num_classes
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
