@@ -15,12 +15,20 @@ file that the operating system releases if its holder dies):
     python benchmarks/proxy_fidelity.py --threads 1 &
     python benchmarks/proxy_fidelity.py --report
 
-A tuning candidate for ``short`` is judged against the same long runs: ``--proxy-steps 600`` trains
-``short`` stretched to 600 steps into ``short-600/`` (and ``--report --proxy-steps 600`` compares it);
-``--proxy-steps 600 --proxy-batch 4`` keeps the images seen, and so about the cost, of ``short`` while
-making twice the updates (``short-600-b4/``). ``--train-seed 1`` trains the proxy again with another
-seed into ``short-seed1/``; its report adds how well the two seeds agree, and how the mean of the two
-ranks against the long runs.
+The reference is the mean of the long runs over seeds: ``--long-seed 1`` trains the long runs again
+with seed 1 into ``long-seed1/`` (``--reference-seeds`` says how many the reference needs). Proxy
+candidates are judged against it (``proxy_candidates.py``): ``--proxy-steps 600`` trains ``short``
+stretched to 600 steps into ``short-600/``; ``--proxy-steps 600 --proxy-batch 4`` keeps ``short``'s
+images, and so about its cost, with twice the updates (``short-600-b4/``); ``--train-seed 1`` trains
+``short`` again with another seed (``short-seed1/``: its noise, and the mean of two seeds);
+``--zero-cost`` scores every architecture's zero-cost proxies at its initial weights (``zero_cost/``).
+Scores read off stored runs (the mean of ``short``'s last two evaluations) and combinations (``short``
+with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
+that candidate's failure on that architecture (``failed.json``, with the reason), not retried.
+
+    python benchmarks/proxy_fidelity.py --long-seed 1 --threads 1 &
+    python benchmarks/proxy_fidelity.py --zero-cost --threads 1
+    python benchmarks/proxy_fidelity.py --report [--json]
 """
 
 from __future__ import annotations
@@ -29,23 +37,30 @@ import argparse
 import fcntl
 import functools
 import json
+import math
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
+from proxy_candidates import Candidate, choose, cross_validate, judge, tau
 
-from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, make_run, run_training
-from nasseg.data import dataset_info
-from nasseg.models import ArchConfig, build
-from nasseg.profile import count_params
+from nasseg.data import dataset_info, load_split
+from nasseg.errors import TrialFailed
+from nasseg.search.spec import StudySpec
+from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, build_seeded, make_run, provenance, run_training
+from nasseg.train.zero_cost import PROXIES, zero_cost_scores
+from nasseg.models import ArchConfig
 from nasseg.spaces import all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
-LOCK_FILE = ".lock"
+LOCK_FILE, FAILED_FILE, ZERO_COST = ".lock", "failed.json", "zero_cost"
+ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
 BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-net-l1", "fassd-net-l2",
              "jetseg-nano", "pyramid-shufflenet"]
@@ -142,11 +157,39 @@ def run_all(args: argparse.Namespace) -> None:
             if key.startswith("long") and too_long(args.runs, name, args.factor, args.max_hours):
                 continue
             with _claim(out) as claimed:
-                if not claimed or (out / METRICS_FILE).is_file():
+                if not claimed or (out / METRICS_FILE).is_file() or (out / FAILED_FILE).is_file():
                     continue
                 run = make_run(name, arch, args.data, schedule, seed)
-                metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
+                try:
+                    metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
+                except TrialFailed as exc:  # a failure of this proxy on this architecture: kept, not retried
+                    (out / FAILED_FILE).write_text(json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2))
+                    print(f"{key:5s} {name:32s} failed: {exc}", flush=True)
+                    continue
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
+
+
+def score_zero_cost(args: argparse.Namespace) -> None:
+    """Every architecture's zero-cost proxies at ``short``'s training input, one file each in zero_cost/."""
+    torch.set_num_threads(args.threads)
+    short = get_schedule("short")
+    archs = architectures(args.data, args.samples, args.seed, short)
+    split = None
+    for name, arch in archs:
+        out = args.runs / ZERO_COST / f"{name}.json"
+        if out.is_file():
+            continue
+        run = make_run(name, arch, args.data, short, args.seed)
+        split = split or load_split(run.data, "train", run.train_hw)
+        start = time.perf_counter()
+        scores = zero_cost_scores(build_seeded(run.config, run.seed), split, ZERO_COST_BATCH, run.seed)
+        seconds = time.perf_counter() - start
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({
+            "scores": scores, "seconds": seconds, "batch": ZERO_COST_BATCH, "seed": run.seed,
+            "input_hw": list(run.train_hw), "arch_hash": run.config.arch_hash(), "provenance": provenance(),
+        }, indent=2))
+        print(f"zero-cost {name:32s} {' '.join(f'{k} {v:.3f}' for k, v in scores.items())}  {seconds:.1f} s", flush=True)
 
 
 @contextmanager
@@ -162,78 +205,129 @@ def _claim(out: Path) -> Iterator[bool]:
         yield True
 
 
-@functools.cache  # a report compares one folder against several others: read each once
+@functools.cache  # a report reads each folder once
 def _load(runs: Path, key: str) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted((runs / key).glob(f"*/{METRICS_FILE}"))}
 
 
-def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]:
-    """Share of same-family pairs that both schedules order the same way, and the number of pairs."""
-    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1:] if a[0] == b[0]]
-    alike = sum((a[1] - b[1]) * (a[2] - b[2]) > 0 for a, b in same)
-    return (alike / len(same) if same else float("nan")), len(same)
+def _failures(runs: Path, key: str) -> dict[str, str]:
+    return {p.parent.name: json.loads(p.read_text())["reason"] for p in sorted((runs / key).glob(f"*/{FAILED_FILE}"))}
 
 
-def _agreement(scores: dict[str, float], long: dict[str, dict], family: dict[str, str]) -> tuple[float, float, int]:
-    """Kendall tau between ``scores`` and the long runs' mIoU, the share of same-family pairs they
-    order alike, and the number of those pairs (over the architectures both have)."""
-    names = [n for n in scores if n in long]
-    tau = kendalltau([scores[n] for n in names], [long[n]["miou"] for n in names]).statistic
-    agree, pairs = _pair_agreement([(family[n], scores[n], long[n]["miou"]) for n in names])
-    return tau, agree, pairs
+def reference(runs: Path, seeds: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The mean long-run mIoU of every architecture with ``seeds`` long runs (``long``, ``long-seed1``, ...),
+    and each architecture's per-seed mIoUs."""
+    folders = ["long", *sorted(p.name for p in runs.glob("long-seed*") if p.is_dir())]
+    per_seed: dict[str, list[float]] = {}
+    for folder in folders:
+        for name, metrics in _load(runs, folder).items():
+            per_seed.setdefault(name, []).append(metrics["miou"])
+    complete = {n: v[:seeds] for n, v in per_seed.items() if len(v) >= seeds}
+    return {n: sum(v) / len(v) for n, v in complete.items()}, complete
+
+
+def _images(metrics: dict) -> int:
+    return metrics["steps"] * metrics["schedule"]["batch_size"]
+
+
+def candidates(runs: Path) -> list[Candidate]:
+    """Every proxy the stored results can score: trained folders, scores read off ``short``'s runs, the
+    zero-cost proxies, and combinations. Cost is in images trained per trial relative to ``short``."""
+    short = _load(runs, "short")
+    base_images = {n: _images(m) for n, m in short.items()}
+    found = []
+    # A proxy trained again with another seed (short-seed1) measures that proxy's noise; it is not a proxy.
+    folders = sorted((p.name for p in runs.iterdir() if p.is_dir() and re.fullmatch(r"short(-\d+(-b\d+)?)?", p.name)),
+                     key=lambda name: (name != "short", name))  # short first: it wins ties
+    for folder in folders:
+        done = _load(runs, folder)
+        if not done:
+            continue
+        ratio = float(np.median([_images(m) / base_images[n] for n, m in done.items() if n in base_images]))
+        found.append(Candidate(folder, {n: m["miou"] for n, m in done.items()}, ratio, "images trained",
+                               _failures(runs, folder)))
+    if short:
+        found.append(Candidate("short-last2", {n: float(np.mean([v for _, v in m["history"][-2:]])) for n, m in short.items()},
+                               1.0, "the short run itself", _failures(runs, "short")))
+        second = _load(runs, "short-seed1")
+        both = [n for n in short if n in second]
+        if both:
+            found.append(Candidate("short-2seeds", {n: (short[n]["miou"] + second[n]["miou"]) / 2 for n in both}, 2.0,
+                                   "images trained"))
+    zero = {p.stem: json.loads(p.read_text()) for p in sorted((runs / ZERO_COST).glob("*.json"))}
+    if zero:
+        with_short = [n for n in zero if n in short]
+        ratio = float(np.median([zero[n]["seconds"] / short[n]["train_seconds"] for n in with_short])) if with_short else float("nan")
+        for proxy in PROXIES:
+            scores = {n: z["scores"][proxy] for n, z in zero.items()}
+            found.append(Candidate(proxy, scores, ratio, "seconds, median over architectures"))
+            if with_short:  # a tie-breaker: the mean of the two ranks, so neither score's scale matters
+                found.append(Candidate(f"short+{proxy}", _rank_mean({n: short[n]["miou"] for n in with_short}, scores),
+                                       1.0 + ratio, "short plus the proxy's seconds"))
+    return found
+
+
+def _rank_mean(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    names = sorted(first)
+    a = np.argsort(np.argsort([first[n] for n in names]))
+    b = np.argsort(np.argsort([second[n] for n in names]))
+    return {n: float(x + y) / 2 for n, x, y in zip(names, a, b, strict=True)}
+
+
+def families(runs: Path) -> dict[str, str]:
+    """Each trained architecture's family, from its run file (the search space it belongs to)."""
+    return {p.parent.name: RunSpec.from_file(p).config.family for p in sorted(runs.glob(f"*/*/{RUN_FILE}"))}
+
+
+def summary(runs: Path, seeds: int, max_cost: float) -> dict[str, object]:
+    """Everything the report prints, as one object (``--report --json``)."""
+    ref, per_seed = reference(runs, seeds)
+    space = families(runs)
+    found = candidates(runs)
+    two = [v for v in per_seed.values() if len(v) >= 2]
+    short, second = _load(runs, "short"), _load(runs, "short-seed1")
+    both = sorted(n for n in short if n in second)
+    judged = sorted((judge(c, ref, space) for c in found), key=lambda j: -j.tau if not math.isnan(j.tau) else math.inf)
+    return {
+        "default": StudySpec.model_fields["schedule"].default,  # what a study trains with unless told
+        "reference": {"seeds": seeds, "architectures": len(ref)},
+        "reference_seed_tau": tau([v[0] for v in two], [v[1] for v in two]) if len(two) >= 3 else None,
+        "short_seed_tau": tau([short[n]["miou"] for n in both], [second[n]["miou"] for n in both]) if len(both) >= 3 else None,
+        "winner": choose(found, ref, max_cost),
+        "max_cost_ratio": max_cost,
+        "cross_validation": cross_validate(found, ref, max_cost) if len(ref) >= 8 else None,
+        "candidates": [j.to_dict() for j in judged],
+    }
 
 
 def report(args: argparse.Namespace) -> None:
-    proxy = next(iter(schedules(args.factor, args.proxy_steps, args.proxy_batch)))
-    folder = proxy_folder(proxy, args.train_seed)
-    print(f"proxy: {folder}, reference: {args.factor}x short\n")
-    short, long = _load(args.runs, folder), _load(args.runs, "long")
-    both = [name for name in short if name in long]
-    print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
-    print("|---|---|---|---|---|---|---|")
-    family = {}
-    for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
-        s, lg = short[name], long.get(name)
-        kind = "baseline" if name in BASELINES else "sampled"
-        arch = RunSpec.from_file(args.runs / folder / name / "run.yaml").config
-        family[name] = arch.family
-        params = count_params(build(arch))
-        long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
-        print(f"| {name} | {kind} | {params / 1e6:.2f} M | {s['miou']:.4f} | {s['train_seconds']:.0f} | {long_cells} |")
-    if len(both) >= 3:
-        a = [short[n]["miou"] for n in both]
-        b = [long[n]["miou"] for n in both]
-        tau, rho = kendalltau(a, b), spearmanr(a, b)
-        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3f}), "
-              f"Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3f})")
-        # A search ranks architectures of one space against each other: count only pairs of one family.
-        agree, pairs = _pair_agreement([(family[n], short[n]["miou"], long[n]["miou"]) for n in both])
-        print(f"within one family: {pairs} pairs, the two schedules order {agree:.0%} of them alike")
-        for name in sorted({family[n] for n in both}):
-            mine = [n for n in both if family[n] == name]
-            if len(mine) >= 3:
-                family_tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
-                print(f"  {name}: {len(mine)} architectures, Kendall tau {family_tau:.2f}")
-        if folder != "short":  # a candidate: what short itself gives on the same architectures
-            base = _load(args.runs, "short")
-            same = {n: base[n]["miou"] for n in both if n in base}
-            tau, agree, pairs = _agreement(same, long, family)
-            print(f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}")
-        if args.train_seed is not None:  # a second seed of a proxy: how noisy one run is, and what two give
-            first = _load(args.runs, proxy)
-            same = [n for n in both if n in first]
-            seed_tau = kendalltau([first[n]["miou"] for n in same], [short[n]["miou"] for n in same]).statistic
-            print(f"{proxy} with two seeds on {len(same)} architectures: Kendall tau {seed_tau:.3f} between the seeds")
-            mean = {n: (first[n]["miou"] + short[n]["miou"]) / 2 for n in same}
-            tau, agree, pairs = _agreement(mean, long, family)
-            print(f"the mean of the two seeds: Kendall tau {tau:.3f} against long, same-family pairs alike {agree:.0%} of {pairs}")
-    else:
-        print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
-    fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
-    if fractions:
-        print(f"forward/backward share of step time: min {fractions[0]:.1%}, median {fractions[len(fractions) // 2]:.1%}")
-    total = sum(m["train_seconds"] for m in [*short.values(), *long.values()])
-    print(f"total training time {total / 60:.0f} min ({len(short)} short, {len(long)} long runs)")
+    result = summary(args.runs, args.reference_seeds, args.max_cost)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    ref = result["reference"]
+    print(f"reference: mean of {ref['seeds']} long run(s) ({args.factor}x short) over {ref['architectures']} architectures;"
+          f" tau between two long seeds: {_fmt(result['reference_seed_tau'])}; between two seeds of short:"
+          f" {_fmt(result['short_seed_tau'])}\n")
+    print("| candidate | archs | Kendall tau (95 % CI) | Spearman rho | same-space pairs alike | tau per space | cost vs short | failures |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in result["candidates"]:
+        spaces = ", ".join(f"{k} {_fmt(v)}" for k, v in c["tau_by_space"].items())
+        low, high = c["tau_ci"]
+        print(f"| {c['name']} | {c['architectures']} | {_fmt(c['tau'])} ({_fmt(low)} to {_fmt(high)}) | {_fmt(c['rho'])} "
+              f"| {c['within_space_alike']:.0%} of {c['within_space_pairs']} | {spaces} | {c['cost_ratio']:.2f}x ({c['cost_basis']}) "
+              f"| {len(c['failures'])} |")
+    for c in result["candidates"]:
+        for name, why in c["failures"].items():
+            print(f"{c['name']} failed on {name}: {why}")
+    cv = result["cross_validation"]
+    print(f"\nwinner within {result['max_cost_ratio']}x short's cost: {result['winner']} (the search's default: {result['default']})")
+    if cv:
+        print(f"cross-validated ({cv['folds']} folds x {cv['repeats']}): chosen {cv['chosen']}, held-out tau {_fmt(cv['held_out_tau'])}")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
 
 def main() -> None:
@@ -252,9 +346,15 @@ def main() -> None:
     # invocation continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--report", action="store_true", help="only print the table from finished runs")
+    parser.add_argument("--zero-cost", action="store_true", help="score every architecture's zero-cost proxies")
+    parser.add_argument("--report", action="store_true", help="only judge the candidates from finished runs")
+    parser.add_argument("--json", action="store_true", help="with --report: print it as one JSON object")
+    parser.add_argument("--reference-seeds", type=int, default=2, help="long runs (seeds) the reference averages")
+    parser.add_argument("--max-cost", type=float, default=1.5, help="the winner costs at most this many times short")
     args = parser.parse_args()
-    if not args.report:
+    if args.zero_cost:
+        score_zero_cost(args)
+    elif not args.report:
         run_all(args)
     report(args)
 

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.stats import kendalltau
 import torch
 from torch import nn
 
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import activation_cost  # noqa: E402
 import latency_accuracy  # noqa: E402
 import latency_stability  # noqa: E402
+import proxy_candidates  # noqa: E402
 import proxy_fidelity  # noqa: E402
 import search_efficiency  # noqa: E402
 
@@ -45,9 +47,9 @@ def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
 def test_pair_agreement_counts_only_same_family_pairs() -> None:
     points = [("espnet", 0.30, 0.50), ("espnet", 0.40, 0.60), ("espnet", 0.35, 0.40), ("fassd", 0.9, 0.1)]
     # espnet pairs: (1,2) alike, (1,3) not, (2,3) alike; fassd has no pair, cross-family pairs do not count.
-    share, pairs = proxy_fidelity._pair_agreement(points)
+    share, pairs = proxy_candidates.pair_agreement(points)
     assert (share, pairs) == (pytest.approx(2 / 3), 3)
-    share, pairs = proxy_fidelity._pair_agreement(points[-1:])
+    share, pairs = proxy_candidates.pair_agreement(points[-1:])
     assert pairs == 0 and share != share  # NaN: no pair to agree on
 
 
@@ -62,11 +64,59 @@ def test_a_second_seed_gets_its_own_folder_and_is_judged_by_rank() -> None:
     assert proxy_fidelity.training_jobs(stretched, 0, None) == [("short-600", stretched["short-600"], 0)]
     # A second seed of the reference trains only the long runs, with that seed, into their own folder.
     assert proxy_fidelity.training_jobs(plans, 0, None, long_seed=1) == [("long-seed1", plans["long"], 1)]
-    family = {"a": "espnet", "b": "espnet", "c": "espnet", "d": "fassd"}
-    long = {"a": {"miou": 0.5}, "b": {"miou": 0.6}, "c": {"miou": 0.4}, "d": {"miou": 0.1}}
-    # "e" has no long run and is left out; a, b, c are ordered as long orders them, d against them is not.
-    tau, agree, pairs = proxy_fidelity._agreement({"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, long, family)
-    assert (agree, pairs) == (1.0, 3) and tau == pytest.approx(0.0)
+
+
+def test_a_candidate_is_judged_by_rank_within_each_space_and_failures_rank_last() -> None:
+    space = {"a": "espnet", "b": "espnet", "c": "espnet", "d": "fassd"}
+    reference = {"a": 0.5, "b": 0.6, "c": 0.4, "d": 0.1}
+    # "e" has no reference and is left out; a, b, c are ordered as the reference orders them, d is not.
+    judged = proxy_candidates.judge(
+        proxy_candidates.Candidate("x", {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, 1.0, "test"), reference, space)
+    assert (judged.architectures, judged.within_space_alike, judged.within_space_pairs) == (4, 1.0, 3)
+    assert judged.tau == pytest.approx(0.0) and judged.tau_by_space == {"espnet": pytest.approx(1.0)}
+    low, high = judged.tau_ci
+    assert -1.0 <= low <= judged.tau <= high <= 1.0
+    # A run that diverged stays in the table, below every scored architecture, with its reason.
+    failed = proxy_candidates.Candidate("y", {"a": 0.3, "b": 0.4, "c": 0.2}, 1.0, "test", {"d": "loss 6.9e11 at step 40"})
+    judged = proxy_candidates.judge(failed, reference, space)
+    assert judged.architectures == 4 and judged.tau == pytest.approx(1.0)
+    assert judged.failures == {"d": "loss 6.9e11 at step 40"}
+
+
+def test_the_choice_is_the_best_affordable_full_candidate_and_cross_validates() -> None:
+    rng = np.random.default_rng(0)
+    names = [f"n{i}" for i in range(20)]
+    reference = {n: float(v) for n, v in zip(names, rng.random(20), strict=True)}
+    noisy = {n: v + float(rng.normal(0, 0.3)) for n, v in reference.items()}
+    Candidate = proxy_candidates.Candidate
+    found = [
+        Candidate("noisy", noisy, 1.0, "test"),
+        Candidate("exact-but-dear", dict(reference), 2.0, "test"),  # over the cost limit
+        Candidate("exact-but-partial", {n: reference[n] for n in names[:10]}, 1.0, "test"),  # not every architecture
+        Candidate("reversed", {n: -v for n, v in reference.items()}, 1.0, "test"),
+    ]
+    assert proxy_candidates.choose(found, reference, max_cost=1.5) == "noisy"
+    assert proxy_candidates.choose(found, reference, max_cost=2.0) == "exact-but-dear"
+    # Equal taus: the candidate listed first wins, so a copy never displaces the default.
+    assert proxy_candidates.choose([found[0], Candidate("copy", noisy, 1.0, "test")], reference, 1.5) == "noisy"
+    cv = proxy_candidates.cross_validate(found, reference, max_cost=1.5, folds=4, repeats=5)
+    assert cv["chosen"] == {"noisy": 20}
+    assert 0.0 < cv["held_out_tau"] < 1.0
+
+
+def test_the_report_judges_the_stored_runs_as_scipy_does() -> None:
+    """--report --json over the committed proxy-fidelity runs: short's tau is recomputed from the files."""
+    runs = Path(proxy_fidelity.__file__).parent / "results" / "proxy_fidelity"
+    result = proxy_fidelity.summary(runs, seeds=1, max_cost=1.5)
+    short = {n: json.loads((runs / "short" / n / "metrics.json").read_text())["miou"] for n in proxy_fidelity._load(runs, "long")}
+    long = {n: m["miou"] for n, m in proxy_fidelity._load(runs, "long").items()}
+    names = sorted(n for n in long if n in short)
+    judged = {c["name"]: c for c in result["candidates"]}
+    assert judged["short"]["architectures"] == len(names) == result["reference"]["architectures"]
+    assert judged["short"]["tau"] == pytest.approx(kendalltau([short[n] for n in names], [long[n] for n in names]).statistic)
+    assert judged["short"]["cost_ratio"] == 1.0 and judged["short-600"]["cost_ratio"] == 2.0
+    assert result["default"] == "short" and result["winner"] in judged
+    assert set(judged["short"]) >= {"name", "tau", "tau_ci", "rho", "within_space_alike", "cost_ratio", "architectures"}
 
 
 def test_a_long_run_that_would_outlast_a_session_is_skipped(tmp_path: Path) -> None:
