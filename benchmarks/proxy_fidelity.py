@@ -21,6 +21,8 @@ candidates are judged against it (``proxy_candidates.py``): ``--proxy-steps 600`
 stretched to 600 steps into ``short-600/``; ``--proxy-steps 600 --proxy-batch 4`` keeps ``short``'s
 images, and so about its cost, with twice the updates (``short-600-b4/``); ``--train-seed 1`` trains
 ``short`` again with another seed (``short-seed1/``: its noise, and the mean of two seeds);
+``--proxy-ema 0.99`` scores a moving average of the weights (``short-ema0.99/``);
+``--proxy-eval-scale 1`` evaluates at CamVid's full 360x480 instead of half (``short-eval1/``);
 ``--zero-cost`` scores every architecture's zero-cost proxies at its initial weights (``zero_cost/``).
 Scores read off stored runs (the mean of ``short``'s last two evaluations) and combinations (``short``
 with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
@@ -74,18 +76,23 @@ def _scaled(schedule: Schedule, name: str, factor: float) -> Schedule:
     )
 
 
-def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | None = None) -> dict[str, Schedule]:
-    """The proxy under test (``short``, or a tuning candidate: ``short`` stretched to ``proxy_steps``
-    and/or at batch ``proxy_batch``) and the reference: ``short`` ``factor`` times longer, the same
-    for every candidate. The keys are the result folders."""
+def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | None = None,
+              proxy_ema: float | None = None, proxy_eval_scale: float | None = None) -> dict[str, Schedule]:
+    """The proxy under test (``short``, or a tuning candidate: ``short`` stretched to ``proxy_steps``,
+    at batch ``proxy_batch``, scoring a moving average of its weights with decay ``proxy_ema``, or
+    evaluating at ``proxy_eval_scale`` of the native resolution) and the reference: ``short``
+    ``factor`` times longer, the same for every candidate. The keys are the result folders."""
     short = get_schedule("short")
     steps = proxy_steps or short.steps
     batch = proxy_batch or short.batch_size
-    if (steps, batch) == (short.steps, short.batch_size):
-        proxy = short
-    else:
+    proxy = short
+    if (steps, batch) != (short.steps, short.batch_size):
         name = f"short-{steps}" + (f"-b{batch}" if batch != short.batch_size else "")
         proxy = _scaled(short, name, steps / short.steps).with_overrides(batch_size=batch)
+    if proxy_ema is not None:
+        proxy = proxy.with_overrides(name=f"{proxy.name}-ema{proxy_ema:g}", ema_decay=proxy_ema)
+    if proxy_eval_scale is not None and proxy_eval_scale != short.eval_scale:
+        proxy = proxy.with_overrides(name=f"{proxy.name}-eval{proxy_eval_scale:g}", eval_scale=proxy_eval_scale)
     return {proxy.name: proxy, "long": _scaled(short, f"short-x{factor}", factor)}
 
 
@@ -145,7 +152,7 @@ def too_long(runs: Path, name: str, factor: int, max_hours: float) -> bool:
 
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
-    plans = schedules(args.factor, args.proxy_steps, args.proxy_batch)
+    plans = schedules(args.factor, args.proxy_steps, args.proxy_batch, args.proxy_ema, args.proxy_eval_scale)
     archs = architectures(args.data, args.samples, args.seed, plans["long"])
     jobs = training_jobs(plans, args.seed, args.train_seed, args.long_seed)
     candidate = args.long_seed is None and jobs[0][0] != "short"
@@ -237,7 +244,8 @@ def candidates(runs: Path) -> list[Candidate]:
     base_images = {n: _images(m) for n, m in short.items()}
     found = []
     # A proxy trained again with another seed (short-seed1) measures that proxy's noise; it is not a proxy.
-    folders = sorted((p.name for p in runs.iterdir() if p.is_dir() and re.fullmatch(r"short(-\d+(-b\d+)?)?", p.name)),
+    folders = sorted((p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith("short")
+                      and not re.search(r"-seed\d+$", p.name)),
                      key=lambda name: (name != "short", name))  # short first: it wins ties
     for folder in folders:
         done = _load(runs, folder)
@@ -338,6 +346,8 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
     parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
     parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
+    parser.add_argument("--proxy-ema", type=float, help="judge short scoring a moving average of its weights (decay)")
+    parser.add_argument("--proxy-eval-scale", type=float, help="judge short evaluated at this scale of the native frames")
     parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
     parser.add_argument("--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/")
     parser.add_argument("--max-hours", type=float, default=3.0,

@@ -42,6 +42,11 @@ def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
     assert list(same_images) == ["short-600-b4", "long"] and same_images["long"] == default["long"]
     assert (same_images["short-600-b4"].steps, same_images["short-600-b4"].batch_size) == (600, 4)
     assert same_images["short-600-b4"].steps * 4 == short.steps * short.batch_size
+    # Candidates that change what is scored keep short's training: only their own field differs.
+    averaged = proxy_fidelity.schedules(4, proxy_ema=0.99, proxy_eval_scale=1.0)
+    assert list(averaged) == ["short-ema0.99-eval1", "long"] and averaged["long"] == default["long"]
+    changed = {k for k, v in averaged["short-ema0.99-eval1"].to_dict().items() if v != short.to_dict()[k]}
+    assert changed == {"name", "ema_decay", "eval_scale"}
 
 
 def test_pair_agreement_counts_only_same_family_pairs() -> None:

@@ -17,6 +17,7 @@ from nasseg.errors import NassegError
 from nasseg.train import Schedule, class_weights, evaluate, get_schedule, make_loss, schedule_names, train
 from nasseg.errors import TrainingDiverged
 from nasseg.train.losses import JetLoss, OhemCrossEntropy
+from nasseg.train.trainer import load_checkpoint, scored_weights
 from nasseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
 
 FAMILIES = ["espnet", "ejpnet", "fassd", "jetseg", "pyramid_shufflenet"]
@@ -272,6 +273,55 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path) -> None:
         assert torch.equal(value, resumed_model.state_dict()[key]), key
     with pytest.raises(NassegError, match="different schedule"):
         train(_small(), TRAIN, VAL, TINY.with_overrides(lr=0.5), seed=1, progress=False, checkpoint=ckpt, resume=True)
+
+
+def test_moving_average_weights_are_scored_and_resumed_without_changing_training(tmp_path) -> None:
+    ema = TINY.with_overrides(ema_decay=0.9)
+    plain_model, ema_model = _small(), _small()
+    plain = train(plain_model, TRAIN, VAL, TINY, seed=1, progress=False)
+    averaged = train(ema_model, TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "ema.pt")
+    # The average only changes what is scored: the optimiser's weights are those of a run without it.
+    assert all(torch.equal(x, y) for x, y in zip(plain_model.state_dict().values(), ema_model.state_dict().values()))
+    payload = load_checkpoint(tmp_path / "ema.pt")
+    weights = scored_weights(payload)
+    assert set(weights) == set(ema_model.state_dict())
+    assert any(not torch.equal(weights[k], v) for k, v in ema_model.state_dict().items())
+    scored = _small()
+    scored.load_state_dict(weights)
+    assert evaluate(scored, VAL).miou == averaged.miou
+    raw = ema_model.state_dict()
+    assert scored_weights({"model": raw, "ema": None}) is raw  # a run without an average scores its weights
+    # A vanishing decay follows the weights: the average is the last step's weights.
+    follow = _small()
+    train(follow, TRAIN, VAL, TINY.with_overrides(ema_decay=1e-12), seed=1, progress=False, checkpoint=tmp_path / "f.pt")
+    for key, value in scored_weights(load_checkpoint(tmp_path / "f.pt")).items():
+        assert torch.allclose(value.float(), follow.state_dict()[key].float(), atol=1e-6), key
+
+    def interrupt(step: int, miou: float) -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_small(), TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "cut.pt", callback=interrupt)
+    resumed = train(_small(seed=99), TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "cut.pt", resume=True)
+    assert resumed.history == averaged.history
+    assert all(torch.equal(weights[k], v) for k, v in scored_weights(load_checkpoint(tmp_path / "cut.pt")).items())
+
+
+def test_a_checkpoint_from_before_a_schedule_field_existed_still_resumes(tmp_path) -> None:
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(_small(), TRAIN, VAL, TINY, seed=1, progress=False, checkpoint=ckpt,
+              callback=lambda step, miou: (_ for _ in ()).throw(KeyboardInterrupt))
+    payload = load_checkpoint(ckpt)
+    del payload["schedule"]["ema_decay"]  # as written before the field existed
+    torch.save(payload, ckpt)
+    assert train(_small(), TRAIN, VAL, TINY, seed=1, progress=False, checkpoint=ckpt, resume=True).steps == 8
+
+
+def test_ema_decay_must_be_a_fraction() -> None:
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(NassegError, match="ema_decay"):
+            TINY.with_overrides(ema_decay=bad)
 
 
 def test_infinite_loss_raises_diverged_with_step() -> None:

@@ -24,7 +24,7 @@ from nasseg.data import dataset_info, load_split
 from nasseg.errors import ConfigError
 from nasseg.models import ArchConfig, build, check
 from nasseg.train.schedule import Schedule, get_schedule
-from nasseg.train.trainer import Callback, EvalResult, TrainResult, evaluate, load_checkpoint, train
+from nasseg.train.trainer import Callback, EvalResult, TrainResult, evaluate, load_checkpoint, scored_weights, train
 from nasseg.yamlio import read_yaml
 
 RUN_FILE, CHECKPOINT_FILE, METRICS_FILE = "run.yaml", "checkpoint.pt", "metrics.json"
@@ -166,7 +166,7 @@ def evaluate_run(
     hw = input_hw or (run.eval_hw if data == run.data else run.schedule.eval_hw(info.frame_hw()))
     model = build(run.config)
     try:
-        model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        model.load_state_dict(scored_weights(load_checkpoint(checkpoint)))
     except (RuntimeError, TypeError, ValueError) as exc:  # the weights of another network
         why = " ".join(str(exc).split())[:200]
         raise ConfigError(f"{checkpoint}: its weights do not fit {run.name}'s architecture ({why})") from None

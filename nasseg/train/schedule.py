@@ -33,6 +33,8 @@ class Schedule(BaseModel):
     (the caller loads both; the trainer evaluates at whatever resolution the split has).
     ``lr_policy`` "poly" decays ``lr * (1 - t)^poly_power`` after ``warmup_steps`` of linear warm-up;
     "step" multiplies the rate by ``step_gamma`` every ``step_fraction`` of the run (ESPNet's halving).
+    ``ema_decay`` keeps an exponential moving average of the weights (batch-norm statistics included)
+    and evaluates it instead of the last step's weights, which are noisier.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -61,6 +63,7 @@ class Schedule(BaseModel):
     jetloss_beta: float = 0.9999
     scale_range: tuple[float, float] = (0.5, 2.0)
     hflip: bool = True
+    ema_decay: float | None = None
     notes: str = ""
 
     @model_validator(mode="after")
@@ -81,6 +84,13 @@ class Schedule(BaseModel):
     def _positive_float(cls, value: float) -> float:
         if not value > 0:
             raise ValueError("must be positive")
+        return value
+
+    @field_validator("ema_decay")
+    @classmethod
+    def _decay(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < 1:
+            raise ValueError("ema_decay must be in (0, 1)")
         return value
 
     @field_validator("scale_range")

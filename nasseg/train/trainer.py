@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nasseg.data.augment import Augmentation, normalize
 from nasseg.data.base import SegmentationSplit
@@ -59,6 +60,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "model" not in payload:
         raise ConfigError(f"{path}: not a nasseg checkpoint (no model weights in it)")
     return payload
+
+
+def scored_weights(payload: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's metrics were measured with: its moving average where it keeps one."""
+    ema = payload.get("ema")
+    if not ema:
+        return payload["model"]
+    return {key.removeprefix("module."): value for key, value in ema.items() if key.startswith("module.")}
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
@@ -225,6 +234,12 @@ class _Run:
     seed: int
     total_steps: int
     state: _Progress
+    ema: AveragedModel | None = None
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights an evaluation scores: the moving average where the schedule keeps one."""
+        return self.model if self.ema is None else self.ema.module
 
     def checkpoint_payload(self) -> dict[str, Any]:
         return {
@@ -239,12 +254,13 @@ class _Run:
             "seed": self.seed,
             "total_steps": self.total_steps,
             "progress": asdict(self.state),
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
 
     def restore(self, payload: dict[str, Any], path: Path) -> None:
         if payload.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"checkpoint {path} has version {payload.get('version')}, expected {CHECKPOINT_VERSION}")
-        if payload.get("schedule") != self.schedule.to_dict() or payload.get("seed") != self.seed:
+        if _schedule_of(payload) != self.schedule or payload.get("seed") != self.seed:
             raise ConfigError(f"checkpoint {path} was written by a different schedule or seed; cannot resume from it")
         try:
             self.model.load_state_dict(payload["model"])
@@ -254,12 +270,22 @@ class _Run:
             if payload["cuda_rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(payload["cuda_rng"])
             self.generator.set_state(payload["generator"])
+            if self.ema is not None:
+                self.ema.load_state_dict(payload["ema"])
             progress = dict(payload["progress"])
             progress["history"] = [tuple(item) for item in progress["history"]]
             self.state = _Progress(**progress)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a checkpoint of another network, or cut short
             why = " ".join(str(exc).split())[:200]
             raise ConfigError(f"checkpoint {path} cannot be resumed by this run: {why}") from None
+
+
+def _schedule_of(payload: dict[str, Any]) -> Schedule | None:
+    """The schedule a checkpoint was written under (fields added since take their defaults)."""
+    try:
+        return Schedule.model_validate(payload.get("schedule"))
+    except ValueError:
+        return None
 
 
 def _prepare(
@@ -288,6 +314,8 @@ def _prepare(
         seed=seed,
         total_steps=schedule.resolve_steps(len(train_split)),
         state=_Progress(),
+        ema=None if schedule.ema_decay is None else AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(schedule.ema_decay), use_buffers=True),
     )
 
 
@@ -322,6 +350,8 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t2 = time.perf_counter()
@@ -399,7 +429,7 @@ def train(
             loss_value = _train_step(run, loss_fn, augment, train_split, dev)
             step = run.state.step
             if step == run.total_steps or (schedule.eval_every and step % schedule.eval_every == 0):
-                last = evaluate(model, val_split, batch_size=schedule.batch_size, device=device)
+                last = evaluate(run.scored, val_split, batch_size=schedule.batch_size, device=device)
                 record(last)
                 if callback is not None and callback(step, last.miou) is False and step < run.total_steps:
                     stopped = "callback"
@@ -409,7 +439,7 @@ def train(
                 break
     if last is None or run.state.history[-1][0] != run.state.step:
         # A budget stop between evaluations, or a resumed run that was already complete.
-        last = evaluate(model, val_split, batch_size=schedule.batch_size, device=device)
+        last = evaluate(run.scored, val_split, batch_size=schedule.batch_size, device=device)
         if not run.state.history or run.state.history[-1][0] != run.state.step:
             record(last)
     run.state.train_seconds = seconds_before + time.perf_counter() - started
