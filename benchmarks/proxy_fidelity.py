@@ -29,6 +29,7 @@ import argparse
 import fcntl
 import functools
 import json
+import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,52 +171,84 @@ def _agreement(scores: dict[str, float], long: dict[str, dict], family: dict[str
     return tau, agree, pairs
 
 
+def figures(runs: Path, proxy: str, train_seed: int | None = None) -> dict:
+    """The rank agreement the report prints, from the stored runs: ``proxy``'s folder (trained with
+    ``train_seed``) against the long runs, what ``short`` gives on the same architectures where the proxy
+    is a tuning candidate, and with a second seed how far the two seeds agree."""
+    folder = proxy_folder(proxy, train_seed)
+    short, long = _load(runs, folder), _load(runs, "long")
+    family = {name: RunSpec.from_file(runs / folder / name / RUN_FILE).config.family for name in short}
+    both = [name for name in short if name in long]
+    out: dict = {"folder": folder, "architectures": len(both)}
+    if len(both) < 3:
+        return out
+    a, b = [short[n]["miou"] for n in both], [long[n]["miou"] for n in both]
+    tau, rho = kendalltau(a, b), spearmanr(a, b)
+    # A search ranks architectures of one space against each other: count only pairs of one family.
+    agree, pairs = _pair_agreement([(family[n], short[n]["miou"], long[n]["miou"]) for n in both])
+    out |= {"kendall_tau": float(tau.statistic), "tau_p": float(tau.pvalue), "spearman_rho": float(rho.statistic),
+            "rho_p": float(rho.pvalue), "pairs": pairs, "pairs_alike": agree, "by_family": {}}
+    for name in sorted({family[n] for n in both}):
+        mine = [n for n in both if family[n] == name]
+        if len(mine) >= 3:
+            out["by_family"][name] = {"architectures": len(mine), "kendall_tau": float(kendalltau(
+                [short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic)}
+    if folder != "short":  # a candidate: what short itself gives on the same architectures
+        base = _load(runs, "short")
+        same = {n: base[n]["miou"] for n in both if n in base}
+        tau_same, agree_same, pairs_same = _agreement(same, long, family)
+        out["short_on_the_same"] = {"architectures": len(same), "kendall_tau": float(tau_same),
+                                    "pairs_alike": agree_same, "pairs": pairs_same}
+    if train_seed is not None:  # a second seed of a proxy: how noisy one run is, and what two give
+        first = _load(runs, proxy)
+        same_names = [n for n in both if n in first]
+        moved = sorted(abs(first[n]["miou"] - short[n]["miou"]) for n in same_names)
+        mean = {n: (first[n]["miou"] + short[n]["miou"]) / 2 for n in same_names}
+        tau_mean, agree_mean, pairs_mean = _agreement(mean, long, family)
+        out["seeds"] = {
+            "architectures": len(same_names),
+            "kendall_tau": float(kendalltau([first[n]["miou"] for n in same_names],
+                                            [short[n]["miou"] for n in same_names]).statistic),
+            "median_miou_change": statistics.median(moved), "max_miou_change": moved[-1],
+            "mean_of_two": {"kendall_tau": float(tau_mean), "pairs_alike": agree_mean, "pairs": pairs_mean},
+        }
+    return out
+
+
 def report(args: argparse.Namespace) -> None:
     proxy = next(iter(schedules(args.factor, args.proxy_steps, args.proxy_batch)))
     folder = proxy_folder(proxy, args.train_seed)
     print(f"proxy: {folder}, reference: {args.factor}x short\n")
     short, long = _load(args.runs, folder), _load(args.runs, "long")
-    both = [name for name in short if name in long]
     print("| architecture | kind | params | short mIoU | short s | long mIoU | long s |")
     print("|---|---|---|---|---|---|---|")
-    family = {}
     for name in sorted(short, key=lambda n: -(short[n]["miou"] or 0)):
         s, lg = short[name], long.get(name)
         kind = "baseline" if name in BASELINES else "sampled"
-        arch = RunSpec.from_file(args.runs / folder / name / "run.yaml").config
-        family[name] = arch.family
-        params = count_params(build(arch))
+        params = count_params(build(RunSpec.from_file(args.runs / folder / name / RUN_FILE).config))
         long_cells = f"{lg['miou']:.4f} | {lg['train_seconds']:.0f}" if lg else "— | —"
         print(f"| {name} | {kind} | {params / 1e6:.2f} M | {s['miou']:.4f} | {s['train_seconds']:.0f} | {long_cells} |")
-    if len(both) >= 3:
-        a = [short[n]["miou"] for n in both]
-        b = [long[n]["miou"] for n in both]
-        tau, rho = kendalltau(a, b), spearmanr(a, b)
-        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3f}), "
-              f"Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3f})")
-        # A search ranks architectures of one space against each other: count only pairs of one family.
-        agree, pairs = _pair_agreement([(family[n], short[n]["miou"], long[n]["miou"]) for n in both])
-        print(f"within one family: {pairs} pairs, the two schedules order {agree:.0%} of them alike")
-        for name in sorted({family[n] for n in both}):
-            mine = [n for n in both if family[n] == name]
-            if len(mine) >= 3:
-                family_tau = kendalltau([short[n]["miou"] for n in mine], [long[n]["miou"] for n in mine]).statistic
-                print(f"  {name}: {len(mine)} architectures, Kendall tau {family_tau:.2f}")
-        if folder != "short":  # a candidate: what short itself gives on the same architectures
-            base = _load(args.runs, "short")
-            same = {n: base[n]["miou"] for n in both if n in base}
-            tau, agree, pairs = _agreement(same, long, family)
-            print(f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}")
-        if args.train_seed is not None:  # a second seed of a proxy: how noisy one run is, and what two give
-            first = _load(args.runs, proxy)
-            same = [n for n in both if n in first]
-            seed_tau = kendalltau([first[n]["miou"] for n in same], [short[n]["miou"] for n in same]).statistic
-            print(f"{proxy} with two seeds on {len(same)} architectures: Kendall tau {seed_tau:.3f} between the seeds")
-            mean = {n: (first[n]["miou"] + short[n]["miou"]) / 2 for n in same}
-            tau, agree, pairs = _agreement(mean, long, family)
-            print(f"the mean of the two seeds: Kendall tau {tau:.3f} against long, same-family pairs alike {agree:.0%} of {pairs}")
+    f = figures(args.runs, proxy, args.train_seed)
+    if "kendall_tau" in f:
+        print(f"\n{f['architectures']} architectures with both runs: Kendall tau {f['kendall_tau']:.3f} (p {f['tau_p']:.3f}), "
+              f"Spearman rho {f['spearman_rho']:.3f} (p {f['rho_p']:.3f})")
+        print(f"within one family: {f['pairs']} pairs, the two schedules order {f['pairs_alike']:.0%} of them alike")
+        for name, fam in f["by_family"].items():
+            print(f"  {name}: {fam['architectures']} architectures, Kendall tau {fam['kendall_tau']:.2f}")
+        if "short_on_the_same" in f:
+            same = f["short_on_the_same"]
+            print(f"short on the same {same['architectures']} architectures: Kendall tau {same['kendall_tau']:.3f}, "
+                  f"same-family pairs alike {same['pairs_alike']:.0%} of {same['pairs']}")
+        if "seeds" in f:
+            seeds = f["seeds"]
+            print(f"{proxy} with two seeds on {seeds['architectures']} architectures: Kendall tau {seeds['kendall_tau']:.3f} "
+                  f"between the seeds; an architecture's mIoU moves by a median {100 * seeds['median_miou_change']:.1f} "
+                  f"points between them (at most {100 * seeds['max_miou_change']:.1f})")
+            mean = seeds["mean_of_two"]
+            print(f"the mean of the two seeds: Kendall tau {mean['kendall_tau']:.3f} against long, same-family pairs "
+                  f"alike {mean['pairs_alike']:.0%} of {mean['pairs']}")
     else:
-        print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
+        print(f"\nonly {f['architectures']} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
     if fractions:
         print(f"forward/backward share of step time: min {fractions[0]:.1%}, median {fractions[len(fractions) // 2]:.1%}")
