@@ -67,7 +67,7 @@ from nasseg.latency.predict.fit import (
     sampled_architectures,
     template,
 )
-from nasseg.latency.predict.generalisation import PROTOCOL_NAMES, Summary, by, evaluate, to_json
+from nasseg.latency.predict.generalisation import PROTOCOL_NAMES, PointResult, Summary, by, evaluate, to_json
 from nasseg.latency.predict.microbench import suite
 from nasseg.latency.predict.optable import OpTable, significant, time_layers
 from nasseg.latency.predict.predictor import layer_table
@@ -125,6 +125,23 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
             progress.update(tasks[protocol], completed=done)
 
         rows = evaluate(effects, progress=report)
+    print_jetson(rows)
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
+                                   **to_json(rows, effects)}, indent=1) + "\n")
+        print(f"every prediction: {out}")
+
+
+def stored_jetson_rows(path: Path = JETSON_RESULTS) -> tuple[dict, list[PointResult]]:
+    """A stored Jetson evaluation and its points, as ``evaluate`` returned them."""
+    data = json.loads(path.read_text())
+    return data, [PointResult(**point) for point in data["points"]]
+
+
+def print_jetson(rows: list[PointResult]) -> None:
+    """The Jetson tables of benchmarks/README.md, from every point's predictions."""
     fitted = [r for r in rows if not r.check]
     print("| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
           "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |")
@@ -153,12 +170,6 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
     worst = sorted(fitted, key=lambda r: -abs(r.ratio("lono") - 1))[:6]
     print("\nLargest leave-one-network-out errors: " + "; ".join(
         f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst))
-    print(f"\n({time.perf_counter() - start:.0f} s)")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
-                                   **to_json(rows, effects)}, indent=1) + "\n")
-        print(f"every prediction: {out}")
 
 
 def effects_study(candidates: list[list[str]], out: Path | None) -> None:
@@ -379,7 +390,7 @@ def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> di
 
 
 def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
-         extra_scale: float | None, more: dict[str, int] | None = None, check_seed: int = 2) -> None:
+         extra_scale: float | None, more: dict[str, int] | None = None, check_seed: int = 2, command: str = "") -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
     print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
@@ -406,7 +417,8 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
           f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.")
     sets = [[m for m in timed if m.id in calibration_ids], [m for m in timed if m.id in extra_ids],
             [m for m in timed if m.id not in calibration_ids | extra_ids]]
-    fitted = _report("as measured", *sets, micro_set, layers, again, extra_scale, rounds)
+    fitted, as_measured = _report("as measured", *sets, micro_set, layers, again, extra_scale, rounds)
+    tables = [as_measured]
     corrected = _drift_corrected(store, "ms", [m.id for m in timed + micro_set], rounds)
     corrected_again = _drift_corrected(store, "ms_again", list(again), rounds)
     if corrected is None or corrected_again is None:
@@ -416,9 +428,16 @@ def host(scale: float, per_space: int, check_total: int, write: bool, store_path
         def at_usual_speed(networks: list[Measurement]) -> list[Measurement]:
             return [dataclasses.replace(m, ms=corrected[m.id][0]) for m in networks]
 
-        _report("drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
-                *map(at_usual_speed, sets), at_usual_speed(micro_set), {i: corrected[i][1] for i in layers},
-                {i: corrected_again[i][0] for i in again}, extra_scale, rounds)
+        tables.append(_report(
+            "drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
+            *map(at_usual_speed, sets), at_usual_speed(micro_set), {i: corrected[i][1] for i in layers},
+            {i: corrected_again[i][0] for i in again}, extra_scale, rounds)[1])
+    summary_path = host_summary_path(store_path)
+    summary_path.write_text(json.dumps({
+        "store": store_path.name, "cpu": store["cpu"], "measurement_runs": store["runs"],
+        "replayed": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "command": command,
+        "tables": tables}, indent=1) + "\n")
+    print(f"\nthese tables: {summary_path} (python benchmarks/latency_accuracy.py --report prints them again)")
     if write:
         provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
         # The roofline, as measured: a few numbers, no regressor to fit at first use; a user times an op
@@ -446,9 +465,9 @@ def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measureme
 
 def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
             micro_set: list[Measurement], layers: dict[str, np.ndarray], again: dict[str, float],
-            extra_scale: float | None, rounds: int) -> dict[str, Calibration]:
+            extra_scale: float | None, rounds: int) -> tuple[dict[str, Calibration], dict]:
     """Fit every predictor on the calibration networks, print how each predicts the check networks, and
-    return the roofline fit."""
+    return the roofline fit and the printed table's figures."""
     base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
                     "host-cpu/torch-eager-fp32-1thread/sampled-v4")
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
@@ -478,40 +497,100 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
-    print(f"\n#### {title}\n\nCalibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint); "
-          f"measured {measured.min():.1f}-{measured.max():.1f} ms. Op table: {len(op_table.ms)} layers, network / sum of "
-          f"its layers {op_table.scale:.3f}.\n")
-    print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
-    print("|---|---|---|---|---|")
-    for label, predicted in rows.items():
-        err = _errors(predicted, measured)
-        tau, rho = _rank(predicted, measured)
-        print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
-    compared = {"with op table": list(rows)[0], f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
-                "roofline only": "predictor, calibrated on the calibration architectures"}
-    compared = {column: row for column, row in compared.items() if row}
-    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
-          + "|---" * (2 + len(compared)) + "|")
     cv = calibration_cv(cal_set, lambda networks, predicted: with_table(networks, predicted)[1])
     spaces = [space.name for space in all_spaces()]
 
     def family(networks: list[Measurement]) -> np.ndarray:
         return np.array([next(name for name in spaces if m.id.startswith(f"{name}-")) for m in networks])
 
+    def scores(err: np.ndarray) -> dict[str, float]:
+        return {"within_10": float((err <= 0.10).mean()), "mape": float(err.mean())}
+
+    table: dict = {"title": title, "calibration": len(cal_set), "check": len(check_set),
+                   "measured_ms": [float(measured.min()), float(measured.max())],
+                   "op_table_layers": len(op_table.ms), "op_table_scale": float(op_table.scale), "rows": {},
+                   "families": {}, "cross_validation": {}}
+    for label, predicted in rows.items():
+        tau, rho = _rank(predicted, measured)
+        table["rows"][label] = {**scores(_errors(predicted, measured)), "kendall_tau": tau, "spearman_rho": rho}
+    compared = {"with op table": list(rows)[0], f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
+                "roofline only": "predictor, calibrated on the calibration architectures"}
     cal_family, check_family = family(cal_set), family(check_set)
     for name in spaces:
         mine = check_family == name
         if mine.any():
-            cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
-            print(f"| {name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
-    print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
-          "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
+            table["families"][name] = {"check": int(mine.sum()), **{
+                column: scores(_errors(rows[label][mine], measured[mine])) for column, label in compared.items() if label}}
     for name in spaces:
         mine = cal_family == name
         if mine.any():
-            print(f"| {name} | {mine.sum()} | {(cv[mine] <= 0.10).mean():.0%} | {cv[mine].mean():.1%} |")
-    print(f"| all | {len(cv)} | {(cv <= 0.10).mean():.0%} | {cv.mean():.1%} |")
-    return fitted
+            table["cross_validation"][name] = {"calibration": int(mine.sum()), **scores(cv[mine])}
+    table["cross_validation"]["all"] = {"calibration": len(cv), **scores(cv)}
+    print_host_table(table)
+    return fitted, table
+
+
+def print_host_table(table: dict) -> None:
+    """One host table of benchmarks/README.md (as measured, or drift-corrected), from its summary."""
+    low, high = table["measured_ms"]
+    print(f"\n#### {table['title']}\n\nCalibration set {table['calibration']} architectures, check set {table['check']} "
+          f"(disjoint); measured {low:.1f}-{high:.1f} ms. Op table: {table['op_table_layers']} layers, network / sum of "
+          f"its layers {table['op_table_scale']:.3f}.\n")
+    print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
+    print("|---|---|---|---|---|")
+    for label, row in table["rows"].items():
+        print(f"| {label} | {row['within_10']:.0%} | {row['mape']:.1%} | {row['kendall_tau']:.3f} | {row['spearman_rho']:.3f} |")
+    columns = [c for c in next(iter(table["families"].values())) if c != "check"]
+    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(columns) + " |\n"
+          + "|---" * (2 + len(columns)) + "|")
+    for name, cells in table["families"].items():
+        print(f"| {name} | {cells['check']} | "
+              + " | ".join(f"{cells[c]['within_10']:.0%} / {cells[c]['mape']:.1%}" for c in columns) + " |")
+    print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
+          "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
+    for name, cell in table["cross_validation"].items():
+        print(f"| {name} | {cell['calibration']} | {cell['within_10']:.0%} | {cell['mape']:.1%} |")
+
+
+def host_summary_path(store_path: Path) -> Path:
+    """Where a replay of a host store keeps its tables: beside the store, host_accuracy<...>.json."""
+    stem = store_path.stem
+    suffix = stem[len("host_measurements"):] if stem.startswith("host_measurements") else f"_{stem}"
+    return store_path.with_name(f"host_accuracy{suffix}.json")
+
+
+def print_host_summary(summary: dict) -> None:
+    print(f"\n### Host CPU: {summary['cpu']}, store {summary['store']} (replayed {summary['replayed']}, torch "
+          f"{summary['torch']})\n\n{summary['command']}\n\nMeasurement runs: " + "; ".join(
+              f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, {r.get('remeasured', 0)} "
+              f"again, load {r['load_before']} -> {r['load_after']}" for r in summary["measurement_runs"]))
+    for table in summary["tables"]:
+        print_host_table(table)
+
+
+def report() -> None:
+    """Print every stored result again: the Jetson evaluation and each replayed host store's tables."""
+    data, rows = stored_jetson_rows()
+    print(f"\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: {', '.join(data['effects']) or 'none'}; "
+          f"{JETSON_RESULTS.name}, {data['date']}, torch {data['torch']})\n")
+    print_jetson(rows)
+    for path in sorted(MEASUREMENTS.parent.glob("host_accuracy*.json")):
+        print_host_summary(json.loads(path.read_text()))
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The host part's command, as it replays this store."""
+    try:
+        store = args.measurements.resolve().relative_to(Path.cwd())
+    except ValueError:
+        store = args.measurements
+    parts = ["OMP_NUM_THREADS=1 python benchmarks/latency_accuracy.py --skip-jetson",
+             f"--calibrate-per-space {args.calibrate_per_space}", *[f"--calibrate-space {c}" for c in args.calibrate_space],
+             f"--check-total {args.check_total}", f"--check-seed {args.check_seed}", f"--host-scale {args.host_scale}",
+             f"--rounds {args.rounds}"]
+    if args.op_table_extra_scale is not None:
+        parts.append(f"--op-table-extra-scale {args.op_table_extra_scale}")
+    return " ".join([*parts, f"--measurements {store}"])
 
 
 def parse_space_counts(items: list[str]) -> dict[str, int]:
@@ -551,9 +630,14 @@ def main() -> None:
                         help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)")
     parser.add_argument("--jetson-results", type=Path, default=JETSON_RESULTS,
                         help="Jetson: write every prediction here (and the effects study beside it)")
+    parser.add_argument("--report", action="store_true",
+                        help="only print the stored results again: the Jetson evaluation and every replayed host store")
     parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
                         help="host measurements reused from and added to this JSON file (a new path measures afresh)")
     args = parser.parse_args()
+    if args.report:
+        report()
+        return
     more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:
         effects = None if args.effects is None else [e for e in args.effects.split(",") if e]
@@ -566,7 +650,7 @@ def main() -> None:
         paper_settings()
     if not args.skip_host:
         host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds, args.op_table_extra_scale, more, args.check_seed)
+             args.rounds, args.op_table_extra_scale, more, args.check_seed, _command_line(args))
 
 
 if __name__ == "__main__":

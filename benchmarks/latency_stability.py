@@ -9,26 +9,32 @@ each model's run medians with the probe says how much of its spread that explain
 
     OMP_NUM_THREADS=1 python benchmarks/latency_stability.py [--input 256x512] [--runs 10] [--backend torch]
         [--baselines espnet-c jetseg-nano ...]   (default: the first baseline of every space)
+    python benchmarks/latency_stability.py --report   # print every stored run again
 
-Prints a Markdown table (paste it into benchmarks/README.md with the date and machine).
+Prints a Markdown table and stores the run, with its machine, load and every run's median and probe,
+in benchmarks/results/latency_stability/<backend>-<date>.json, from which ``--report`` prints it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import time
+from pathlib import Path
 
 import torch
 from rich.progress import Progress
 
 from nasseg.latency.measure.backends import measure_model
-from nasseg.latency.measure.device import cpu_device
+from nasseg.latency.measure.device import cpu_device, cpu_name
 from nasseg.latency.timing import TimingSettings, cpu_conditions, fixed_threads, host_clock, time_repeatedly
 from nasseg.models import build
 from nasseg.spaces import all_spaces, find_baseline
 
 GOAL_CV = 0.03
+RESULTS = Path(__file__).resolve().parent / "results" / "latency_stability"
 _PROBE_SIZE = 512
 
 
@@ -71,7 +77,49 @@ def stability(name: str, model: torch.nn.Module, args: argparse.Namespace, progr
         "iqr_ms": statistics.median(r.spread_ms for r in results),
         "repeats": statistics.median(r.repeats for r in results),
         "converged": sum(bool(r.extra["converged"]) for r in results),
+        "medians_ms": medians,
+        "probes_ms": probes,
     }
+
+
+def _versions(backend: str) -> dict[str, str]:
+    versions = {"torch": torch.__version__}
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    return versions
+
+
+def save(data: dict, results: Path = RESULTS) -> Path:
+    """Store one run of the benchmark: ``<backend>-<date>.json`` under ``results``."""
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{data['backend']}-{data['date'].replace(' ', '-').replace(':', '')}.json"
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def print_run(data: dict) -> None:
+    """The Markdown table of one stored run, as benchmarks/README.md quotes it."""
+    versions = ", ".join(f"{name} {version}" for name, version in data["versions"].items())
+    print(f"\n{data['device']}, {versions}, backend {data['backend']}, input {data['input']}, "
+          f"{data['runs']} runs per model; 1-min load average {data['load_before']:.2f} before, "
+          f"{data['load_after']:.2f} after ({data['date']})\n")
+    print("| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
+          "| host probe CV | correlation with probe |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in data["rows"]:
+        flag = "" if row["cv"] < GOAL_CV else " ✗"
+        print(f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
+              f"{row['repeats']:.0f} | {row['converged']}/{data['runs']} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |")
+    worst = max(row["cv"] for row in data["rows"])
+    print(f"\nWorst CV {worst:.2%} (goal < {GOAL_CV:.0%}): {'met' if worst < GOAL_CV else 'NOT met'}")
+
+
+def report(results: Path = RESULTS) -> None:
+    for path in sorted(results.glob("*.json")):
+        print(f"== {path.name}")
+        print_run(json.loads(path.read_text()))
 
 
 def main() -> None:
@@ -81,7 +129,11 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--baselines", nargs="*", help="baseline names (default: the first of every space)")
+    parser.add_argument("--report", action="store_true", help="only print the stored runs again")
     args = parser.parse_args()
+    if args.report:
+        report()
+        return
     chosen = args.baselines or [next(iter(space.baselines)) for space in all_spaces()]
     load_before = os.getloadavg()[0]
     rows = []
@@ -89,19 +141,18 @@ def main() -> None:
         for name in chosen:
             space, _ = find_baseline(name)
             rows.append(stability(name, build(space.baseline(name)), args, progress))
-    load_after = os.getloadavg()[0]
-    print(f"\n{cpu_device(args.threads)}, torch {torch.__version__}, backend {args.backend}, input {args.input}, "
-          f"{args.runs} runs per model; 1-min load average {load_before:.2f} before, {load_after:.2f} after\n")
-    print("| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
-          "| host probe CV | correlation with probe |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        flag = "" if row["cv"] < GOAL_CV else " ✗"
-        print(f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
-              f"{row['repeats']:.0f} | {row['converged']}/{args.runs} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |")
-    worst = max(row["cv"] for row in rows)
-    print(f"\nWorst CV {worst:.2%} (goal < {GOAL_CV:.0%}): {'met' if worst < GOAL_CV else 'NOT met'}")
-
+    data = {
+        "command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py " + " ".join(
+            f"--{k} {v}" for k, v in (("input", args.input), ("runs", args.runs), ("backend", args.backend),
+                                      ("threads", args.threads)))
+                   + (" --baselines " + " ".join(args.baselines) if args.baselines else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "device": cpu_device(args.threads), "cpu": cpu_name(),
+        "cores": os.cpu_count(), "versions": _versions(args.backend), "backend": args.backend, "input": args.input,
+        "runs": args.runs, "threads": args.threads, "load_before": load_before, "load_after": os.getloadavg()[0],
+        "rows": rows,
+    }
+    print_run(data)
+    print(f"stored {save(data)}")
 
 if __name__ == "__main__":
     main()

@@ -303,6 +303,22 @@ def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(mon
     assert row["probe_corr"] == pytest.approx(1.0)  # the runs follow the probe exactly
 
 
+def test_a_stability_run_is_stored_and_printed_again_from_its_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = [{"name": "net", "mean_ms": 105.0, "cv": 0.0512, "probe_cv": 0.02, "probe_corr": 0.5, "iqr_ms": 1.0,
+             "repeats": 20, "converged": 4, "medians_ms": [100.0, 110.0, 100.0, 110.0], "probes_ms": [2.0, 3.0, 2.0, 3.0]}]
+    data = {"command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py --runs 4", "date": "2026-12-07 06:00",
+            "device": "Some CPU (1 thread)", "cpu": "Some CPU", "cores": 2, "versions": {"torch": "2.13.0+cpu"},
+            "backend": "torch", "input": "8x8", "runs": 4, "threads": 1, "load_before": 1.5, "load_after": 2.0, "rows": rows}
+    path = latency_stability.save(data, tmp_path)
+    assert path.name == "torch-2026-12-07-0600.json"
+    latency_stability.print_run(data)
+    printed = capsys.readouterr().out
+    latency_stability.report(tmp_path)
+    again = capsys.readouterr().out
+    assert again == f"== {path.name}\n{printed}"
+    assert "| net | 105.00 | 5.12% ✗ |" in printed and "load average 1.50 before, 2.00 after (2026-12-07 06:00)" in printed
+
+
 def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() -> None:
     before = torch.get_num_threads()
     ms = latency_stability.host_speed_probe(1)
