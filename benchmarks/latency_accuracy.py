@@ -79,20 +79,44 @@ MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" 
 JETSON_RESULTS = MEASUREMENTS.parent / "jetson_generalisation.json"
 EFFECTS_RESULTS = MEASUREMENTS.parent / "jetson_effects.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
-MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
-                 "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
-                 "(median of 3 forwards after 1 warm-up), in the same pass as the network, intermediates freed as the network "
-                 "frees them",
-                 "denormals": "flushed to zero"}
+MEASURED_WITH = {
+    "backend": "torch (eager)",
+    "precision": "fp32",
+    "threads": 1,
+    "batch": 1,
+    "clock": "thread CPU time",
+    "what": "forward pass under no_grad; layers: each timed inside its network "
+    "(median of 3 forwards after 1 warm-up), in the same pass as the network, intermediates freed as the network "
+    "frees them",
+    "denormals": "flushed to zero",
+}
 OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v2"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
-    ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
+    (
+        "fassd-net-l2",
+        "jetson-xavier-nx",
+        (1024, 2048),
+        None,
+        "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)",
+    ),
     ("fassd-net", "jetson-tx2", (512, 1024), 14.3, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
     ("fassd-net-l1", "jetson-tx2", (576, 1152), 22.2, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
     ("fassd-net-l2", "jetson-tx2", (704, 1408), 28.5, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
-    ("pyramid-shufflenet", "jetson-agx-xavier", (768, 1024), None, "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024 (withheld)"),
-    ("jetseg-agx", "jetson-agx-xavier", (512, 512), None, "JetSeg abstract: 'Jetson AGX' read as AGX Xavier, 512x512 as its Table 1 (withheld)"),
+    (
+        "pyramid-shufflenet",
+        "jetson-agx-xavier",
+        (768, 1024),
+        None,
+        "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024 (withheld)",
+    ),
+    (
+        "jetseg-agx",
+        "jetson-agx-xavier",
+        (512, 512),
+        None,
+        "JetSeg abstract: 'Jetson AGX' read as AGX Xavier, 512x512 as its Table 1 (withheld)",
+    ),
     ("espnet", "jetson-tx2", (512, 1024), 9.0, "ESPNet: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
     ("ejpnet", "jetson-tx2", (256, 512), 5.8, "EJPNet Table 1: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
 ]
@@ -113,8 +137,10 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
     (leave-one-network-out, the headline) or its source (leave-one-source-out); the check points by
     the full fit. Prints the tables of benchmarks/README.md and keeps every prediction in ``out``."""
     effects = list(JETSON_EFFECTS if effects is None else effects)
-    print("\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
-          f"{', '.join(effects) or 'none'})\n")
+    print(
+        "\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
+        f"{', '.join(effects) or 'none'})\n"
+    )
     start = time.perf_counter()
     with Progress(transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -129,8 +155,13 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
     print(f"\n({time.perf_counter() - start:.0f} s)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
-                                   **to_json(rows, effects)}, indent=1) + "\n")
+        out.write_text(
+            json.dumps(
+                {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **to_json(rows, effects)},
+                indent=1,
+            )
+            + "\n"
+        )
         print(f"every prediction: {out}")
 
 
@@ -143,33 +174,47 @@ def stored_jetson_rows(path: Path = JETSON_RESULTS) -> tuple[dict, list[PointRes
 def print_jetson(rows: list[PointResult]) -> None:
     """The Jetson tables of benchmarks/README.md, from every point's predictions."""
     fitted = [r for r in rows if not r.check]
-    print("| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
-          "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |")
+    print(
+        "| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
+        "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     groups = by(fitted, lambda r: r.target)
     for target, mine in [*groups.items(), ("all", fitted)]:
         s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo", "in_sample")}
-        print(f"| {target} | {len(mine)} | **{s['lono'].mape:.1%}** | {s['loso'].mape:.1%} | {s['loo'].mape:.1%} "
-              f"| {s['lono'].within_25:.0%} | {s['lono'].kendall_tau:.2f} | {s['in_sample'].mape:.1%} |")
-    print("\nBias by network family (geometric mean of predicted / measured, minus 1; + is too slow). "
-          "Check points (never fitted) are predicted by the full fit under every protocol.\n")
+        print(
+            f"| {target} | {len(mine)} | **{s['lono'].mape:.1%}** | {s['loso'].mape:.1%} | {s['loo'].mape:.1%} "
+            f"| {s['lono'].within_25:.0%} | {s['lono'].kendall_tau:.2f} | {s['in_sample'].mape:.1%} |"
+        )
+    print(
+        "\nBias by network family (geometric mean of predicted / measured, minus 1; + is too slow). "
+        "Check points (never fitted) are predicted by the full fit under every protocol.\n"
+    )
     print("| family | points | networks | **LONO bias** | LONO MAPE | LOSO bias | LOO bias |")
     print("|---|---|---|---|---|---|---|")
     for family, mine in by(rows, lambda r: r.family).items():
         nets = ", ".join(dict.fromkeys(r.network for r in mine))
-        label = family + (" (check)" if all(r.check for r in mine) else " (incl. check)" if any(r.check for r in mine) else "")
+        label = family + (
+            " (check)" if all(r.check for r in mine) else " (incl. check)" if any(r.check for r in mine) else ""
+        )
         s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo")}
-        print(f"| {label} | {len(mine)} | {nets} | **{s['lono'].bias:+.0%}** | {s['lono'].mape:.0%} | {s['loso'].bias:+.0%} "
-              f"| {s['loo'].bias:+.0%} |")
+        print(
+            f"| {label} | {len(mine)} | {nets} | **{s['lono'].bias:+.0%}** | {s['lono'].mape:.0%} | {s['loso'].bias:+.0%} "
+            f"| {s['loo'].bias:+.0%} |"
+        )
     print("\nCheck points (`use: check` in published_jetson.json; no fit sees them):\n")
     print("| point | precision | measured ms | predicted ms | predicted / measured |")
     print("|---|---|---|---|---|")
     for r in rows:
         if r.check:
-            print(f"| {r.id} | {r.precision} | {r.measured_ms:.1f} | {r.predicted['lono']:.1f} | {r.ratio('lono'):.2f} |")
+            print(
+                f"| {r.id} | {r.precision} | {r.measured_ms:.1f} | {r.predicted['lono']:.1f} | {r.ratio('lono'):.2f} |"
+            )
     worst = sorted(fitted, key=lambda r: -abs(r.ratio("lono") - 1))[:6]
-    print("\nLargest leave-one-network-out errors: " + "; ".join(
-        f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst))
+    print(
+        "\nLargest leave-one-network-out errors: "
+        + "; ".join(f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst)
+    )
 
 
 def effects_study(candidates: list[list[str]], out: Path | None) -> None:
@@ -177,7 +222,9 @@ def effects_study(candidates: list[list[str]], out: Path | None) -> None:
     print("\n### Jetson: kernel effects, each judged by leave-one-network-out\n")
     measurements, checks = published_measurements(), published_measurements(checks=True)
     record = {}
-    print("| effects | LONO MAPE | LONO within 25 % | worst family bias | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |")
+    print(
+        "| effects | LONO MAPE | LONO within 25 % | worst family bias | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |"
+    )
     print("|---|---|---|---|---|---|")
     for effects in candidates:
         rows = evaluate(effects, protocols=("lono",), measurements=measurements, checks=checks)
@@ -187,8 +234,10 @@ def effects_study(candidates: list[list[str]], out: Path | None) -> None:
         worst = max(families, key=lambda f: abs(families[f]))
         fassd = [r.ratio("lono") for r in rows if r.check and r.family == "fassd-net"]
         dlv3 = [r.ratio("lono") for r in rows if r.check and r.family == "mmseg-r50-d8"]
-        print(f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.1%} | {s.within_25:.0%} | {worst} {families[worst]:+.0%} "
-              f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |")
+        print(
+            f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.1%} | {s.within_25:.0%} | {worst} {families[worst]:+.0%} "
+            f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |"
+        )
         record["+".join(effects) or "none"] = to_json(rows, effects)["summary"]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,8 +256,10 @@ def paper_settings() -> None:
             print(f"| {name} | {target} | {hw[0]}x{hw[1]} | — | — | — | — | baseline not available yet |")
             continue
         result = estimate(build(space.baseline(name)), hw, target)
-        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
-              f"| {result.calibration} | {note} |")
+        print(
+            f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
+            f"| {result.calibration} | {note} |"
+        )
 
 
 def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
@@ -240,8 +291,10 @@ def _measure_host(
         out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
         if layer_times is not None:
             if len(layer_times) != len(out[-1].table.flops):
-                raise SystemExit(f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced: the "
-                                 "network's graph has changed since this store was measured; pass --measurements NEW.json")
+                raise SystemExit(
+                    f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced: the "
+                    "network's graph has changed since this store was measured; pass --measurements NEW.json"
+                )
             layer_ms[case_id] = layer_times
     return out, layer_ms
 
@@ -271,8 +324,10 @@ def _timed_cases(
     layer_ms = store.setdefault("layer_ms", {})
     ids = [_case_id(name, hw) for name, _, hw in cases]
     if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in ids):
-        raise SystemExit(f"{label}: the store holds networks measured without their layers (from before the op "
-                         "table): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{label}: the store holds networks measured without their layers (from before the op "
+            "table): pass --measurements NEW.json"
+        )
     failed: set[str] = set()
     with Progress() as progress:
         task = progress.add_task(label, total=sum(max(0, rounds - len(ms.get(i, []))) for i in ids))
@@ -284,7 +339,9 @@ def _timed_cases(
             try:
                 network = _network(config)
                 started = time.time()
-                ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
+                ms.setdefault(case_id, []).append(
+                    measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms
+                )
                 taken = at.setdefault(case_id, [])
                 taken += [None] * (len(ms[case_id]) - 1 - len(taken)) + [started]
                 if layers:
@@ -310,11 +367,15 @@ def _require_same_cpu(store: dict, what: str) -> None:
     """Timings do not transfer between CPUs or timing methods: a store only grows on the CPU, and
     with the method, it was started with."""
     if store["cpu"] != cpu_name():
-        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it come from "
-                         f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{what} is not measured yet, and the measurements kept with it come from "
+            f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json"
+        )
     if store.get("measured_with") != MEASURED_WITH:
-        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it were taken otherwise "
-                         f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{what} is not measured yet, and the measurements kept with it were taken otherwise "
+            f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json"
+        )
 
 
 _COUNTED = {"ms": "measured", "layer_ms": "layers_timed", "ms_again": "remeasured"}  # store field -> run record
@@ -322,7 +383,9 @@ _COUNTED = {"ms": "measured", "layer_ms": "layers_timed", "ms_again": "remeasure
 
 def _counts(store: dict) -> dict[str, int]:
     """How many measurements each field holds (a case measured in three rounds counts three)."""
-    return {field: sum(len(v) if isinstance(v, list) else 1 for v in store.get(field, {}).values()) for field in _COUNTED}
+    return {
+        field: sum(len(v) if isinstance(v, list) else 1 for v in store.get(field, {}).values()) for field in _COUNTED
+    }
 
 
 def _save_store(store: dict, path: Path, known: dict[str, int], load_before: float) -> None:
@@ -331,9 +394,16 @@ def _save_store(store: dict, path: Path, known: dict[str, int], load_before: flo
     if not any(measured.values()):
         return
     store.setdefault("measured_with", MEASURED_WITH)
-    store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **measured,
-                          "allocator": keep_freed_memory() or "default",
-                          "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)})
+    store["runs"].append(
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__,
+            **measured,
+            "allocator": keep_freed_memory() or "default",
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(store, indent=1) + "\n")
 
@@ -344,8 +414,14 @@ def _load_store(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None,
-               more: dict[str, int] | None = None, check_seed: int = 2) -> tuple[list, list, list]:
+def host_cases(
+    scale: float,
+    per_space: int,
+    check_total: int,
+    extra_scale: float | None = None,
+    more: dict[str, int] | None = None,
+    check_seed: int = 2,
+) -> tuple[list, list, list]:
     """The calibration and check architectures (disjoint), each at its search input x ``scale``, and the
     calibration architectures again at x ``extra_scale`` (those that can run there; none without it).
 
@@ -355,8 +431,10 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     spaces, more = all_spaces(), more or {}
     unknown = set(more) - {s.name for s in spaces}
     if unknown:
-        raise SystemExit(f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
-                         f"{', '.join(s.name for s in spaces)}")
+        raise SystemExit(
+            f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
+            f"{', '.join(s.name for s in spaces)}"
+        )
     # Some samples feasible at the search input are not at the scaled one: draw spares.
     calibrate, extra = [], []
     for space in spaces:
@@ -371,12 +449,18 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
     for space in spaces:
-        fresh = [a for a in sampled_architectures(3 * per_space_check, seed=check_seed, spaces=[space]) if a[1].arch_hash() not in seen]
+        fresh = [
+            a
+            for a in sampled_architectures(3 * per_space_check, seed=check_seed, spaces=[space])
+            if a[1].arch_hash() not in seen
+        ]
         check += _feasible_at_scale(fresh, scale, per_space_check)
     return calibrate, check, extra
 
 
-def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> dict[str, tuple[float, np.ndarray | None]] | None:
+def _drift_corrected(
+    store: dict, field: str, ids: list[str], rounds: int
+) -> dict[str, tuple[float, np.ndarray | None]] | None:
     """Each case's median ms, and its layers' (if timed), after dividing every pass's measurement by the
     host's slowdown at that moment (``timing.host_slowdown``); None where a measurement has no time."""
     ms, at = store[field], store.get(f"{field}_at", {})
@@ -384,71 +468,127 @@ def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> di
         return None
     slowdown = {i: np.array(v[:rounds]) for i, v in host_slowdown(ms, at).items()}
     layers = store.get("layer_ms", {})
-    return {i: (float(np.median(np.array(ms[i][:rounds]) / slowdown[i])),
-                np.median(np.array(layers[i][:rounds]) / slowdown[i][:, None], axis=0) if field == "ms" and i in layers else None)
-            for i in ids}
+    return {
+        i: (
+            float(np.median(np.array(ms[i][:rounds]) / slowdown[i])),
+            np.median(np.array(layers[i][:rounds]) / slowdown[i][:, None], axis=0)
+            if field == "ms" and i in layers
+            else None,
+        )
+        for i in ids
+    }
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
-         extra_scale: float | None, more: dict[str, int] | None = None, check_seed: int = 2, command: str = "") -> None:
+def host(
+    scale: float,
+    per_space: int,
+    check_total: int,
+    write: bool,
+    store_path: Path,
+    rounds: int,
+    extra_scale: float | None,
+    more: dict[str, int] | None = None,
+    check_seed: int = 2,
+    command: str = "",
+) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
-    print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
-          f"spaces: {', '.join(s.name for s in spaces)}\n")
+    print(
+        f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
+        f"spaces: {', '.join(s.name for s in spaces)}\n"
+    )
     calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale, more, check_seed)
-    settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
+    settings = TimingSettings(
+        threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01
+    )
     known = _counts(store)
     load_before = os.getloadavg()
     try:
         # Both sets in the same passes, so that the host's slow spells are noise in both and not a bias
         # between them: measured one after the other, identical layers took 6 % (median) longer in the check set.
-        timed, layers = _measure_host(calibrate + calibrate_extra + check, settings, "calibration and check sets", store,
-                                      rounds, layers=True)
+        timed, layers = _measure_host(
+            calibrate + calibrate_extra + check, settings, "calibration and check sets", store, rounds, layers=True
+        )
         micro_set, _ = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
         again = _remeasured(check, settings, store, rounds)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
     calibration_ids = {_case_id(name, hw) for name, _, hw in calibrate}
     extra_ids = {_case_id(name, hw) for name, _, hw in calibrate_extra} - calibration_ids
-    runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
-                     f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
-    print(f"Check architectures sampled with seed {check_seed}, calibration ones with seed 1. "
-          f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
-          f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.")
-    sets = [[m for m in timed if m.id in calibration_ids], [m for m in timed if m.id in extra_ids],
-            [m for m in timed if m.id not in calibration_ids | extra_ids]]
+    runs = "; ".join(
+        f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
+        f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}"
+        for r in store["runs"]
+    )
+    print(
+        f"Check architectures sampled with seed {check_seed}, calibration ones with seed 1. "
+        f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
+        f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}."
+    )
+    sets = [
+        [m for m in timed if m.id in calibration_ids],
+        [m for m in timed if m.id in extra_ids],
+        [m for m in timed if m.id not in calibration_ids | extra_ids],
+    ]
     fitted, as_measured = _report("as measured", *sets, micro_set, layers, again, extra_scale, rounds)
     tables = [as_measured]
     corrected = _drift_corrected(store, "ms", [m.id for m in timed + micro_set], rounds)
     corrected_again = _drift_corrected(store, "ms_again", list(again), rounds)
     if corrected is None or corrected_again is None:
-        print("\n(No drift-corrected table: some measurements in the store have no time; a store from before "
-              "2026-12-04.)")
+        print(
+            "\n(No drift-corrected table: some measurements in the store have no time; a store from before 2026-12-04.)"
+        )
     else:
+
         def at_usual_speed(networks: list[Measurement]) -> list[Measurement]:
             return [dataclasses.replace(m, ms=corrected[m.id][0]) for m in networks]
 
-        tables.append(_report(
-            "drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
-            *map(at_usual_speed, sets), at_usual_speed(micro_set), {i: corrected[i][1] for i in layers},
-            {i: corrected_again[i][0] for i in again}, extra_scale, rounds)[1])
+        tables.append(
+            _report(
+                "drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
+                *map(at_usual_speed, sets),
+                at_usual_speed(micro_set),
+                {i: corrected[i][1] for i in layers},
+                {i: corrected_again[i][0] for i in again},
+                extra_scale,
+                rounds,
+            )[1]
+        )
     summary_path = host_summary_path(store_path)
-    summary_path.write_text(json.dumps({
-        "store": store_path.name, "cpu": store["cpu"], "measurement_runs": store["runs"],
-        "replayed": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "command": command,
-        "tables": tables}, indent=1) + "\n")
+    summary_path.write_text(
+        json.dumps(
+            {
+                "store": store_path.name,
+                "cpu": store["cpu"],
+                "measurement_runs": store["runs"],
+                "replayed": time.strftime("%Y-%m-%d %H:%M"),
+                "torch": torch.__version__,
+                "command": command,
+                "tables": tables,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"\nthese tables: {summary_path} (python benchmarks/latency_accuracy.py --report prints them again)")
     if write:
-        provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
+        provenance = {
+            "device": f"{store['cpu']} (1 thread)",
+            "backend": "torch",
+            "versions": {"torch": torch.__version__},
+        }
         # The roofline, as measured: a few numbers, no regressor to fit at first use; a user times an op
         # table of their own CPU with `nasseg calibrate --op-table`.
         cal = fitted["host-cpu"]
-        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
+        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(
+            CALIBRATIONS_DIR / "host-cpu.json"
+        )
         print(f"\nwrote {path}")
 
 
-def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measurement], list[Measurement]], np.ndarray],
-                   folds: int = 5) -> np.ndarray:
+def calibration_cv(
+    cal_set: list[Measurement], predict: Callable[[list[Measurement], list[Measurement]], np.ndarray], folds: int = 5
+) -> np.ndarray:
     """Each calibration network's relative error, predicted by ``predict(the other folds' networks,
     its fold)``.
 
@@ -458,18 +598,33 @@ def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measureme
     errors = np.zeros(len(cal_set))
     for k in range(folds):
         held_out = np.flatnonzero(fold == k)
-        predicted = predict([m for m, f in zip(cal_set, fold) if f != k], [cal_set[i] for i in held_out])
+        predicted = predict([m for m, f in zip(cal_set, fold, strict=False) if f != k], [cal_set[i] for i in held_out])
         errors[held_out] = _errors(predicted, np.array([cal_set[i].ms for i in held_out]))
     return errors
 
 
-def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
-            micro_set: list[Measurement], layers: dict[str, np.ndarray], again: dict[str, float],
-            extra_scale: float | None, rounds: int) -> tuple[dict[str, Calibration], dict]:
+def _report(
+    title: str,
+    cal_set: list[Measurement],
+    extra_set: list[Measurement],
+    check_set: list[Measurement],
+    micro_set: list[Measurement],
+    layers: dict[str, np.ndarray],
+    again: dict[str, float],
+    extra_scale: float | None,
+    rounds: int,
+) -> tuple[dict[str, Calibration], dict]:
     """Fit every predictor on the calibration networks, print how each predicts the check networks, and
     return the roofline fit and the printed table's figures."""
-    base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
-                    "host-cpu/torch-eager-fp32-1thread/sampled-v4")
+    base = template(
+        "host-cpu",
+        "fp32",
+        "torch-eager",
+        "forward, thread CPU time",
+        False,
+        HOST_PRIOR,
+        "host-cpu/torch-eager-fp32-1thread/sampled-v4",
+    )
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     fixed_ms = fitted["host-cpu"].fixed_overhead_ms
@@ -483,17 +638,24 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     measured = np.array([m.ms for m in check_set])
     rows = {"predictor + op table (the calibration architectures' layers, timed inside them)": table_predictions}
     if extra_set:  # does a table of more layer sizes generalise better to unseen networks?
-        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(cal_set + extra_set, check_set)[1]
+        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(
+            cal_set + extra_set, check_set
+        )[1]
     rows |= {
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
-        "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
+        "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(
+            with_micro, check_set
+        ),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
     }
     # Not a prediction: the check networks' own layers, timed inside them, summed and scaled as the op
     # table does. What is left is how far a network is from the sum of its layers (the composition error).
     rows["(not a prediction) the check networks' own layers timed inside them, x the op table's scale"] = np.array(
-        [layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set])
-    rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array([again[m.id] for m in check_set])
+        [layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set]
+    )
+    rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array(
+        [again[m.id] for m in check_set]
+    )
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
@@ -506,21 +668,37 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     def scores(err: np.ndarray) -> dict[str, float]:
         return {"within_10": float((err <= 0.10).mean()), "mape": float(err.mean())}
 
-    table: dict = {"title": title, "calibration": len(cal_set), "check": len(check_set),
-                   "measured_ms": [float(measured.min()), float(measured.max())],
-                   "op_table_layers": len(op_table.ms), "op_table_scale": float(op_table.scale), "rows": {},
-                   "families": {}, "cross_validation": {}}
+    table: dict = {
+        "title": title,
+        "calibration": len(cal_set),
+        "check": len(check_set),
+        "measured_ms": [float(measured.min()), float(measured.max())],
+        "op_table_layers": len(op_table.ms),
+        "op_table_scale": float(op_table.scale),
+        "rows": {},
+        "families": {},
+        "cross_validation": {},
+    }
     for label, predicted in rows.items():
         tau, rho = _rank(predicted, measured)
         table["rows"][label] = {**scores(_errors(predicted, measured)), "kendall_tau": tau, "spearman_rho": rho}
-    compared = {"with op table": list(rows)[0], f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
-                "roofline only": "predictor, calibrated on the calibration architectures"}
+    compared = {
+        "with op table": next(iter(rows)),
+        f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
+        "roofline only": "predictor, calibrated on the calibration architectures",
+    }
     cal_family, check_family = family(cal_set), family(check_set)
     for name in spaces:
         mine = check_family == name
         if mine.any():
-            table["families"][name] = {"check": int(mine.sum()), **{
-                column: scores(_errors(rows[label][mine], measured[mine])) for column, label in compared.items() if label}}
+            table["families"][name] = {
+                "check": int(mine.sum()),
+                **{
+                    column: scores(_errors(rows[label][mine], measured[mine]))
+                    for column, label in compared.items()
+                    if label
+                },
+            }
     for name in spaces:
         mine = cal_family == name
         if mine.any():
@@ -533,21 +711,35 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
 def print_host_table(table: dict) -> None:
     """One host table of benchmarks/README.md (as measured, or drift-corrected), from its summary."""
     low, high = table["measured_ms"]
-    print(f"\n#### {table['title']}\n\nCalibration set {table['calibration']} architectures, check set {table['check']} "
-          f"(disjoint); measured {low:.1f}-{high:.1f} ms. Op table: {table['op_table_layers']} layers, network / sum of "
-          f"its layers {table['op_table_scale']:.3f}.\n")
+    print(
+        f"\n#### {table['title']}\n\nCalibration set {table['calibration']} architectures, check set {table['check']} "
+        f"(disjoint); measured {low:.1f}-{high:.1f} ms. Op table: {table['op_table_layers']} layers, network / sum of "
+        f"its layers {table['op_table_scale']:.3f}.\n"
+    )
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
     for label, row in table["rows"].items():
-        print(f"| {label} | {row['within_10']:.0%} | {row['mape']:.1%} | {row['kendall_tau']:.3f} | {row['spearman_rho']:.3f} |")
+        print(
+            f"| {label} | {row['within_10']:.0%} | {row['mape']:.1%} | {row['kendall_tau']:.3f} | {row['spearman_rho']:.3f} |"
+        )
     columns = [c for c in next(iter(table["families"].values())) if c != "check"]
-    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(columns) + " |\n"
-          + "|---" * (2 + len(columns)) + "|")
+    print(
+        "\nPer family (within +-10 % / MAPE):\n\n| family | check archs | "
+        + " | ".join(columns)
+        + " |\n"
+        + "|---" * (2 + len(columns))
+        + "|"
+    )
     for name, cells in table["families"].items():
-        print(f"| {name} | {cells['check']} | "
-              + " | ".join(f"{cells[c]['within_10']:.0%} / {cells[c]['mape']:.1%}" for c in columns) + " |")
-    print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
-          "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
+        print(
+            f"| {name} | {cells['check']} | "
+            + " | ".join(f"{cells[c]['within_10']:.0%} / {cells[c]['mape']:.1%}" for c in columns)
+            + " |"
+        )
+    print(
+        "\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
+        "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|"
+    )
     for name, cell in table["cross_validation"].items():
         print(f"| {name} | {cell['calibration']} | {cell['within_10']:.0%} | {cell['mape']:.1%} |")
 
@@ -555,15 +747,20 @@ def print_host_table(table: dict) -> None:
 def host_summary_path(store_path: Path) -> Path:
     """Where a replay of a host store keeps its tables: beside the store, host_accuracy<...>.json."""
     stem = store_path.stem
-    suffix = stem[len("host_measurements"):] if stem.startswith("host_measurements") else f"_{stem}"
+    suffix = stem[len("host_measurements") :] if stem.startswith("host_measurements") else f"_{stem}"
     return store_path.with_name(f"host_accuracy{suffix}.json")
 
 
 def print_host_summary(summary: dict) -> None:
-    print(f"\n### Host CPU: {summary['cpu']}, store {summary['store']} (replayed {summary['replayed']}, torch "
-          f"{summary['torch']})\n\n{summary['command']}\n\nMeasurement runs: " + "; ".join(
-              f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, {r.get('remeasured', 0)} "
-              f"again, load {r['load_before']} -> {r['load_after']}" for r in summary["measurement_runs"]))
+    print(
+        f"\n### Host CPU: {summary['cpu']}, store {summary['store']} (replayed {summary['replayed']}, torch "
+        f"{summary['torch']})\n\n{summary['command']}\n\nMeasurement runs: "
+        + "; ".join(
+            f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, {r.get('remeasured', 0)} "
+            f"again, load {r['load_before']} -> {r['load_after']}"
+            for r in summary["measurement_runs"]
+        )
+    )
     for table in summary["tables"]:
         print_host_table(table)
 
@@ -571,8 +768,10 @@ def print_host_summary(summary: dict) -> None:
 def report() -> None:
     """Print every stored result again: the Jetson evaluation and each replayed host store's tables."""
     data, rows = stored_jetson_rows()
-    print(f"\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: {', '.join(data['effects']) or 'none'}; "
-          f"{JETSON_RESULTS.name}, {data['date']}, torch {data['torch']})\n")
+    print(
+        f"\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: {', '.join(data['effects']) or 'none'}; "
+        f"{JETSON_RESULTS.name}, {data['date']}, torch {data['torch']})\n"
+    )
     print_jetson(rows)
     for path in sorted(MEASUREMENTS.parent.glob("host_accuracy*.json")):
         print_host_summary(json.loads(path.read_text()))
@@ -584,10 +783,15 @@ def _command_line(args: argparse.Namespace) -> str:
         store = args.measurements.resolve().relative_to(Path.cwd())
     except ValueError:
         store = args.measurements
-    parts = ["OMP_NUM_THREADS=1 python benchmarks/latency_accuracy.py --skip-jetson",
-             f"--calibrate-per-space {args.calibrate_per_space}", *[f"--calibrate-space {c}" for c in args.calibrate_space],
-             f"--check-total {args.check_total}", f"--check-seed {args.check_seed}", f"--host-scale {args.host_scale}",
-             f"--rounds {args.rounds}"]
+    parts = [
+        "OMP_NUM_THREADS=1 python benchmarks/latency_accuracy.py --skip-jetson",
+        f"--calibrate-per-space {args.calibrate_per_space}",
+        *[f"--calibrate-space {c}" for c in args.calibrate_space],
+        f"--check-total {args.check_total}",
+        f"--check-seed {args.check_seed}",
+        f"--host-scale {args.host_scale}",
+        f"--rounds {args.rounds}",
+    ]
     if args.op_table_extra_scale is not None:
         parts.append(f"--op-table-extra-scale {args.op_table_extra_scale}")
     return " ".join([*parts, f"--measurements {store}"])
@@ -610,30 +814,66 @@ def main() -> None:
     parser.add_argument("--skip-jetson", action="store_true")
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
     parser.add_argument("--calibrate-per-space", type=int, default=10)
-    parser.add_argument("--calibrate-space", action="append", default=[], metavar="SPACE=N",
-                        help="this many calibration architectures for this space (repeatable; the others keep "
-                             "--calibrate-per-space)")
+    parser.add_argument(
+        "--calibrate-space",
+        action="append",
+        default=[],
+        metavar="SPACE=N",
+        help="this many calibration architectures for this space (repeatable; the others keep --calibrate-per-space)",
+    )
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
-    parser.add_argument("--check-seed", type=int, default=2,
-                        help="draw the check architectures with this seed (2 in every store before 2026-12-06)")
-    parser.add_argument("--op-table-extra-scale", type=float, default=None,
-                        help="host: also time the calibration architectures at the search input times this, for a "
-                             "second op table of more layer sizes")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="host: measure every network this many times, in as many passes, and take the median "
-                             "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)")
-    parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
-    parser.add_argument("--effects", default=None, metavar="A,B",
-                        help="Jetson: cost with these kernel effects instead of the packaged ones ('' for none; "
-                             f"known: {', '.join(EFFECTS)})")
-    parser.add_argument("--effects-study", action="store_true",
-                        help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)")
-    parser.add_argument("--jetson-results", type=Path, default=JETSON_RESULTS,
-                        help="Jetson: write every prediction here (and the effects study beside it)")
-    parser.add_argument("--report", action="store_true",
-                        help="only print the stored results again: the Jetson evaluation and every replayed host store")
-    parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
-                        help="host measurements reused from and added to this JSON file (a new path measures afresh)")
+    parser.add_argument(
+        "--check-seed",
+        type=int,
+        default=2,
+        help="draw the check architectures with this seed (2 in every store before 2026-12-06)",
+    )
+    parser.add_argument(
+        "--op-table-extra-scale",
+        type=float,
+        default=None,
+        help="host: also time the calibration architectures at the search input times this, for a "
+        "second op table of more layer sizes",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="host: measure every network this many times, in as many passes, and take the median "
+        "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)",
+    )
+    parser.add_argument(
+        "--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration"
+    )
+    parser.add_argument(
+        "--effects",
+        default=None,
+        metavar="A,B",
+        help="Jetson: cost with these kernel effects instead of the packaged ones ('' for none; "
+        f"known: {', '.join(EFFECTS)})",
+    )
+    parser.add_argument(
+        "--effects-study",
+        action="store_true",
+        help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)",
+    )
+    parser.add_argument(
+        "--jetson-results",
+        type=Path,
+        default=JETSON_RESULTS,
+        help="Jetson: write every prediction here (and the effects study beside it)",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only print the stored results again: the Jetson evaluation and every replayed host store",
+    )
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        default=MEASUREMENTS,
+        help="host measurements reused from and added to this JSON file (a new path measures afresh)",
+    )
     args = parser.parse_args()
     if args.report:
         report()
@@ -649,8 +889,18 @@ def main() -> None:
             effects_study(candidates, args.jetson_results.with_name(EFFECTS_RESULTS.name))
         paper_settings()
     if not args.skip_host:
-        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds, args.op_table_extra_scale, more, args.check_seed, _command_line(args))
+        host(
+            args.host_scale,
+            args.calibrate_per_space,
+            args.check_total,
+            args.write_host_calibration,
+            args.measurements,
+            args.rounds,
+            args.op_table_extra_scale,
+            more,
+            args.check_seed,
+            _command_line(args),
+        )
 
 
 if __name__ == "__main__":

@@ -73,7 +73,9 @@ def stability(name: str, model: torch.nn.Module, args: argparse.Namespace, progr
         "mean_ms": statistics.fmean(medians),
         "cv": cv(medians),
         "probe_cv": cv(probes),
-        "probe_corr": statistics.correlation(medians, probes) if min(len(set(medians)), len(set(probes))) > 1 else float("nan"),
+        "probe_corr": statistics.correlation(medians, probes)
+        if min(len(set(medians)), len(set(probes))) > 1
+        else float("nan"),
         "iqr_ms": statistics.median(r.spread_ms for r in results),
         "repeats": statistics.median(r.repeats for r in results),
         "converged": sum(bool(r.extra["converged"]) for r in results),
@@ -102,16 +104,22 @@ def save(data: dict, results: Path = RESULTS) -> Path:
 def print_run(data: dict) -> None:
     """The Markdown table of one stored run, as benchmarks/README.md quotes it."""
     versions = ", ".join(f"{name} {version}" for name, version in data["versions"].items())
-    print(f"\n{data['device']}, {versions}, backend {data['backend']}, input {data['input']}, "
-          f"{data['runs']} runs per model; 1-min load average {data['load_before']:.2f} before, "
-          f"{data['load_after']:.2f} after ({data['date']})\n")
-    print("| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
-          "| host probe CV | correlation with probe |")
+    print(
+        f"\n{data['device']}, {versions}, backend {data['backend']}, input {data['input']}, "
+        f"{data['runs']} runs per model; 1-min load average {data['load_before']:.2f} before, "
+        f"{data['load_after']:.2f} after ({data['date']})\n"
+    )
+    print(
+        "| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
+        "| host probe CV | correlation with probe |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in data["rows"]:
         flag = "" if row["cv"] < GOAL_CV else " ✗"
-        print(f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
-              f"{row['repeats']:.0f} | {row['converged']}/{data['runs']} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |")
+        print(
+            f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
+            f"{row['repeats']:.0f} | {row['converged']}/{data['runs']} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |"
+        )
     worst = max(row["cv"] for row in data["rows"])
     print(f"\nWorst CV {worst:.2%} (goal < {GOAL_CV:.0%}): {'met' if worst < GOAL_CV else 'NOT met'}")
 
@@ -142,17 +150,33 @@ def main() -> None:
             space, _ = find_baseline(name)
             rows.append(stability(name, build(space.baseline(name)), args, progress))
     data = {
-        "command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py " + " ".join(
-            f"--{k} {v}" for k, v in (("input", args.input), ("runs", args.runs), ("backend", args.backend),
-                                      ("threads", args.threads)))
-                   + (" --baselines " + " ".join(args.baselines) if args.baselines else ""),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "device": cpu_device(args.threads), "cpu": cpu_name(),
-        "cores": os.cpu_count(), "versions": _versions(args.backend), "backend": args.backend, "input": args.input,
-        "runs": args.runs, "threads": args.threads, "load_before": load_before, "load_after": os.getloadavg()[0],
+        "command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py "
+        + " ".join(
+            f"--{k} {v}"
+            for k, v in (
+                ("input", args.input),
+                ("runs", args.runs),
+                ("backend", args.backend),
+                ("threads", args.threads),
+            )
+        )
+        + (" --baselines " + " ".join(args.baselines) if args.baselines else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "device": cpu_device(args.threads),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "versions": _versions(args.backend),
+        "backend": args.backend,
+        "input": args.input,
+        "runs": args.runs,
+        "threads": args.threads,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
         "rows": rows,
     }
     print_run(data)
     print(f"stored {save(data)}")
+
 
 if __name__ == "__main__":
     main()

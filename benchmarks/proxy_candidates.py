@@ -51,12 +51,14 @@ def tau(a: list[float], b: list[float]) -> float:
 
 def pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]:
     """Share of same-space pairs (group, score, reference) that both order the same way, and their number."""
-    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1:] if a[0] == b[0]]
+    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1 :] if a[0] == b[0]]
     alike = sum((a[1] - b[1]) * (a[2] - b[2]) > 0 for a, b in same)
     return (alike / len(same) if same else float("nan")), len(same)
 
 
-def bootstrap_tau(scores: list[float], reference: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_tau(
+    scores: list[float], reference: list[float], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
     """95 % percentile interval of tau over architectures resampled with replacement."""
     rng = np.random.default_rng(seed)
     n = len(scores)
@@ -87,10 +89,17 @@ class Judgement:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "name": self.name, "tau": self.tau, "tau_ci": list(self.tau_ci), "rho": self.rho,
-            "within_space_alike": self.within_space_alike, "within_space_pairs": self.within_space_pairs,
-            "tau_by_space": self.tau_by_space, "cost_ratio": self.cost_ratio, "cost_basis": self.cost_basis,
-            "architectures": self.architectures, "failures": self.failures,
+            "name": self.name,
+            "tau": self.tau,
+            "tau_ci": list(self.tau_ci),
+            "rho": self.rho,
+            "within_space_alike": self.within_space_alike,
+            "within_space_pairs": self.within_space_pairs,
+            "tau_by_space": self.tau_by_space,
+            "cost_ratio": self.cost_ratio,
+            "cost_basis": self.cost_basis,
+            "architectures": self.architectures,
+            "failures": self.failures,
         }
 
 
@@ -107,11 +116,16 @@ def judge(candidate: Candidate, reference: Mapping[str, float], space: Mapping[s
             by_space[group] = tau([finite[i] for i in mine], [ref[i] for i in mine])
     alike, pairs = pair_agreement([(space[n], s, r) for n, s, r in zip(names, finite, ref, strict=True)])
     return Judgement(
-        name=candidate.name, architectures=len(names), tau=tau(finite, ref),
+        name=candidate.name,
+        architectures=len(names),
+        tau=tau(finite, ref),
         tau_ci=bootstrap_tau(finite, ref, seed=seed) if len(names) >= 3 else (float("nan"), float("nan")),
         rho=float(spearmanr(finite, ref).statistic) if len(names) >= 3 else float("nan"),
-        within_space_alike=alike, within_space_pairs=pairs, tau_by_space=by_space,
-        cost_ratio=candidate.cost_ratio, cost_basis=candidate.cost_basis,
+        within_space_alike=alike,
+        within_space_pairs=pairs,
+        tau_by_space=by_space,
+        cost_ratio=candidate.cost_ratio,
+        cost_basis=candidate.cost_basis,
         failures={n: why for n, why in candidate.failures.items() if n in reference},
     )
 
@@ -130,7 +144,14 @@ def choose(candidates: list[Candidate], reference: Mapping[str, float], max_cost
     return max(judged)[2] if judged else None
 
 
-def cross_validate(candidates: list[Candidate], reference: Mapping[str, float], max_cost: float, folds: int = 4, repeats: int = 25, seed: int = 0) -> dict[str, object]:
+def cross_validate(
+    candidates: list[Candidate],
+    reference: Mapping[str, float],
+    max_cost: float,
+    folds: int = 4,
+    repeats: int = 25,
+    seed: int = 0,
+) -> dict[str, object]:
     """Repeated k-fold over architectures: the choice made on k-1 folds, judged on the fold left out.
 
     Returns how often each candidate is chosen and the mean tau of the chosen one on held-out folds."""
@@ -152,6 +173,8 @@ def cross_validate(candidates: list[Candidate], reference: Mapping[str, float], 
             if not math.isnan(value):
                 held_out.append(value)
     return {
-        "folds": folds, "repeats": repeats, "chosen": dict(sorted(chosen.items(), key=lambda kv: -kv[1])),
+        "folds": folds,
+        "repeats": repeats,
+        "chosen": dict(sorted(chosen.items(), key=lambda kv: -kv[1])),
         "held_out_tau": float(np.mean(held_out)) if held_out else float("nan"),
     }

@@ -52,32 +52,48 @@ from proxy_candidates import Candidate, choose, cross_validate, judge, tau
 
 from nasseg.data import dataset_info, load_split
 from nasseg.errors import TrialFailed
-from nasseg.search.spec import StudySpec
-from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, build_seeded, make_run, provenance, run_training
-from nasseg.train.zero_cost import PROXIES, zero_cost_scores
 from nasseg.models import ArchConfig
+from nasseg.search.spec import StudySpec
 from nasseg.spaces import all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
+from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, build_seeded, make_run, provenance, run_training
+from nasseg.train.zero_cost import PROXIES, zero_cost_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
 LOCK_FILE, FAILED_FILE, ZERO_COST = ".lock", "failed.json", "zero_cost"
 ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
-BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-net-l1", "fassd-net-l2",
-             "jetseg-nano", "pyramid-shufflenet"]
+BASELINES = [
+    "espnet",
+    "espnet-c",
+    "ejpnet",
+    "espnetv2-s1",
+    "fassd-net",
+    "fassd-net-l1",
+    "fassd-net-l2",
+    "jetseg-nano",
+    "pyramid-shufflenet",
+]
 
 
 def _scaled(schedule: Schedule, name: str, factor: float) -> Schedule:
     """The same recipe ``factor`` times as long: warm-up and evaluation cadence scale with it."""
     return schedule.with_overrides(
-        name=name, steps=round(schedule.steps * factor), warmup_steps=round(schedule.warmup_steps * factor),
+        name=name,
+        steps=round(schedule.steps * factor),
+        warmup_steps=round(schedule.warmup_steps * factor),
         eval_every=round(schedule.eval_every * factor),
     )
 
 
-def schedules(factor: int, proxy_steps: int | None = None, proxy_batch: int | None = None,
-              proxy_ema: float | None = None, proxy_eval_scale: float | None = None) -> dict[str, Schedule]:
+def schedules(
+    factor: int,
+    proxy_steps: int | None = None,
+    proxy_batch: int | None = None,
+    proxy_ema: float | None = None,
+    proxy_eval_scale: float | None = None,
+) -> dict[str, Schedule]:
     """The proxy under test (``short``, or a tuning candidate: ``short`` stretched to ``proxy_steps``,
     at batch ``proxy_batch``, scoring a moving average of its weights with decay ``proxy_ema``, or
     evaluating at ``proxy_eval_scale`` of the native resolution) and the reference: ``short``
@@ -103,9 +119,16 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
     spaces = all_spaces()
     wanted = [count // len(spaces) + (i < count % len(spaces)) for i in range(len(spaces))]
     drawn = [
-        [(f"{space.name}-sample-{c.arch_hash()[:6]}", c) for c in space.sample_feasible(
-            n, seed + i, inputs=[tuple(space.spec.search_input), train_hw], num_classes=num_classes,
-            attempts_per_sample=50).configs]
+        [
+            (f"{space.name}-sample-{c.arch_hash()[:6]}", c)
+            for c in space.sample_feasible(
+                n,
+                seed + i,
+                inputs=[tuple(space.spec.search_input), train_hw],
+                num_classes=num_classes,
+                attempts_per_sample=50,
+            ).configs
+        ]
         for i, (space, n) in enumerate(zip(spaces, wanted, strict=True))
     ]
     return [named[k] for k in range(max(wanted, default=0)) for named in drawn if k < len(named)]
@@ -116,8 +139,8 @@ def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> lis
     info = dataset_info(data)
     found = sampled(samples, seed, schedule.input_hw(info.frame_hw()), info.num_classes)
     baselines = [(name, _baseline(name)) for name in BASELINES]
-    mixed = [arch for pair in zip(baselines, found) for arch in pair]
-    return mixed + baselines[len(found):] + found[len(baselines):]
+    mixed = [arch for pair in zip(baselines, found, strict=False) for arch in pair]
+    return mixed + baselines[len(found) :] + found[len(baselines) :]
 
 
 def _baseline(name: str) -> ArchConfig:
@@ -131,7 +154,10 @@ def proxy_folder(proxy: str, train_seed: int | None) -> str:
 
 
 def training_jobs(
-    plans: dict[str, Schedule], seed: int, train_seed: int | None, long_seed: int | None = None,
+    plans: dict[str, Schedule],
+    seed: int,
+    train_seed: int | None,
+    long_seed: int | None = None,
 ) -> list[tuple[str, Schedule, int]]:
     """(folder, schedule, training seed) of each set of runs: ``short`` and the long reference, a tuning
     candidate alone (judged by the long runs there are), or the long reference again with ``long_seed``."""
@@ -170,7 +196,9 @@ def run_all(args: argparse.Namespace) -> None:
                 try:
                     metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
                 except TrialFailed as exc:  # a failure of this proxy on this architecture: kept, not retried
-                    (out / FAILED_FILE).write_text(json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2))
+                    (out / FAILED_FILE).write_text(
+                        json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2)
+                    )
                     print(f"{key:5s} {name:32s} failed: {exc}", flush=True)
                     continue
             print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
@@ -192,11 +220,23 @@ def score_zero_cost(args: argparse.Namespace) -> None:
         scores = zero_cost_scores(build_seeded(run.config, run.seed), split, ZERO_COST_BATCH, run.seed)
         seconds = time.perf_counter() - start
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({
-            "scores": scores, "seconds": seconds, "batch": ZERO_COST_BATCH, "seed": run.seed,
-            "input_hw": list(run.train_hw), "arch_hash": run.config.arch_hash(), "provenance": provenance(),
-        }, indent=2))
-        print(f"zero-cost {name:32s} {' '.join(f'{k} {v:.3f}' for k, v in scores.items())}  {seconds:.1f} s", flush=True)
+        out.write_text(
+            json.dumps(
+                {
+                    "scores": scores,
+                    "seconds": seconds,
+                    "batch": ZERO_COST_BATCH,
+                    "seed": run.seed,
+                    "input_hw": list(run.train_hw),
+                    "arch_hash": run.config.arch_hash(),
+                    "provenance": provenance(),
+                },
+                indent=2,
+            )
+        )
+        print(
+            f"zero-cost {name:32s} {' '.join(f'{k} {v:.3f}' for k, v in scores.items())}  {seconds:.1f} s", flush=True
+        )
 
 
 @contextmanager
@@ -244,34 +284,60 @@ def candidates(runs: Path) -> list[Candidate]:
     base_images = {n: _images(m) for n, m in short.items()}
     found = []
     # A proxy trained again with another seed (short-seed1) measures that proxy's noise; it is not a proxy.
-    folders = sorted((p.name for p in runs.iterdir() if p.is_dir() and p.name.startswith("short")
-                      and not re.search(r"-seed\d+$", p.name)),
-                     key=lambda name: (name != "short", name))  # short first: it wins ties
+    folders = sorted(
+        (
+            p.name
+            for p in runs.iterdir()
+            if p.is_dir() and p.name.startswith("short") and not re.search(r"-seed\d+$", p.name)
+        ),
+        key=lambda name: (name != "short", name),
+    )  # short first: it wins ties
     for folder in folders:
         done = _load(runs, folder)
         if not done:
             continue
         ratio = float(np.median([_images(m) / base_images[n] for n, m in done.items() if n in base_images]))
-        found.append(Candidate(folder, {n: m["miou"] for n, m in done.items()}, ratio, "images trained",
-                               _failures(runs, folder)))
+        found.append(
+            Candidate(folder, {n: m["miou"] for n, m in done.items()}, ratio, "images trained", _failures(runs, folder))
+        )
     if short:
-        found.append(Candidate("short-last2", {n: float(np.mean([v for _, v in m["history"][-2:]])) for n, m in short.items()},
-                               1.0, "the short run itself", _failures(runs, "short")))
+        found.append(
+            Candidate(
+                "short-last2",
+                {n: float(np.mean([v for _, v in m["history"][-2:]])) for n, m in short.items()},
+                1.0,
+                "the short run itself",
+                _failures(runs, "short"),
+            )
+        )
         second = _load(runs, "short-seed1")
         both = [n for n in short if n in second]
         if both:
-            found.append(Candidate("short-2seeds", {n: (short[n]["miou"] + second[n]["miou"]) / 2 for n in both}, 2.0,
-                                   "images trained"))
+            found.append(
+                Candidate(
+                    "short-2seeds", {n: (short[n]["miou"] + second[n]["miou"]) / 2 for n in both}, 2.0, "images trained"
+                )
+            )
     zero = {p.stem: json.loads(p.read_text()) for p in sorted((runs / ZERO_COST).glob("*.json"))}
     if zero:
         with_short = [n for n in zero if n in short]
-        ratio = float(np.median([zero[n]["seconds"] / short[n]["train_seconds"] for n in with_short])) if with_short else float("nan")
+        ratio = (
+            float(np.median([zero[n]["seconds"] / short[n]["train_seconds"] for n in with_short]))
+            if with_short
+            else float("nan")
+        )
         for proxy in PROXIES:
             scores = {n: z["scores"][proxy] for n, z in zero.items()}
             found.append(Candidate(proxy, scores, ratio, "seconds, median over architectures"))
             if with_short:  # a tie-breaker: the mean of the two ranks, so neither score's scale matters
-                found.append(Candidate(f"short+{proxy}", _rank_mean({n: short[n]["miou"] for n in with_short}, scores),
-                                       1.0 + ratio, "short plus the proxy's seconds"))
+                found.append(
+                    Candidate(
+                        f"short+{proxy}",
+                        _rank_mean({n: short[n]["miou"] for n in with_short}, scores),
+                        1.0 + ratio,
+                        "short plus the proxy's seconds",
+                    )
+                )
     return found
 
 
@@ -294,8 +360,12 @@ def seed_noise(runs: Path) -> dict[str, float] | None:
     if len(both) < 3:
         return None
     moved = sorted(abs(short[n]["miou"] - second[n]["miou"]) for n in both)
-    return {"architectures": len(both), "kendall_tau": tau([short[n]["miou"] for n in both], [second[n]["miou"] for n in both]),
-            "median_miou_change": float(np.median(moved)), "max_miou_change": moved[-1]}
+    return {
+        "architectures": len(both),
+        "kendall_tau": tau([short[n]["miou"] for n in both], [second[n]["miou"] for n in both]),
+        "median_miou_change": float(np.median(moved)),
+        "max_miou_change": moved[-1],
+    }
 
 
 def summary(runs: Path, seeds: int, max_cost: float) -> dict[str, object]:
@@ -331,33 +401,47 @@ def report(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         return
     ref = result["reference"]
-    print(f"reference: mean of {ref['seeds']} long run(s) ({args.factor}x short) over {ref['architectures']} architectures;"
-          f" tau between two long seeds: {_fmt(result['reference_seed_tau'])}")
+    print(
+        f"reference: mean of {ref['seeds']} long run(s) ({args.factor}x short) over {ref['architectures']} architectures;"
+        f" tau between two long seeds: {_fmt(result['reference_seed_tau'])}"
+    )
     noise = result["short_seed_noise"]
     if noise:
-        print(f"short with two seeds on {noise['architectures']} architectures: Kendall tau {noise['kendall_tau']:.2f} between"
-              f" the seeds; an architecture's mIoU moves by a median {100 * noise['median_miou_change']:.1f} points between"
-              f" them (at most {100 * noise['max_miou_change']:.1f})")
+        print(
+            f"short with two seeds on {noise['architectures']} architectures: Kendall tau {noise['kendall_tau']:.2f} between"
+            f" the seeds; an architecture's mIoU moves by a median {100 * noise['median_miou_change']:.1f} points between"
+            f" them (at most {100 * noise['max_miou_change']:.1f})"
+        )
     print()
-    print("| candidate | archs | Kendall tau (95 % CI) | Spearman rho | same-space pairs alike | tau per space | cost vs short | failures |")
+    print(
+        "| candidate | archs | Kendall tau (95 % CI) | Spearman rho | same-space pairs alike | tau per space | cost vs short | failures |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for c in result["candidates"]:
         spaces = ", ".join(f"{k} {_fmt(v)}" for k, v in c["tau_by_space"].items())
         low, high = c["tau_ci"]
-        print(f"| {c['name']} | {c['architectures']} | {_fmt(c['tau'])} ({_fmt(low)} to {_fmt(high)}) | {_fmt(c['rho'])} "
-              f"| {c['within_space_alike']:.0%} of {c['within_space_pairs']} | {spaces} | {c['cost_ratio']:.2f}x ({c['cost_basis']}) "
-              f"| {len(c['failures'])} |")
+        print(
+            f"| {c['name']} | {c['architectures']} | {_fmt(c['tau'])} ({_fmt(low)} to {_fmt(high)}) | {_fmt(c['rho'])} "
+            f"| {c['within_space_alike']:.0%} of {c['within_space_pairs']} | {spaces} | {c['cost_ratio']:.2f}x ({c['cost_basis']}) "
+            f"| {len(c['failures'])} |"
+        )
     for c in result["candidates"]:
         for name, why in c["failures"].items():
             print(f"{c['name']} failed on {name}: {why}")
         if "short_on_the_same" in c:
             same = c["short_on_the_same"]
-            print(f"{c['name']} covers {c['architectures']} architectures; short on the same ones: Kendall tau"
-                  f" {_fmt(same['tau'])}, same-space pairs alike {same['within_space_alike']:.0%} of {same['within_space_pairs']}")
+            print(
+                f"{c['name']} covers {c['architectures']} architectures; short on the same ones: Kendall tau"
+                f" {_fmt(same['tau'])}, same-space pairs alike {same['within_space_alike']:.0%} of {same['within_space_pairs']}"
+            )
     cv = result["cross_validation"]
-    print(f"\nwinner within {result['max_cost_ratio']}x short's cost: {result['winner']} (the search's default: {result['default']})")
+    print(
+        f"\nwinner within {result['max_cost_ratio']}x short's cost: {result['winner']} (the search's default: {result['default']})"
+    )
     if cv:
-        print(f"cross-validated ({cv['folds']} folds x {cv['repeats']}): chosen {cv['chosen']}, held-out tau {_fmt(cv['held_out_tau'])}")
+        print(
+            f"cross-validated ({cv['folds']} folds x {cv['repeats']}): chosen {cv['chosen']}, held-out tau {_fmt(cv['held_out_tau'])}"
+        )
 
 
 def _fmt(value: float | None) -> str:
@@ -370,14 +454,28 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=14, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
-    parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
-    parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
+    parser.add_argument(
+        "--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)"
+    )
+    parser.add_argument(
+        "--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)"
+    )
     parser.add_argument("--proxy-ema", type=float, help="judge short scoring a moving average of its weights (decay)")
-    parser.add_argument("--proxy-eval-scale", type=float, help="judge short evaluated at this scale of the native frames")
-    parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
-    parser.add_argument("--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/")
-    parser.add_argument("--max-hours", type=float, default=3.0,
-                        help="skip a long run expected (from its short run) to take longer than this")
+    parser.add_argument(
+        "--proxy-eval-scale", type=float, help="judge short evaluated at this scale of the native frames"
+    )
+    parser.add_argument(
+        "--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)"
+    )
+    parser.add_argument(
+        "--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/"
+    )
+    parser.add_argument(
+        "--max-hours",
+        type=float,
+        default=3.0,
+        help="skip a long run expected (from its short run) to take longer than this",
+    )
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # invocation continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")
@@ -385,8 +483,12 @@ def main() -> None:
     parser.add_argument("--zero-cost", action="store_true", help="score every architecture's zero-cost proxies")
     parser.add_argument("--report", action="store_true", help="only judge the candidates from finished runs")
     parser.add_argument("--json", action="store_true", help="with --report: print it as one JSON object")
-    parser.add_argument("--reference-seeds", type=int, default=1,
-                        help="long runs (seeds) the reference averages: architectures with fewer are left out")
+    parser.add_argument(
+        "--reference-seeds",
+        type=int,
+        default=1,
+        help="long runs (seeds) the reference averages: architectures with fewer are left out",
+    )
     parser.add_argument("--max-cost", type=float, default=1.5, help="the winner costs at most this many times short")
     args = parser.parse_args()
     if args.zero_cost:

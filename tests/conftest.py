@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
+from latency_fixtures import tinyseg  # noqa: F401 (a fixture: defining it here makes it every test's)
 
 from nasseg.errors import ConfigError
 from nasseg.viz.browser import Browser, headless_chromium
-
-from latency_fixtures import tinyseg  # noqa: F401 (a fixture: defining it here makes it every test's)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ class _ArgumentRanges(TorchDispatchMode):
         self.ops: set[str] = set()
         self.seen: dict[str, tuple[float, float]] = {}
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func.overloadpacket)
         self.ops.add(name)
         if name in ("aten.exp", "aten.tanh"):

@@ -42,8 +42,12 @@ _names = itertools.count()
 
 # Values of every YAML type, for a value replaced by one of another type.
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.lists(st.integers(-5, 300), max_size=4),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-5, 300), max_size=4),
     st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), max_size=2),
 )
 CHARACTERS = st.characters(blacklist_categories=("Cs",))  # any character UTF-8 can hold
@@ -119,7 +123,7 @@ def test_a_mutated_space_file_is_a_space_or_one_clear_error(scratch: Path, data:
     name = data.draw(st.sampled_from(SPACES))
     path = _write(scratch, data.draw(mutated_text(SPACE_TEXT[name])))
     done = runner.invoke(app, ["spaces", str(path), "--json"])  # loaded, checked and printed
-    assert done.exit_code in (0, 2) and done.exception is None or isinstance(done.exception, SystemExit), done.output
+    assert (done.exit_code in (0, 2) and done.exception is None) or isinstance(done.exception, SystemExit), done.output
     if done.exit_code == 2:
         _one_clear_line(done.stderr)
     else:

@@ -9,20 +9,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 import torch
+from scipy.stats import kendalltau
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-import activation_cost  # noqa: E402
-import latency_accuracy  # noqa: E402
-import latency_stability  # noqa: E402
-import proxy_candidates  # noqa: E402
-import proxy_fidelity  # noqa: E402
-import search_efficiency  # noqa: E402
+import activation_cost
+import latency_accuracy
+import latency_stability
+import proxy_candidates
+import proxy_fidelity
+import search_efficiency
 
-from nasseg.train import get_schedule  # noqa: E402
+from nasseg.train import get_schedule
 
 
 def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
@@ -33,7 +33,10 @@ def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
     assert list(stretched) == ["short-600", "long"]
     candidate = stretched["short-600"]
     assert (candidate.steps, candidate.warmup_steps, candidate.eval_every) == (
-        600, round(short.warmup_steps * 600 / short.steps), round(short.eval_every * 600 / short.steps))
+        600,
+        round(short.warmup_steps * 600 / short.steps),
+        round(short.eval_every * 600 / short.steps),
+    )
     assert (candidate.lr, candidate.batch_size, candidate.crop) == (short.lr, short.batch_size, short.crop)
     # Every candidate is judged against the same long runs.
     assert stretched["long"] == default["long"] and default["long"].steps == 4 * short.steps
@@ -76,13 +79,18 @@ def test_a_candidate_is_judged_by_rank_within_each_space_and_failures_rank_last(
     reference = {"a": 0.5, "b": 0.6, "c": 0.4, "d": 0.1}
     # "e" has no reference and is left out; a, b, c are ordered as the reference orders them, d is not.
     judged = proxy_candidates.judge(
-        proxy_candidates.Candidate("x", {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, 1.0, "test"), reference, space)
+        proxy_candidates.Candidate("x", {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.9, "e": 0.0}, 1.0, "test"),
+        reference,
+        space,
+    )
     assert (judged.architectures, judged.within_space_alike, judged.within_space_pairs) == (4, 1.0, 3)
     assert judged.tau == pytest.approx(0.0) and judged.tau_by_space == {"espnet": pytest.approx(1.0)}
     low, high = judged.tau_ci
     assert -1.0 <= low <= judged.tau <= high <= 1.0
     # A run that diverged stays in the table, below every scored architecture, with its reason.
-    failed = proxy_candidates.Candidate("y", {"a": 0.3, "b": 0.4, "c": 0.2}, 1.0, "test", {"d": "loss 6.9e11 at step 40"})
+    failed = proxy_candidates.Candidate(
+        "y", {"a": 0.3, "b": 0.4, "c": 0.2}, 1.0, "test", {"d": "loss 6.9e11 at step 40"}
+    )
     judged = proxy_candidates.judge(failed, reference, space)
     assert judged.architectures == 4 and judged.tau == pytest.approx(1.0)
     assert judged.failures == {"d": "loss 6.9e11 at step 40"}
@@ -113,12 +121,17 @@ def test_the_report_judges_the_stored_runs_as_scipy_does() -> None:
     """--report --json over the committed proxy-fidelity runs: short's tau is recomputed from the files."""
     runs = Path(proxy_fidelity.__file__).parent / "results" / "proxy_fidelity"
     result = proxy_fidelity.summary(runs, seeds=1, max_cost=1.5)
-    short = {n: json.loads((runs / "short" / n / "metrics.json").read_text())["miou"] for n in proxy_fidelity._load(runs, "long")}
+    short = {
+        n: json.loads((runs / "short" / n / "metrics.json").read_text())["miou"]
+        for n in proxy_fidelity._load(runs, "long")
+    }
     long = {n: m["miou"] for n, m in proxy_fidelity._load(runs, "long").items()}
     names = sorted(n for n in long if n in short)
     judged = {c["name"]: c for c in result["candidates"]}
     assert judged["short"]["architectures"] == len(names) == result["reference"]["architectures"]
-    assert judged["short"]["tau"] == pytest.approx(kendalltau([short[n] for n in names], [long[n] for n in names]).statistic)
+    assert judged["short"]["tau"] == pytest.approx(
+        kendalltau([short[n] for n in names], [long[n] for n in names]).statistic
+    )
     assert judged["short"]["cost_ratio"] == 1.0 and judged["short-600"]["cost_ratio"] == 2.0
     assert result["default"] == "short" and result["winner"] in judged
     assert set(judged["short"]) >= {"name", "tau", "tau_ci", "rho", "within_space_alike", "cost_ratio", "architectures"}
@@ -136,12 +149,14 @@ def test_a_long_run_that_would_outlast_a_session_is_skipped(tmp_path: Path) -> N
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
     method = latency_accuracy.MEASURED_WITH
-    with pytest.raises(SystemExit, match="not this CPU .'Some Other CPU'.*--measurements"):
-        latency_accuracy._require_same_cpu({"cpu": "Intel(R) Xeon(R) Processor", "measured_with": method}, "espnet-1234@192x256")
+    with pytest.raises(SystemExit, match=r"not this CPU .'Some Other CPU'.*--measurements"):
+        latency_accuracy._require_same_cpu(
+            {"cpu": "Intel(R) Xeon(R) Processor", "measured_with": method}, "espnet-1234@192x256"
+        )
     latency_accuracy._require_same_cpu({"cpu": "Some Other CPU", "measured_with": method}, "espnet-1234@192x256")
     # Nor between timing methods: measurements taken with denormals are not mixed with flushed ones.
     older = {**method, "denormals": "kept"}
-    with pytest.raises(SystemExit, match="taken otherwise.*--measurements"):
+    with pytest.raises(SystemExit, match=r"taken otherwise.*--measurements"):
         latency_accuracy._require_same_cpu({"cpu": "Some Other CPU", "measured_with": older}, "espnet-1234@192x256")
 
 
@@ -156,7 +171,8 @@ def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
         method = latency_accuracy._load_store(kept)["measured_with"]
         assert method.keys() == latency_accuracy.MEASURED_WITH.keys(), kept.name
         assert {k: v for k, v in method.items() if k not in ("denormals", "what")} == {
-            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k not in ("denormals", "what")}, kept.name
+            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k not in ("denormals", "what")
+        }, kept.name
 
 
 def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
@@ -191,7 +207,10 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     timed = list(latency_accuracy._timed_cases([("a", a, (8, 8)), ("b", b, (8, 8))], None, "test", store, "ms", 3))
     assert calls[0] == "b" and sorted(calls[1:3]) == sorted(calls[3:5]) == ["a", "b"]  # a had its first round
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
-    assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
+    assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [
+        ("a@8x8", 11.0, None),
+        ("b@8x8", 30.0, None),
+    ]
     assert latency_accuracy._counts(store)["ms"] == 6
     # When each was taken, aligned with the measurements; null for the one stored without a time.
     a_at, b_at = store["ms_at"]["a@8x8"], store["ms_at"]["b@8x8"]
@@ -203,9 +222,11 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
 
 def test_drift_correction_divides_each_pass_by_the_hosts_slowdown_then_takes_the_median() -> None:
     # Three networks, three passes 100 s apart; the whole host runs 1.5x slower through the second.
-    store = {"ms": {"a": [10.0, 15.0, 10.0], "b": [20.0, 30.0, 20.0], "c": [40.0, 60.0, 40.0]},
-             "ms_at": {"a": [0.0, 100.0, 200.0], "b": [1.0, 101.0, 201.0], "c": [2.0, 102.0, 202.0]},
-             "layer_ms": {"a": [[4.0, 6.0], [6.0, 9.0], [4.0, 6.0]]}}
+    store = {
+        "ms": {"a": [10.0, 15.0, 10.0], "b": [20.0, 30.0, 20.0], "c": [40.0, 60.0, 40.0]},
+        "ms_at": {"a": [0.0, 100.0, 200.0], "b": [1.0, 101.0, 201.0], "c": [2.0, 102.0, 202.0]},
+        "layer_ms": {"a": [[4.0, 6.0], [6.0, 9.0], [4.0, 6.0]]},
+    }
     corrected = latency_accuracy._drift_corrected(store, "ms", ["a", "b", "c"], 3)
     assert {i: ms for i, (ms, _) in corrected.items()} == pytest.approx({"a": 10.0, "b": 20.0, "c": 40.0})
     assert corrected["a"][1] == pytest.approx([4.0, 6.0]) and corrected["b"][1] is None
@@ -230,7 +251,7 @@ def test_each_pass_times_every_network_once_in_its_own_order(monkeypatch: pytest
         cases.append((name, network, (8, 8)))
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
     list(latency_accuracy._timed_cases(cases, None, "test", store, "ms", 3))
-    passes = [calls[i:i + 8] for i in range(0, 24, 8)]
+    passes = [calls[i : i + 8] for i in range(0, 24, 8)]
     assert all(sorted(p) == list("abcdefgh") for p in passes)
     assert len({tuple(p) for p in passes}) == 3
 
@@ -269,7 +290,9 @@ def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch
     monkeypatch.setattr(latency_accuracy, "measure_model", fake_measure)
     monkeypatch.setattr(latency_accuracy, "time_layers", fake_layers)
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
-    [(case_id, _, _, ms, layers)] = latency_accuracy._timed_cases([("a", nn.Identity(), (8, 8))], None, "test", store, "ms", 3, layers=True)
+    [(case_id, _, _, ms, layers)] = latency_accuracy._timed_cases(
+        [("a", nn.Identity(), (8, 8))], None, "test", store, "ms", 3, layers=True
+    )
     assert calls == ["network", "layers"] * 3
     assert (case_id, ms) == ("a@8x8", 21.0) and layers.tolist() == [2.0, 6.0]  # each layer's median over the passes
     assert store["layer_ms"] == {"a@8x8": [[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]]}
@@ -303,12 +326,38 @@ def test_stability_sets_each_run_beside_the_host_speed_probe_taken_before_it(mon
     assert row["probe_corr"] == pytest.approx(1.0)  # the runs follow the probe exactly
 
 
-def test_a_stability_run_is_stored_and_printed_again_from_its_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    rows = [{"name": "net", "mean_ms": 105.0, "cv": 0.0512, "probe_cv": 0.02, "probe_corr": 0.5, "iqr_ms": 1.0,
-             "repeats": 20, "converged": 4, "medians_ms": [100.0, 110.0, 100.0, 110.0], "probes_ms": [2.0, 3.0, 2.0, 3.0]}]
-    data = {"command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py --runs 4", "date": "2026-12-07 06:00",
-            "device": "Some CPU (1 thread)", "cpu": "Some CPU", "cores": 2, "versions": {"torch": "2.13.0+cpu"},
-            "backend": "torch", "input": "8x8", "runs": 4, "threads": 1, "load_before": 1.5, "load_after": 2.0, "rows": rows}
+def test_a_stability_run_is_stored_and_printed_again_from_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rows = [
+        {
+            "name": "net",
+            "mean_ms": 105.0,
+            "cv": 0.0512,
+            "probe_cv": 0.02,
+            "probe_corr": 0.5,
+            "iqr_ms": 1.0,
+            "repeats": 20,
+            "converged": 4,
+            "medians_ms": [100.0, 110.0, 100.0, 110.0],
+            "probes_ms": [2.0, 3.0, 2.0, 3.0],
+        }
+    ]
+    data = {
+        "command": "OMP_NUM_THREADS=1 python benchmarks/latency_stability.py --runs 4",
+        "date": "2026-12-07 06:00",
+        "device": "Some CPU (1 thread)",
+        "cpu": "Some CPU",
+        "cores": 2,
+        "versions": {"torch": "2.13.0+cpu"},
+        "backend": "torch",
+        "input": "8x8",
+        "runs": 4,
+        "threads": 1,
+        "load_before": 1.5,
+        "load_after": 2.0,
+        "rows": rows,
+    }
     path = latency_stability.save(data, tmp_path)
     assert path.name == "torch-2026-12-07-0600.json"
     latency_stability.print_run(data)
@@ -316,7 +365,9 @@ def test_a_stability_run_is_stored_and_printed_again_from_its_file(tmp_path: Pat
     latency_stability.report(tmp_path)
     again = capsys.readouterr().out
     assert again == f"== {path.name}\n{printed}"
-    assert "| net | 105.00 | 5.12% ✗ |" in printed and "load average 1.50 before, 2.00 after (2026-12-07 06:00)" in printed
+    assert (
+        "| net | 105.00 | 5.12% ✗ |" in printed and "load average 1.50 before, 2.00 after (2026-12-07 06:00)" in printed
+    )
 
 
 def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() -> None:
@@ -327,12 +378,14 @@ def test_the_host_speed_probe_times_a_matrix_product_and_restores_the_threads() 
 
 
 def test_a_space_can_get_more_calibration_architectures_and_keeps_its_first_ones() -> None:
-    fewer, check, _ = latency_accuracy.host_cases(0.5, 2, 10)
+    fewer, _check, _ = latency_accuracy.host_cases(0.5, 2, 10)
     more, check_more, _ = latency_accuracy.host_cases(0.5, 2, 10, more={"espnet": 4})
     espnet = [name for name, _, _ in more if name.startswith("espnet-")]
     # A store measured with fewer is extended, not replaced: the first two are the same architectures.
     assert len(espnet) == 4 and espnet[:2] == [name for name, _, _ in fewer if name.startswith("espnet-")]
-    assert [n for n, _, _ in more if not n.startswith("espnet-")] == [n for n, _, _ in fewer if not n.startswith("espnet-")]
+    assert [n for n, _, _ in more if not n.startswith("espnet-")] == [
+        n for n, _, _ in fewer if not n.startswith("espnet-")
+    ]
     assert not {n for n, _, _ in more} & {n for n, _, _ in check_more}
     with pytest.raises(SystemExit, match="no space espnett; the spaces are ejpnet, espnet"):
         latency_accuracy.host_cases(0.5, 2, 10, more={"espnett": 4})
@@ -359,10 +412,13 @@ def test_calibration_cross_validation_predicts_every_network_from_the_other_fold
 def test_the_activation_benchmark_times_forms_that_compute_the_same_function() -> None:
     # The textbook forms it times against must be the shipped functions where both are fast.
     x = torch.linspace(-20, 20, 4001)
-    torch.testing.assert_close(activation_cost.TEXTBOOK["REU, textbook (where, exp of x <= 0)"](x),
-                               activation_cost.SHIPPED["REU (nasseg)"](x))
-    torch.testing.assert_close(activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
-                               activation_cost.SHIPPED["TanhExp (nasseg)"](x))
+    torch.testing.assert_close(
+        activation_cost.TEXTBOOK["REU, textbook (where, exp of x <= 0)"](x), activation_cost.SHIPPED["REU (nasseg)"](x)
+    )
+    torch.testing.assert_close(
+        activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
+        activation_cost.SHIPPED["TanhExp (nasseg)"](x),
+    )
     assert 0.0 < activation_cost.median_ms(activation_cost.SHIPPED["REU (nasseg)"], x) < 100.0
 
 
@@ -370,10 +426,13 @@ STUDY_FILE = Path(__file__).resolve().parents[1] / "studies" / "espnet-nano.yaml
 STORED = Path(search_efficiency.RESULTS)
 
 
-@pytest.mark.parametrize("name, compute", [
-    ("overhead-espnet-nano", search_efficiency.overhead),
-    ("early-stopping-replay-espnet-nano", search_efficiency.early_stopping_replay),
-])
+@pytest.mark.parametrize(
+    "name, compute",
+    [
+        ("overhead-espnet-nano", search_efficiency.overhead),
+        ("early-stopping-replay-espnet-nano", search_efficiency.early_stopping_replay),
+    ],
+)
 def test_the_camvid_study_figures_are_recomputed_from_the_committed_study(name, compute) -> None:
     # benchmarks/README quotes these; the committed study gives them again, number for number.
     import json

@@ -22,13 +22,13 @@ from scipy.stats import kendalltau, spearmanr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import dashboard_render  # noqa: E402
-import explore_speed  # noqa: E402
-import latency_accuracy  # noqa: E402
-import proxy_fidelity  # noqa: E402
-import search_efficiency  # noqa: E402
+import dashboard_render
+import explore_speed
+import latency_accuracy
+import proxy_fidelity
+import search_efficiency
 
-from nasseg.latency.predict.generalisation import Summary, by  # noqa: E402
+from nasseg.latency.predict.generalisation import Summary, by
 
 BESIDE = 700  # characters: how close to its figure the command that prints it again must be named
 
@@ -44,7 +44,7 @@ def quoted(document: str, figure: str, command: str) -> None:
     at = body.find(figure)
     assert at >= 0, f"{document} does not say {figure!r} (the stored results give that)"
     while at >= 0:  # wherever it is said
-        near = body[max(0, at - BESIDE):at + len(figure) + BESIDE]
+        near = body[max(0, at - BESIDE) : at + len(figure) + BESIDE]
         assert command in near, f"{document}: {figure!r} without `{command}` beside it"
         at = body.find(figure, at + 1)
 
@@ -70,7 +70,9 @@ def test_the_jetson_accuracy_quoted_is_that_of_the_stored_evaluation() -> None:
     worst_board = max(boards, key=boards.__getitem__)
     assert worst_board == "jetson-agx-xavier"  # the text names it
     others = [m for t, m in boards.items() if t != worst_board]
-    families = {f: (Summary.of(g, "lono").bias, all(r.check for r in g)) for f, g in by(rows, lambda r: r.family).items()}
+    families = {
+        f: (Summary.of(g, "lono").bias, all(r.check for r in g)) for f, g in by(rows, lambda r: r.family).items()
+    }
     fitted_bias = {f: b for f, (b, check_only) in families.items() if not check_only}
     widest = max(fitted_bias, key=lambda f: abs(fitted_bias[f]))
     assert widest == "shufflenet" and abs(fitted_bias[widest]) < 0.15  # "every fitted family within ±15 %"
@@ -78,15 +80,26 @@ def test_the_jetson_accuracy_quoted_is_that_of_the_stored_evaluation() -> None:
     fassd = " / ".join(f"{checks[n]:.2f}" for n in ("fassd-net", "fassd-net-l1", "fassd-net-l2"))
 
     quoted("docs/latency.md", f"fitted on {len(fitted)} published TensorRT timings", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"MAPE {pct(lono.mape)} ({pct(boards[worst_board])} on the AGX Xavier; leave-one-out "
-           f"{pct(loo.mape)}, leave-one-source-out {pct(loso.mape)})", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"**MAPE {pct(lono.mape)}** overall, {span(others, lambda m: f'{100 * m:.1f}')} % per "
-           f"board except the AGX Xavier ({pct(boards[worst_board])}), Kendall tau {lono.kendall_tau:.2f}; every "
-           f"fitted family's mean bias within ±15 % (ShuffleNet {100 * fitted_bias[widest]:+.0f} %)", ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"MAPE {pct(lono.mape)} ({pct(boards[worst_board])} on the AGX Xavier; leave-one-out "
+        f"{pct(loo.mape)}, leave-one-source-out {pct(loso.mape)})",
+        ACCURACY_REPORT,
+    )
+    quoted(
+        "docs/latency.md",
+        f"**MAPE {pct(lono.mape)}** overall, {span(others, lambda m: f'{100 * m:.1f}')} % per "
+        f"board except the AGX Xavier ({pct(boards[worst_board])}), Kendall tau {lono.kendall_tau:.2f}; every "
+        f"fitted family's mean bias within ±15 % (ShuffleNet {100 * fitted_bias[widest]:+.0f} %)",
+        ACCURACY_REPORT,
+    )
     quoted("docs/latency.md", f"gives {pct(loo.mape)}; leave-one-source-out {pct(loso.mape)}", ACCURACY_REPORT)
     quoted("docs/latency.md", f"{fassd} of the published time", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"DeepLabV3+ R50-D8 on the TX2 (mmdeploy, FP32) at {checks['deeplabv3plus_r50-d8']:.2f}",
-           ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"DeepLabV3+ R50-D8 on the TX2 (mmdeploy, FP32) at {checks['deeplabv3plus_r50-d8']:.2f}",
+        ACCURACY_REPORT,
+    )
     quoted("docs/latency.md", f"FASSD-Net's family bias is {100 * families['fassd-net'][0]:+.0f} %", ACCURACY_REPORT)
 
 
@@ -128,25 +141,52 @@ def test_the_host_accuracy_quoted_is_that_of_the_replayed_stores() -> None:
         return span([f["with op table"]["within_10"] for f in table["families"].values()], lambda x: f"{100 * x:.0f}")
 
     headline = f"**{whole(op['within_10'])} within ±10 %, MAPE {pct(op['mape'])}, Kendall tau {op['kendall_tau']:.3f}**"
-    quoted("docs/latency.md", f"fitted on {first['calibration']} sampled architectures (30 per space, 40 ESPNet) and "
-           f"checked on {first['check']} others", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"{headline} (Intel Xeon model 207, 2026-12-06; roofline {trio(roofline)}), and "
-           f"{trio(again)} on a second check set of {second['check']}", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"Per family {families(first)} % on the first set, {families(second)} % on the second",
-           ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"fitted on {first['calibration']} sampled architectures (30 per space, 40 ESPNet) and "
+        f"checked on {first['check']} others",
+        ACCURACY_REPORT,
+    )
+    quoted(
+        "docs/latency.md",
+        f"{headline} (Intel Xeon model 207, 2026-12-06; roofline {trio(roofline)}), and "
+        f"{trio(again)} on a second check set of {second['check']}",
+        ACCURACY_REPORT,
+    )
+    quoted(
+        "docs/latency.md",
+        f"Per family {families(first)} % on the first set, {families(second)} % on the second",
+        ACCURACY_REPORT,
+    )
     layers = f"{first['op_table_layers']:,}".replace(",", " ")  # the text's thousands separator
-    quoted("docs/latency.md", f"{first['calibration']} sampled calibration architectures, 30 per space and 40 ESPNet, "
-           f"their {layers} layers timed inside them; {first['check']} other sampled architectures", ACCURACY_REPORT)
-    quoted("docs/latency.md", f"{headline}, against the roofline's {trio(roofline)}; on a second check set drawn with "
-           f"another seed, {trio(again)}", ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"{first['calibration']} sampled calibration architectures, 30 per space and 40 ESPNet, "
+        f"their {layers} layers timed inside them; {first['check']} other sampled architectures",
+        ACCURACY_REPORT,
+    )
+    quoted(
+        "docs/latency.md",
+        f"{headline}, against the roofline's {trio(roofline)}; on a second check set drawn with "
+        f"another seed, {trio(again)}",
+        ACCURACY_REPORT,
+    )
     own, remeasured = first["rows"][OWN_LAYERS], first["rows"][AGAIN]
-    quoted("docs/latency.md", f"summed and scaled, reach {whole(own['within_10'])} / {pct(own['mape'])}, and the "
-           f"instrument agrees with itself (the check networks measured again) {whole(remeasured['within_10'])} / "
-           f"{pct(remeasured['mape'])}", ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"summed and scaled, reach {whole(own['within_10'])} / {pct(own['mape'])}, and the "
+        f"instrument agrees with itself (the check networks measured again) {whole(remeasured['within_10'])} / "
+        f"{pct(remeasured['mape'])}",
+        ACCURACY_REPORT,
+    )
     worst = first["families"]
-    quoted("docs/latency.md", f"(Pyramid ShuffleNet's wide upsamplings, "
-           f"{whole(worst['pyramid_shufflenet']['with op table']['within_10'])}; ESPNet's 3x3 convolutions around "
-           f"oneDNN's kernel switches, {whole(worst['espnet']['with op table']['within_10'])})", ACCURACY_REPORT)
+    quoted(
+        "docs/latency.md",
+        f"(Pyramid ShuffleNet's wide upsamplings, "
+        f"{whole(worst['pyramid_shufflenet']['with op table']['within_10'])}; ESPNet's 3x3 convolutions around "
+        f"oneDNN's kernel switches, {whole(worst['espnet']['with op table']['within_10'])})",
+        ACCURACY_REPORT,
+    )
 
 
 # ----- the proxy's fidelity (docs/training.md, README.md) ------------------------------------------
@@ -167,35 +207,62 @@ def test_the_proxy_fidelity_quoted_is_that_of_the_stored_runs() -> None:
     baselines = sum(name in proxy_fidelity.BASELINES for name in names)
     tau = short["tau_by_space"]
     fassd_long = [m for name, m in long.items() if name.startswith("fassd")]
-    quoted("docs/training.md", f"over {len(names)} architectures ({baselines} baselines, {len(names) - baselines} "
-           f"samples) against one long seed: `short` reaches Kendall tau {short['tau']:.2f}, Spearman rho "
-           f"{short['rho']:.2f} (p < 0.01); by space, tau {tau['espnet']:.2f} (ESPNet), {tau['ejpnet']:.2f} "
-           f"(EJPNet), {tau['fassd']:.2f} (FASSD-Net, whose long-run mIoUs lie within "
-           f"{math.ceil(100 * (max(fassd_long) - min(fassd_long)))} points)", PROXY_REPORT)
+    quoted(
+        "docs/training.md",
+        f"over {len(names)} architectures ({baselines} baselines, {len(names) - baselines} "
+        f"samples) against one long seed: `short` reaches Kendall tau {short['tau']:.2f}, Spearman rho "
+        f"{short['rho']:.2f} (p < 0.01); by space, tau {tau['espnet']:.2f} (ESPNet), {tau['ejpnet']:.2f} "
+        f"(EJPNet), {tau['fassd']:.2f} (FASSD-Net, whose long-run mIoUs lie within "
+        f"{math.ceil(100 * (max(fassd_long) - min(fassd_long)))} points)",
+        PROXY_REPORT,
+    )
 
     noise = result["short_seed_noise"]
     moved = f"median {100 * noise['median_miou_change']:.1f} points"
-    quoted("docs/training.md", f"moves by a {moved} (up to {100 * noise['max_miou_change']:.1f}), and the two seeds "
-           f"rank the {noise['architectures']} architectures alike at tau {noise['kendall_tau']:.2f} only", PROXY_REPORT)
+    quoted(
+        "docs/training.md",
+        f"moves by a {moved} (up to {100 * noise['max_miou_change']:.1f}), and the two seeds "
+        f"rank the {noise['architectures']} architectures alike at tau {noise['kendall_tau']:.2f} only",
+        PROXY_REPORT,
+    )
     # The README's advice rounds the same measured noise out to whole points on either side.
-    quoted("README.md", f"read differences of {math.floor(100 * noise['median_miou_change'])}-"
-           f"{math.ceil(100 * noise['median_miou_change'])} points as ties", PROXY_REPORT)
+    quoted(
+        "README.md",
+        f"read differences of {math.floor(100 * noise['median_miou_change'])}-"
+        f"{math.ceil(100 * noise['median_miou_change'])} points as ties",
+        PROXY_REPORT,
+    )
     quoted("README.md", f"moves by a {moved}", PROXY_REPORT)
 
     def alike(candidate: dict) -> str:
         return f"{candidate['within_space_alike']:.0%}".replace("%", " %")
 
     stretched, smaller, two = judged["short-600"], judged["short-600-b4"], judged["short-2seeds"]
-    quoted("docs/training.md", f"600 steps (tau {stretched['tau']:.2f} overall, but {alike(stretched)} of same-space "
-           f"pairs alike against {alike(short)}, at {stretched['cost_ratio']:.0f}x the cost)", PROXY_REPORT)
-    quoted("docs/training.md", f"(tau {smaller['tau']:.2f} against {smaller['short_on_the_same']['tau']:.2f} on the "
-           f"same {smaller['architectures']} architectures)", PROXY_REPORT)
-    quoted("docs/training.md", f"the mean of two seeds (tau {two['tau']:.2f}, {alike(two)} of same-space pairs, at "
-           f"{two['cost_ratio']:.0f}x the cost)", PROXY_REPORT)
+    quoted(
+        "docs/training.md",
+        f"600 steps (tau {stretched['tau']:.2f} overall, but {alike(stretched)} of same-space "
+        f"pairs alike against {alike(short)}, at {stretched['cost_ratio']:.0f}x the cost)",
+        PROXY_REPORT,
+    )
+    quoted(
+        "docs/training.md",
+        f"(tau {smaller['tau']:.2f} against {smaller['short_on_the_same']['tau']:.2f} on the "
+        f"same {smaller['architectures']} architectures)",
+        PROXY_REPORT,
+    )
+    quoted(
+        "docs/training.md",
+        f"the mean of two seeds (tau {two['tau']:.2f}, {alike(two)} of same-space pairs, at "
+        f"{two['cost_ratio']:.0f}x the cost)",
+        PROXY_REPORT,
+    )
     tie = judged["short+synflow"]
     low, high = tie["tau_ci"]
-    quoted("docs/training.md", f"reaches tau {tie['tau']:.2f} (95 % interval {low:.2f} to {high:.2f}) at "
-           f"{tie['cost_ratio']:.2f}x the cost", PROXY_REPORT)
+    quoted(
+        "docs/training.md",
+        f"reaches tau {tie['tau']:.2f} (95 % interval {low:.2f} to {high:.2f}) at {tie['cost_ratio']:.2f}x the cost",
+        PROXY_REPORT,
+    )
 
 
 # ----- the search (docs/search.md) -----------------------------------------------------------------
@@ -203,9 +270,12 @@ def test_the_early_stopping_replay_quoted_is_that_of_the_stored_result() -> None
     replay = json.loads((Path(search_efficiency.RESULTS) / "early-stopping-replay-espnet-nano.json").read_text())
     assert replay["lower"] == replay["upper"]  # both bounds give the one answer the text quotes
     lower = replay["lower"]
-    quoted("docs/search.md", f"it would have saved {lower['train_time_saved']:.0%} of the sampled trials' training and "
-           f"stopped {len(lower['front_members_lost'])} of the {len(replay['front'])} front members".replace("%", " %"),
-           "python benchmarks/search_efficiency.py report")
+    quoted(
+        "docs/search.md",
+        f"it would have saved {lower['train_time_saved']:.0%} of the sampled trials' training and "
+        f"stopped {len(lower['front_members_lost'])} of the {len(replay['front'])} front members".replace("%", " %"),
+        "python benchmarks/search_efficiency.py report",
+    )
 
 
 # ----- the dashboard and the landscape (docs/dashboards.md) -----------------------------------------
@@ -213,8 +283,12 @@ def test_the_dashboard_speed_quoted_is_that_of_the_stored_run() -> None:
     stored = json.loads((dashboard_render.RESULTS / "render-1000x1-browser.json").read_text())
     first, *later = (r["total_s"] for r in stored["repeats"])
     assert stored["trials_per_study"] == 1000 and stored["machine"].endswith("at the end)")
-    quoted("docs/dashboards.md", f"A page of 1,000 trials is written in {span(later, lambda s: f'{s:.1f}')} s "
-           f"({first:.1f} s the first time in a process)", "python benchmarks/dashboard_render.py report")
+    quoted(
+        "docs/dashboards.md",
+        f"A page of 1,000 trials is written in {span(later, lambda s: f'{s:.1f}')} s "
+        f"({first:.1f} s the first time in a process)",
+        "python benchmarks/dashboard_render.py report",
+    )
 
 
 def test_the_landscape_speeds_quoted_are_those_of_the_stored_runs() -> None:
@@ -226,20 +300,27 @@ def test_the_landscape_speeds_quoted_are_those_of_the_stored_runs() -> None:
     fastest, slowest = min(idle, key=idle.__getitem__), max(idle, key=idle.__getitem__)
     assert (fastest, slowest) == ("espnet", "ejpnet")  # the text names them
     others = [s for name, s in shared.items() if name != "espnet"]
-    quoted("docs/dashboards.md", f"take {idle[fastest]:.0f} s (ESPNet) to {idle[slowest]:.0f} s (EJPNet) on the idle "
-           f"2-core development machine; shared with a running search, {shared['espnet']:.0f} s and "
-           f"{span(others, lambda s: f'{s:.0f}')} s", "python benchmarks/explore_speed.py report")
+    quoted(
+        "docs/dashboards.md",
+        f"take {idle[fastest]:.0f} s (ESPNet) to {idle[slowest]:.0f} s (EJPNet) on the idle "
+        f"2-core development machine; shared with a running search, {shared['espnet']:.0f} s and "
+        f"{span(others, lambda s: f'{s:.0f}')} s",
+        "python benchmarks/explore_speed.py report",
+    )
 
 
 # ----- the commands named beside the figures print them again ---------------------------------------
-@pytest.mark.parametrize("module, argv, printed", [
-    (latency_accuracy, ["--report"], "| all | 95 | **11.4%** | 34.4% | 10.2% |"),
-    (latency_accuracy, ["--report"], "timed inside them) | 92% | 3.8% | 0.971 | 0.998 |"),
-    (proxy_fidelity, ["--report"], "moves by a median 2.4 points between them (at most 9.5)"),
-    (search_efficiency, ["report"], "training time saved 60.3%, front members lost 1 of 4"),
-    (dashboard_render, ["report"], "total 3.91 s"),
-    (explore_speed, ["report"], "in 53.47 s wall on 2 process(es)"),
-])
+@pytest.mark.parametrize(
+    "module, argv, printed",
+    [
+        (latency_accuracy, ["--report"], "| all | 95 | **11.4%** | 34.4% | 10.2% |"),
+        (latency_accuracy, ["--report"], "timed inside them) | 92% | 3.8% | 0.971 | 0.998 |"),
+        (proxy_fidelity, ["--report"], "moves by a median 2.4 points between them (at most 9.5)"),
+        (search_efficiency, ["report"], "training time saved 60.3%, front members lost 1 of 4"),
+        (dashboard_render, ["report"], "total 3.91 s"),
+        (explore_speed, ["report"], "in 53.47 s wall on 2 process(es)"),
+    ],
+)
 def test_each_named_command_prints_its_figures_again(module, argv, printed, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", [f"{module.__name__}.py", *argv])
     out = io.StringIO()

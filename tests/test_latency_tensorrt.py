@@ -74,7 +74,7 @@ def test_a_model_that_does_not_export_is_named(tmp_path) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.linalg.svd(x[0, 0])[0]  # no ONNX operator for an SVD
 
-    with pytest.raises(MeasurementFailed, match="SpectralNet does not export.*linalg_svd"):
+    with pytest.raises(MeasurementFailed, match=r"SpectralNet does not export.*linalg_svd"):
         export_onnx(SpectralNet(), (8, 8), tmp_path / "m.onnx")
 
 
@@ -94,8 +94,13 @@ def test_parse_trtexec_85_summary() -> None:
     summary = trt.parse_trtexec_log((FIXTURES / "orin_trt85_fp16.log").read_text())
     assert summary.tensorrt_version == "8.5.2" and summary.device == "Orin"
     assert summary.gpu_compute_ms == {
-        "min": 7.76709, "max": 9.31348, "mean": 7.91724, "median": 7.90405,
-        "percentile(90%)": 7.97656, "percentile(95%)": 8.00562, "percentile(99%)": 8.39551,
+        "min": 7.76709,
+        "max": 9.31348,
+        "mean": 7.91724,
+        "median": 7.90405,
+        "percentile(90%)": 7.97656,
+        "percentile(95%)": 8.00562,
+        "percentile(99%)": 8.39551,
     }
     assert summary.host_latency_ms["median"] == 9.39404
     assert summary.throughput_qps == 122.163

@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit
-from nasseg.errors import NassegError
+from nasseg.errors import NassegError, TrainingDiverged
 from nasseg.train import Schedule, class_weights, evaluate, get_schedule, make_loss, schedule_names, train
-from nasseg.errors import TrainingDiverged
 from nasseg.train.losses import JetLoss, OhemCrossEntropy
-from nasseg.train.trainer import load_checkpoint, scored_weights
 from nasseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy
+from nasseg.train.trainer import load_checkpoint, scored_weights
 
 FAMILIES = ["espnet", "ejpnet", "fassd", "jetseg", "pyramid_shufflenet"]
 
@@ -111,7 +110,7 @@ def test_jetloss_against_its_definition_pixel_by_pixel() -> None:
     prob = torch.softmax(logits, 1).permute(0, 2, 3, 1).reshape(-1, 3).tolist()
     labels = target.reshape(-1).tolist()
     tp, fp, fn, count = [0.0] * 3, [0.0] * 3, [0.0] * 3, [0] * 3
-    for pixel, label in zip(prob, labels):
+    for pixel, label in zip(prob, labels, strict=True):
         if label == IGNORE_INDEX:
             continue
         count[label] += 1
@@ -148,8 +147,16 @@ def test_named_schedules_load() -> None:
     assert all(get_schedule("paper", family).family == family for family in FAMILIES)
     fassd = get_schedule("paper", "fassd")
     published = ("sgd", 0.02, 0.9, 5e-4, "ohem", 16, (512, 512), 90000)
-    assert (fassd.optimizer, fassd.lr, fassd.momentum, fassd.weight_decay, fassd.loss, fassd.batch_size, fassd.crop,
-            fassd.steps) == published
+    assert (
+        fassd.optimizer,
+        fassd.lr,
+        fassd.momentum,
+        fassd.weight_decay,
+        fassd.loss,
+        fassd.batch_size,
+        fassd.crop,
+        fassd.steps,
+    ) == published
     assert get_schedule("paper", "jetseg").loss == "jetloss"
     assert get_schedule("paper", "jetseg").resolve_steps(367) == 15 * math.ceil(367 / 8)
 
@@ -192,11 +199,14 @@ def test_paper_recipe_scaled_to_short_keeps_policy_takes_length() -> None:
     scaled = get_schedule("paper", "fassd").scaled_to(short)
     assert (scaled.optimizer, scaled.lr, scaled.loss, scaled.momentum) == ("sgd", 0.02, "ohem", 0.9)
     assert (scaled.steps, scaled.batch_size, scaled.crop, scaled.input_scale) == (
-        short.steps, short.batch_size, short.crop, short.input_scale)
+        short.steps,
+        short.batch_size,
+        short.crop,
+        short.input_scale,
+    )
 
 
 # --- training --------------------------------------------------------------------------------------
-
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, classes: int = 3, split: str = "train") -> SegmentationSplit:
@@ -249,7 +259,7 @@ def test_same_seed_same_history_and_weights() -> None:
     ra = train(a, TRAIN, VAL, TINY, seed=5, progress=False)
     rb = train(b, TRAIN, VAL, TINY, seed=5, progress=False)
     assert ra.history == rb.history and [s for s, _ in ra.history] == [4, 8]
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert ra.stopped == "completed" and ra.steps == 8
     assert 0 < ra.forward_backward_fraction < 1
     assert json.dumps(ra.to_dict(), allow_nan=False)
@@ -278,10 +288,13 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path) -> None:
 def test_moving_average_weights_are_scored_and_resumed_without_changing_training(tmp_path) -> None:
     ema = TINY.with_overrides(ema_decay=0.9)
     plain_model, ema_model = _small(), _small()
-    plain = train(plain_model, TRAIN, VAL, TINY, seed=1, progress=False)
+    train(plain_model, TRAIN, VAL, TINY, seed=1, progress=False)
     averaged = train(ema_model, TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "ema.pt")
     # The average only changes what is scored: the optimiser's weights are those of a run without it.
-    assert all(torch.equal(x, y) for x, y in zip(plain_model.state_dict().values(), ema_model.state_dict().values()))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(plain_model.state_dict().values(), ema_model.state_dict().values(), strict=True)
+    )
     payload = load_checkpoint(tmp_path / "ema.pt")
     weights = scored_weights(payload)
     assert set(weights) == set(ema_model.state_dict())
@@ -293,7 +306,9 @@ def test_moving_average_weights_are_scored_and_resumed_without_changing_training
     assert scored_weights({"model": raw, "ema": None}) is raw  # a run without an average scores its weights
     # A vanishing decay follows the weights: the average is the last step's weights.
     follow = _small()
-    train(follow, TRAIN, VAL, TINY.with_overrides(ema_decay=1e-12), seed=1, progress=False, checkpoint=tmp_path / "f.pt")
+    train(
+        follow, TRAIN, VAL, TINY.with_overrides(ema_decay=1e-12), seed=1, progress=False, checkpoint=tmp_path / "f.pt"
+    )
     for key, value in scored_weights(load_checkpoint(tmp_path / "f.pt")).items():
         assert torch.allclose(value.float(), follow.state_dict()[key].float(), atol=1e-6), key
 
@@ -302,7 +317,9 @@ def test_moving_average_weights_are_scored_and_resumed_without_changing_training
 
     with pytest.raises(KeyboardInterrupt):
         train(_small(), TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "cut.pt", callback=interrupt)
-    resumed = train(_small(seed=99), TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "cut.pt", resume=True)
+    resumed = train(
+        _small(seed=99), TRAIN, VAL, ema, seed=1, progress=False, checkpoint=tmp_path / "cut.pt", resume=True
+    )
     assert resumed.history == averaged.history
     assert all(torch.equal(weights[k], v) for k, v in scored_weights(load_checkpoint(tmp_path / "cut.pt")).items())
 
@@ -310,8 +327,16 @@ def test_moving_average_weights_are_scored_and_resumed_without_changing_training
 def test_a_checkpoint_from_before_a_schedule_field_existed_still_resumes(tmp_path) -> None:
     ckpt = tmp_path / "run.pt"
     with pytest.raises(KeyboardInterrupt):
-        train(_small(), TRAIN, VAL, TINY, seed=1, progress=False, checkpoint=ckpt,
-              callback=lambda step, miou: (_ for _ in ()).throw(KeyboardInterrupt))
+        train(
+            _small(),
+            TRAIN,
+            VAL,
+            TINY,
+            seed=1,
+            progress=False,
+            checkpoint=ckpt,
+            callback=lambda step, miou: (_ for _ in ()).throw(KeyboardInterrupt),
+        )
     payload = load_checkpoint(ckpt)
     del payload["schedule"]["ema_decay"]  # as written before the field existed
     torch.save(payload, ckpt)

@@ -20,7 +20,9 @@ def test_synflow_of_a_positive_linear_chain_is_its_depth_times_its_output() -> N
     # With every weight positive and an all-ones input, R = sum of the output is linear in each layer's
     # weights, so sum(theta * dR/dtheta) over one layer is R itself: L layers give L * R.
     torch.manual_seed(0)
-    chain = nn.Sequential(nn.Conv2d(3, 4, 1, bias=False), nn.Conv2d(4, 2, 1, bias=False), nn.Conv2d(2, 1, 1, bias=False))
+    chain = nn.Sequential(
+        nn.Conv2d(3, 4, 1, bias=False), nn.Conv2d(4, 2, 1, bias=False), nn.Conv2d(2, 1, 1, bias=False)
+    )
     with torch.no_grad():
         a, b, c = (layer.weight.abs().double().flatten(1) for layer in chain)
         output_per_pixel = float((c @ b @ a).sum())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
 # On a CPU, exp of an argument whose result under- or overflows (|x| > 88), and tanh of one below
 # about 1e-13, take a slow path that costs 10-200x the usual time per element (benchmarks/README.md),
 # and a select over mixed signs mispredicts branches. The activations below clamp their arguments

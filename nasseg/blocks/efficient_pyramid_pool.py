@@ -86,7 +86,7 @@ class EfficientPyrPool(nn.Module):
         x = self.project(x)
         h, w = int(x.shape[-2]), int(x.shape[-1])
         outs = []
-        for scale, stage in zip(self.scales, self.stages):
+        for scale, stage in zip(self.scales, self.stages, strict=False):
             size = (max(5, math.ceil(h * scale)), max(5, math.ceil(w * scale)))
             if scale < 1.0:
                 y = resize_to(stage(adaptive_avg_pool2d(x, size)), (h, w), self.align_corners)

@@ -70,7 +70,7 @@ class HarDBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [x]
-        for spec, layer in zip(self.layout, self.layers):
+        for spec, layer in zip(self.layout, self.layers, strict=False):
             inputs = [outputs[j] for j in spec.links]
             outputs.append(layer(inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=1)))
         return torch.cat([outputs[k] for k in self.keep], dim=1)

@@ -54,6 +54,8 @@ class JPU(nn.Module):
 
     def forward(self, *features: torch.Tensor) -> torch.Tensor:
         size = features[0].shape[-2:]
-        projected = [resize_to(layer(f), size, self.align_corners) for layer, f in zip(self.inputs, features)]
+        projected = [
+            resize_to(layer(f), size, self.align_corners) for layer, f in zip(self.inputs, features, strict=False)
+        ]
         mixed = torch.cat(projected[::-1], dim=1)  # FastFCN order: coarsest first
         return torch.cat([branch(mixed) for branch in self.branches], dim=1)

@@ -72,7 +72,7 @@ class PyramidDepthwise(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [dw(x) for dw in self.convs]
         if self.bns is not None:
-            outs = [bn(o) for bn, o in zip(self.bns, outs)]
+            outs = [bn(o) for bn, o in zip(self.bns, outs, strict=False)]
         if self.merge == "sum":
             y = torch.stack(outs).sum(0) if len(outs) > 1 else outs[0]
         elif self.merge == "hff":

@@ -97,7 +97,7 @@ class EJPNetSpec:
         levels = 3 if decoder == "jpu" else 2
         dilations = tuple(tuple(int(d) for d in get(f"eesp{i}_dilations")) for i in range(1, levels + 1))
         repeats = tuple(int(get(f"eesp{i}_repeats")) for i in range(1, levels + 1))
-        for i, (dil, rep) in enumerate(zip(dilations, repeats), start=1):
+        for i, (dil, rep) in enumerate(zip(dilations, repeats, strict=False), start=1):
             if not dil or min(dil) < 1:
                 raise ConfigError(f"ejpnet: eesp{i}_dilations={list(dil)} is not allowed; it needs dilations >= 1")
             if rep < 0:
@@ -120,7 +120,9 @@ class EJPNetSpec:
             final_upsample=get("final_upsample", "bilinear"),
         )
         if spec.jpu_head not in JPU_HEADS:
-            raise ConfigError(f"ejpnet: jpu_head={spec.jpu_head!r} is not allowed; jpu_head is one of {', '.join(JPU_HEADS)}")
+            raise ConfigError(
+                f"ejpnet: jpu_head={spec.jpu_head!r} is not allowed; jpu_head is one of {', '.join(JPU_HEADS)}"
+            )
         if spec.final_upsample not in UPSAMPLING:
             raise ConfigError(
                 f"ejpnet: final_upsample={spec.final_upsample!r} is not allowed; it is one of {', '.join(UPSAMPLING)}"
@@ -151,13 +153,15 @@ class EESPEncoder(nn.Module):
         # Level 2 is a downsampler only; levels 3.. each have a downsampler and EESP repeats.
         stage_dilations: list[Sequence[int]] = [()] + list(spec.stage_dilations)
         stage_repeats = [0] + list(spec.stage_repeats)
-        for level, (dilations, repeats) in enumerate(zip(stage_dilations, stage_repeats)):
+        for level, (dilations, repeats) in enumerate(zip(stage_dilations, stage_repeats, strict=False)):
             c_in, c_out = widths[level], widths[level + 1]
             down_dilations = espnetv2_dilations(DOWNSAMPLER_R_LIM[level], DOWNSAMPLER_BRANCHES)
             self.downsamplers.append(
                 EESPDownsampler(c_in, c_out, down_dilations, spec.eesp_groups, spec.reinforce_channels)
             )
-            self.stages.append(nn.Sequential(*(EESP(c_out, c_out, dilations, spec.eesp_groups) for _ in range(repeats))))
+            self.stages.append(
+                nn.Sequential(*(EESP(c_out, c_out, dilations, spec.eesp_groups) for _ in range(repeats)))
+            )
         self.out_channels = widths
 
     def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
@@ -165,7 +169,7 @@ class EESPEncoder(nn.Module):
         x = self.pc(rgb) if self.pc is not None else rgb
         image = x if self.reinforce_from_pc else rgb  # what input reinforcement sees (ir_source)
         feats = [self.level1(x)]
-        for down, stage in zip(self.downsamplers, self.stages):
+        for down, stage in zip(self.downsamplers, self.stages, strict=False):
             feats.append(stage(down(feats[-1], image if down.reinforce is not None else None)))
         return feats
 
@@ -202,13 +206,11 @@ class ESPNetv2Head(nn.Module):
         self.first = EfficientPyrPool(widths[3], proj, planes[0])
         self.skips = nn.ModuleList(EfficientPWConv(widths[2 - i], planes[i]) for i in range(3))
         self.norms = nn.ModuleList(BNAct(planes[i], "prelu") for i in range(3))
-        self.stages = nn.ModuleList(
-            EfficientPyrPool(planes[i], proj, planes[i + 1], last=i == 2) for i in range(3)
-        )
+        self.stages = nn.ModuleList(EfficientPyrPool(planes[i], proj, planes[i + 1], last=i == 2) for i in range(3))
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         out = self.first(feats[3])
-        for i, (skip, norm, stage) in enumerate(zip(self.skips, self.norms, self.stages)):
+        for i, (skip, norm, stage) in enumerate(zip(self.skips, self.norms, self.stages, strict=False)):
             encoder = feats[2 - i]
             out = resize_to(out, encoder.shape[-2:], align_corners=True) + skip(encoder)
             out = stage(norm(out))
@@ -269,9 +271,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
 @register_family(
     "ejpnet",
     check=check,
-    doc=(
-        "EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head."
-    ),
+    doc=("EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head."),
 )
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     spec = EJPNetSpec.parse(params)

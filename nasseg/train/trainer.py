@@ -181,7 +181,7 @@ def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8,
     ious = iou_per_class(confusion)
     return EvalResult(
         miou=mean_iou(confusion),
-        per_class_iou={name: float(iou) for name, iou in zip(split.info.class_names, ious)},
+        per_class_iou={name: float(iou) for name, iou in zip(split.info.class_names, ious, strict=False)},
         pixel_accuracy=pixel_accuracy(confusion),
         confusion=confusion.tolist(),
     )
@@ -314,8 +314,9 @@ def _prepare(
         seed=seed,
         total_steps=schedule.resolve_steps(len(train_split)),
         state=_Progress(),
-        ema=None if schedule.ema_decay is None else AveragedModel(
-            model, multi_avg_fn=get_ema_multi_avg_fn(schedule.ema_decay), use_buffers=True),
+        ema=None
+        if schedule.ema_decay is None
+        else AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(schedule.ema_decay), use_buffers=True),
     )
 
 
@@ -342,7 +343,8 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
     reference = max(state.first_loss, math.log(split.info.num_classes))
     if value > DIVERGENCE_FACTOR * reference:
         raise TrainingDiverged(
-            state.step + 1, value,
+            state.step + 1,
+            value,
             f", over {DIVERGENCE_FACTOR:.0f}x its reference {reference:.4g} (the larger of the first step's loss and "
             f"ln {split.info.num_classes} classes); lower the learning rate",
         )

@@ -37,8 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nasseg.errors import InfeasibleArchitecture, NassegError
-from nasseg.errors import AgentError, AgentUnreachable
+from nasseg.errors import AgentError, AgentUnreachable, InfeasibleArchitecture, NassegError
 from nasseg.latency.measure.backends import measure_model, require_local, resolve_precision
 from nasseg.latency.measure.board import board_result, check_board, export_opset, is_board, measure_request
 from nasseg.latency.measure.device import cpu_name, jetson_model, power_mode, software_versions
@@ -64,7 +63,7 @@ class AgentSettings:
 class _Handler(BaseHTTPRequestHandler):
     server: _AgentServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
     def _answer(self, status: HTTPStatus, body: dict[str, Any]) -> None:
@@ -75,13 +74,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_GET(self) -> None:
         if self.path != "/info":
             self._answer(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}", "type": "NotFound"})
             return
         self._answer(HTTPStatus.OK, self.server.info())
 
-    def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+    def do_POST(self) -> None:
         if self.path != "/measure":
             self._answer(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}", "type": "NotFound"})
             return
@@ -194,8 +193,11 @@ def fits_in_memory(
 
 
 def _parse_hw(value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list | tuple) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         raise AgentError(f"input_hw must be [height, width], two integers, got {value!r}"[:300])
     h, w = value
     if h < 1 or w < 1:
@@ -221,8 +223,14 @@ class AgentClient:
     """
 
     def __init__(
-        self, url: str, *, timeout_s: float = 1800.0, info_timeout_s: float = 10.0, retries: int = 3,
-        backoff_s: float = 1.0, timing: TimingSettings | None = None,
+        self,
+        url: str,
+        *,
+        timeout_s: float = 1800.0,
+        info_timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        timing: TimingSettings | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
@@ -238,8 +246,10 @@ class AgentClient:
         if is_board(info):
             info = check_board(self.url, info)
         elif info.get("protocol") != PROTOCOL:
-            raise AgentError(f"agent {self.url} speaks protocol {info.get('protocol')}; this nasseg speaks {PROTOCOL} "
-                             "to a nasseg agent: run the same nasseg on the board and the host")
+            raise AgentError(
+                f"agent {self.url} speaks protocol {info.get('protocol')}; this nasseg speaks {PROTOCOL} "
+                "to a nasseg agent: run the same nasseg on the board and the host"
+            )
         self._info = info
         return info
 
@@ -290,7 +300,7 @@ class AgentClient:
         request = urllib.request.Request(
             self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only, checked above)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
 

@@ -48,7 +48,10 @@ class OpNode:
 
 class _Recorder(TorchDispatchMode):
     def __init__(
-        self, module_stack: list[tuple[str, str]], weight_ids: set[int], clock: Callable[[], float] | None = None,
+        self,
+        module_stack: list[tuple[str, str]],
+        weight_ids: set[int],
+        clock: Callable[[], float] | None = None,
         shapes: dict | None = None,
     ) -> None:
         super().__init__()
@@ -62,7 +65,7 @@ class _Recorder(TorchDispatchMode):
         # and the timed layers of a large network would sum to up to 1.4x the network (benchmarks/README.md).
         self.producer_of: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         leaves = _leaves((args, kwargs))
         start = self.clock() if self.clock else 0.0
@@ -173,7 +176,7 @@ def trace_meta(
 _NATIVE_BATCH_NORM = torch.ops.aten.native_batch_norm.default
 
 
-def _run_meta(memo: dict, func, args: tuple, kwargs: dict, leaves: list[Any]) -> Any:  # noqa: ANN001
+def _run_meta(memo: dict, func, args: tuple, kwargs: dict, leaves: list[Any]) -> Any:
     """Run an operator on meta tensors, or answer it from ``memo``: output metadata (shape, strides,
     dtype) keyed by the operator, its inputs' metadata and its other arguments. Operators whose outputs
     alias or mutate an input (views, in-place ops) always run, so tensor identity, and with it the
@@ -197,7 +200,7 @@ def _run_meta(memo: dict, func, args: tuple, kwargs: dict, leaves: list[Any]) ->
     return outs if is_tuple else outs[0]
 
 
-def _meta_kernel(func, args: tuple, kwargs: dict) -> Any:  # noqa: ANN001
+def _meta_kernel(func, args: tuple, kwargs: dict) -> Any:
     out = func(*args, **kwargs)
     if func is _NATIVE_BATCH_NORM and not args[5]:
         # Inference batch norm saves no statistics: the CPU kernel (and so ``trace``) returns empty
@@ -208,8 +211,12 @@ def _meta_kernel(func, args: tuple, kwargs: dict) -> Any:  # noqa: ANN001
 
 
 def _record(
-    model: nn.Module, input_hw: tuple[int, int], in_channels: int, clock: Callable[[], float] | None,
-    device: str = "cpu", shapes: dict | None = None,
+    model: nn.Module,
+    input_hw: tuple[int, int],
+    in_channels: int,
+    clock: Callable[[], float] | None,
+    device: str = "cpu",
+    shapes: dict | None = None,
 ) -> list[OpNode]:
     was_training = model.training
     model.eval()
@@ -223,8 +230,11 @@ def _record(
                     model(x)
             except Exception as exc:  # any failure of the user's forward pass, reported by name
                 path, kind = stack[-1]
-                hint = " (the forward pass reads tensor values, e.g. .item(); the predictor needs shapes only)" if (
-                    "DataDependent" in type(exc).__name__) else ""
+                hint = (
+                    " (the forward pass reads tensor values, e.g. .item(); the predictor needs shapes only)"
+                    if ("DataDependent" in type(exc).__name__)
+                    else ""
+                )
                 raise UntraceableModel(
                     f"cannot trace {type(model).__name__} at {input_hw[0]}x{input_hw[1]}: layer "
                     f"{path or '<root>'} ({kind}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}{hint}"

@@ -11,8 +11,7 @@ import importlib
 
 from torch import nn
 
-from nasseg.errors import ConfigError
-from nasseg.errors import BackendUnavailable
+from nasseg.errors import BackendUnavailable, ConfigError
 from nasseg.latency.measure.device import jetson_model, jetson_target_of
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import Target, get_target
@@ -71,4 +70,6 @@ def measure_model(
         raise ConfigError(f"unknown backend {backend!r}; backends: {', '.join(_BACKEND_MODULES)}")
     require_local(target, backend)
     module = importlib.import_module(_BACKEND_MODULES[backend])
-    return module.measure(model, tuple(input_hw), target, resolve_precision(target, precision), settings or TimingSettings())
+    return module.measure(
+        model, tuple(input_hw), target, resolve_precision(target, precision), settings or TimingSettings()
+    )

@@ -20,7 +20,7 @@ from nasseg.latency.targets import Target
 from nasseg.latency.timing import TimingSettings, time_repeatedly
 
 
-def _torch2trt():  # noqa: ANN202 (the module has no stubs)
+def _torch2trt():
     try:
         return importlib.import_module("torch2trt").torch2trt
     except ImportError:
