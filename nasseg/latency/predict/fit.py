@@ -22,7 +22,7 @@ from torch import nn
 from nasseg.errors import CalibrationError
 from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, MEMORY_CLASSES, Calibration
 from nasseg.latency.predict.costs import OP_CLASSES, LayerTable
-from nasseg.latency.predict.effects import apply_effects
+from nasseg.latency.predict.effects import apply_effects, overlaps
 from nasseg.latency.predict.optable import OpTable, time_layers
 from nasseg.latency.predict.predictor import layer_table, layer_times_ms, predict_ms
 from nasseg.latency.predict.reference_nets import reference_net
@@ -163,6 +163,7 @@ class _Problem:
         self.sample_peaks = np.array([c.class_peaks() for c in cals]).reshape(len(cals), -1)  # S x C
         self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
         self.is_memory = np.isin(np.array(OP_CLASSES)[self.table.op_class], MEMORY_CLASSES)
+        self.overlap = np.array([overlaps(c.effects) for c in cals], dtype=bool)[self.table.sample]
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
@@ -173,7 +174,7 @@ class _Problem:
         memory = self.is_memory
         flops = np.where(memory, np.inf, peaks * efficiency)
         streaming = self.bandwidth[self.layer_target] * np.where(memory, efficiency, values[self.layer_target, _N_CLASS])
-        times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1])
+        times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1], self.overlap)
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 
