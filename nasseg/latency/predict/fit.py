@@ -321,8 +321,8 @@ JETSON_TIMED = "engine execute + sync, batch 1 (TensorRT; fitted on published en
 
 # The kernel effects the packaged Jetson calibrations are fitted with: those that lowered the
 # leave-one-network-out error on the published points (benchmarks/README.md, "Kernel effects").
-JETSON_EFFECTS: list[str] = ["pad8", "tile32", "concat_in_place"]
-JETSON_CAL_VERSION = "published-v2"
+JETSON_EFFECTS: list[str] = ["pad8", "tile32", "concat_in_place", "winograd", "no_overlap"]
+JETSON_CAL_VERSION = "published-v3"
 
 
 def jetson_templates(targets: list[str], effects: list[str] | None = None) -> dict[str, Calibration]:
