@@ -30,7 +30,9 @@ TEXTBOOK: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "TanhExp, textbook (exp of x <= 20)": lambda x: x * torch.tanh(torch.exp(torch.clamp(x, max=20.0))),
 }
 SHIPPED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "REU (nasseg)": REU(), "TanhExp (nasseg)": TanhExp(), "ReLU (for scale)": nn.ReLU(),
+    "REU (nasseg)": REU(),
+    "TanhExp (nasseg)": TanhExp(),
+    "ReLU (for scale)": nn.ReLU(),
 }
 
 
@@ -48,8 +50,10 @@ def median_ms(activation: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 def main() -> None:
     inputs = [torch.randn(SHAPE, generator=torch.Generator().manual_seed(0)) * scale for scale in SCALES]
-    print(f"measured on {cpu_name()}, torch {torch.__version__} eager, fp32, 1 thread, thread CPU time, "
-          f"input {'x'.join(map(str, SHAPE))}, ms (median)\n")
+    print(
+        f"measured on {cpu_name()}, torch {torch.__version__} eager, fp32, 1 thread, thread CPU time, "
+        f"input {'x'.join(map(str, SHAPE))}, ms (median)\n"
+    )
     print("| activation | " + " | ".join(f"N(0, {s:g}^2)" for s in SCALES) + " | slowest / fastest |")
     print("|---" * (len(SCALES) + 2) + "|")
     for name, activation in {**TEXTBOOK, **SHIPPED}.items():

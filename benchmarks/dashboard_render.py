@@ -36,29 +36,62 @@ from nasseg.search.trial import TrialRecord
 from nasseg.spaces import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dashboard_render"
-CLASSES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car", "Pedestrian",
-           "Bicyclist")
+CLASSES = (
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+)
 # Status of a sampled, feasible trial, with its share (a search's proportions, roughly).
 STATUSES = (("complete", 0.84), ("constrained", 0.08), ("stopped", 0.04), ("failed", 0.04))
 
 
 def _latency(ms: float, target: str) -> LatencyResult:
-    return LatencyResult(kind="estimated", median_ms=ms, target=target, input_hw=(360, 480), precision="fp16",
-                         predictor="nasseg-roofline-v1", calibration=f"{target}/trt-fp16/published-v1")
+    return LatencyResult(
+        kind="estimated",
+        median_ms=ms,
+        target=target,
+        input_hw=(360, 480),
+        precision="fp16",
+        predictor="nasseg-roofline-v1",
+        calibration=f"{target}/trt-fp16/published-v1",
+    )
 
 
-def synthetic_study(trials: int = 1000, space: str = "espnet", target: str = "jetson-nano", seed: int = 0,
-                    name: str | None = None, max_latency_ms: float = 40.0) -> tuple[optuna.Study, dict[str, Any]]:
+def synthetic_study(
+    trials: int = 1000,
+    space: str = "espnet",
+    target: str = "jetson-nano",
+    seed: int = 0,
+    name: str | None = None,
+    max_latency_ms: float = 40.0,
+) -> tuple[optuna.Study, dict[str, Any]]:
     """An in-memory study of ``trials`` trials (the space's baselines first), stored as nasseg stores
     one, and its settings."""
     rng = random.Random(seed)
     name = name or f"synthetic-{space}-{target}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = load_space(space)
-    study = optuna.create_study(study_name=name, directions=list(DIRECTIONS),
-                                sampler=optuna.samplers.RandomSampler(seed=seed))
-    settings = {"space": space, "target": target, "data": "synthetic", "schedule": "tiny", "steps": 4,
-                "max_latency_ms": max_latency_ms, "sampler": "random", "seed": seed}
+    study = optuna.create_study(
+        study_name=name, directions=list(DIRECTIONS), sampler=optuna.samplers.RandomSampler(seed=seed)
+    )
+    settings = {
+        "space": space,
+        "target": target,
+        "data": "synthetic",
+        "schedule": "tiny",
+        "steps": 4,
+        "max_latency_ms": max_latency_ms,
+        "sampler": "random",
+        "seed": seed,
+    }
     for baseline in list(search.baselines)[:trials]:
         study.enqueue_trial(search.encode(search.baseline(baseline).params), user_attrs={BASELINE_ATTR: baseline})
     for _ in range(trials):
@@ -85,13 +118,21 @@ def synthetic_study(trials: int = 1000, space: str = "espnet", target: str = "je
             status = "constrained" if ms > max_latency_ms else "complete"
         miou = min(0.75, 0.35 + 0.08 * (macs / 1e9) ** 0.5 + rng.gauss(0, 0.04)) if status == "complete" else None
         record = TrialRecord(
-            config=config, status=status, baseline=baseline, params=params, macs=macs,
+            config=config,
+            status=status,
+            baseline=baseline,
+            params=params,
+            macs=macs,
             latency=None if status == "failed" and rng.random() < 0.5 else _latency(ms, target),
-            miou=miou, per_class_iou={c: max(0.0, min(1.0, (miou or 0) + rng.gauss(0, 0.15))) for c in CLASSES}
-            if miou is not None else {}, history=[(2, (miou or 0.2) * 0.8), (4, miou)] if miou else [],
-            steps=4 if miou else None, train_seconds=rng.uniform(5, 30) if miou else None,
-            wall_seconds=rng.uniform(6, 35), failure="training diverged: loss nan at step 3"
-            if status == "failed" else None,
+            miou=miou,
+            per_class_iou={c: max(0.0, min(1.0, (miou or 0) + rng.gauss(0, 0.15))) for c in CLASSES}
+            if miou is not None
+            else {},
+            history=[(2, (miou or 0.2) * 0.8), (4, miou)] if miou else [],
+            steps=4 if miou else None,
+            train_seconds=rng.uniform(5, 30) if miou else None,
+            wall_seconds=rng.uniform(6, 35),
+            failure="training diverged: loss nan at step 3" if status == "failed" else None,
         )
         trial.set_user_attr(RECORD_ATTR, record.to_dict())
         if status == "failed":
@@ -120,16 +161,23 @@ def _browser_seconds(page: Path) -> float | None:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
-                "--use-angle=swiftshader", "--window-size=1400,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--enable-unsafe-swiftshader",
+        "--use-angle=swiftshader",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     try:
         started = time.perf_counter()
         driver.get(page.resolve().as_uri())
         while not driver.execute_script(
-                "const p = document.querySelectorAll('.js-plotly-plot');"
-                "return p.length > 0 && Array.from(p).every(g => g._fullLayout && g._fullData);"):
+            "const p = document.querySelectorAll('.js-plotly-plot');"
+            "return p.length > 0 && Array.from(p).every(g => g._fullLayout && g._fullData);"
+        ):
             time.sleep(0.05)
         return time.perf_counter() - started
     finally:
@@ -139,8 +187,10 @@ def _browser_seconds(page: Path) -> float | None:
 def run(trials: int, studies: int, browser: bool, repeats: int) -> dict[str, Any]:
     from nasseg.viz.dashboard import dashboard_html
 
-    made = [synthetic_study(trials, target=target, seed=i, name=f"synthetic-{target}")
-            for i, target in enumerate(("jetson-nano", "jetson-tx2", "jetson-xavier-nx")[:studies])]
+    made = [
+        synthetic_study(trials, target=target, seed=i, name=f"synthetic-{target}")
+        for i, target in enumerate(("jetson-nano", "jetson-tx2", "jetson-xavier-nx")[:studies])
+    ]
     timings: list[dict[str, float]] = []
     size = 0
     for _ in range(repeats):
@@ -155,19 +205,31 @@ def run(trials: int, studies: int, browser: bool, repeats: int) -> dict[str, Any
             written = time.perf_counter()
             size = page.stat().st_size
             shown = _browser_seconds(page) if browser else None
-        timings.append({"study_results_s": rows - started, "dashboard_html_s": rendered - rows,
-                        "write_s": written - rendered, "total_s": written - started, "cpu_s": cpu,
-                        **({"chromium_draw_s": shown} if shown is not None else {})})
+        timings.append(
+            {
+                "study_results_s": rows - started,
+                "dashboard_html_s": rendered - rows,
+                "write_s": written - rendered,
+                "total_s": written - started,
+                "cpu_s": cpu,
+                **({"chromium_draw_s": shown} if shown is not None else {}),
+            }
+        )
     statuses: dict[str, int] = {}
     for r in results:
         for t in r.trials:
             statuses[t.status or "none"] = statuses.get(t.status or "none", 0) + 1
     data = {
         "command": f"python benchmarks/dashboard_render.py run --trials {trials} --studies {studies}"
-                   + (" --browser" if browser else "") + (f" --repeats {repeats}" if repeats != 1 else ""),
-        "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{_cpu()}, {os.cpu_count()} cores, "
-        f"load {os.getloadavg()[0]:.2f} (1-minute average, at the end)", "trials_per_study": trials, "studies": studies,
-        "statuses": statuses, "html_bytes": size, "repeats": timings,
+        + (" --browser" if browser else "")
+        + (f" --repeats {repeats}" if repeats != 1 else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{_cpu()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} (1-minute average, at the end)",
+        "trials_per_study": trials,
+        "studies": studies,
+        "statuses": statuses,
+        "html_bytes": size,
+        "repeats": timings,
         "best_total_s": min(t["total_s"] for t in timings),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -187,13 +249,18 @@ def _cpu() -> str:
 
 def _print(data: dict[str, Any]) -> None:
     print(f"{data['command']}  ({data['date']}, {data['machine']})")
-    print(f"  {data['studies']} x {data['trials_per_study']} trials {data['statuses']}; "
-          f"page {data['html_bytes'] / 1e6:.1f} MB")
+    print(
+        f"  {data['studies']} x {data['trials_per_study']} trials {data['statuses']}; "
+        f"page {data['html_bytes'] / 1e6:.1f} MB"
+    )
     for i, t in enumerate(data["repeats"], start=1):
         browser = f", Chromium draws it in {t['chromium_draw_s']:.1f} s" if "chromium_draw_s" in t else ""
-        print(f"  run {i}: study_results {t['study_results_s']:.2f} s, dashboard_html {t['dashboard_html_s']:.2f} s,"
-              f" write {t['write_s']:.2f} s: total {t['total_s']:.2f} s"
-              + (f" ({t['cpu_s']:.2f} s of CPU)" if "cpu_s" in t else "") + browser)
+        print(
+            f"  run {i}: study_results {t['study_results_s']:.2f} s, dashboard_html {t['dashboard_html_s']:.2f} s,"
+            f" write {t['write_s']:.2f} s: total {t['total_s']:.2f} s"
+            + (f" ({t['cpu_s']:.2f} s of CPU)" if "cpu_s" in t else "")
+            + browser
+        )
 
 
 def report() -> None:

@@ -21,8 +21,7 @@ from nasseg.data import clear_cache, load_split
 DEFAULT_CAMVID = Path(__file__).resolve().parents[1].parent / "shared/data/CamVid"
 
 
-def time_load(uri: str, splits: tuple[str, ...], hw: tuple[int, int], repeats: int
-              ) -> tuple[int, float, float, float]:
+def time_load(uri: str, splits: tuple[str, ...], hw: tuple[int, int], repeats: int) -> tuple[int, float, float, float]:
     """(images, best cold wall seconds over ``repeats``, its CPU seconds, cached-call milliseconds).
 
     CPU time (all threads) is reported beside wall time because the development machine is shared:
@@ -53,19 +52,22 @@ def main() -> None:
         cases += [(f"camvid:{args.camvid}", "CamVid", ("train", "val"), hw) for hw in ((360, 480), (180, 240))]
     else:
         print(f"CamVid not found at {args.camvid}: timing the synthetic dataset only")
-    cases += [("synthetic", "synthetic (300/60/60)", ("train", "val", "test"), hw)
-              for hw in ((360, 480), (180, 240))]
+    cases += [("synthetic", "synthetic (300/60/60)", ("train", "val", "test"), hw) for hw in ((360, 480), (180, 240))]
     cases += [("synthetic:train=200", "synthetic train=200", ("train",), (180, 240))]
 
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average before {os.getloadavg()[0]:.2f}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"load average before {os.getloadavg()[0]:.2f}"
+    )
     print()
     print("| dataset | splits | H×W | images | cold load, wall (s) | CPU (s) | images/s (wall) | cached call (ms) |")
     print("|---|---|---|---|---|---|---|---|")
     for uri, name, splits, hw in cases:
         n, cold, cpu, cached = time_load(uri, splits, hw, args.repeats)
-        print(f"| {name} | {'+'.join(splits)} | {hw[0]}×{hw[1]} | {n} | {cold:.2f} | {cpu:.2f} | {n / cold:.0f} "
-              f"| {cached:.3f} |")
+        print(
+            f"| {name} | {'+'.join(splits)} | {hw[0]}×{hw[1]} | {n} | {cold:.2f} | {cpu:.2f} | {n / cold:.0f} "
+            f"| {cached:.3f} |"
+        )
     print()
     print(f"load average after {os.getloadavg()[0]:.2f}")
 

@@ -49,10 +49,24 @@ def _save(name: str, data: dict[str, Any]) -> Path:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "when": datetime.now().isoformat(timespec="minutes")}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "when": datetime.now().isoformat(timespec="minutes"),
+    }
 
 
 def _cpu_seconds() -> float:
@@ -68,16 +82,29 @@ def run(space: str, targets: list[str], samples: int, workers: int | None, seed:
     wall, cpu = time.perf_counter() - t0, _cpu_seconds() - cpu0
     n = len(landscape.points)
     return {
-        "what": "explore() end to end", "machine": _machine(), "space": space, "targets": targets,
-        "samples": samples, "seed": seed, "workers": landscape.workers, "architectures": n,
-        "sampled": len(landscape.sampled), "baselines": len(landscape.baselines), "draws": landscape.draws,
-        "rejected": landscape.rejected, "meta_traced": landscape.meta_traced,
-        "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "wall_ms_per_architecture": round(wall / n * 1e3, 1),
+        "what": "explore() end to end",
+        "machine": _machine(),
+        "space": space,
+        "targets": targets,
+        "samples": samples,
+        "seed": seed,
+        "workers": landscape.workers,
+        "architectures": n,
+        "sampled": len(landscape.sampled),
+        "baselines": len(landscape.baselines),
+        "draws": landscape.draws,
+        "rejected": landscape.rejected,
+        "meta_traced": landscape.meta_traced,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "wall_ms_per_architecture": round(wall / n * 1e3, 1),
         "cpu_ms_per_architecture": round(cpu / n * 1e3, 1),
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "top_effects": {t: [(e.parameter, round(e.share, 3), round(e.ratio, 3)) for e in eff[:5]]
-                        for t, eff in landscape.effects.items()},
+        "top_effects": {
+            t: [(e.parameter, round(e.share, 3), round(e.ratio, 3)) for e in eff[:5]]
+            for t, eff in landscape.effects.items()
+        },
     }
 
 
@@ -111,10 +138,15 @@ def naive(space_name: str, target: str, samples: int, seed: int) -> dict[str, An
     total = sum(steps.values()) / len(configs)
     return {
         "what": "CPU time per architecture, one process: a search trial's way against explore's",
-        "machine": _machine(), "space": space_name, "target": target, "architectures": len(configs),
-        "naive_cpu_ms": per, "naive_cpu_ms_total": round(total * 1e3, 1),
+        "machine": _machine(),
+        "space": space_name,
+        "target": target,
+        "architectures": len(configs),
+        "naive_cpu_ms": per,
+        "naive_cpu_ms_total": round(total * 1e3, 1),
         "explore_cpu_ms": round(fast / len(configs) * 1e3, 1),
-        "naive_1000_cpu_s": round(total * 1000, 1), "explore_1000_cpu_s": round(fast / len(configs) * 1000, 1),
+        "naive_1000_cpu_s": round(total * 1000, 1),
+        "explore_1000_cpu_s": round(fast / len(configs) * 1000, 1),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
 
@@ -134,17 +166,24 @@ def agree(samples: int, seed: int, targets: list[str]) -> dict[str, Any]:
             fast = profile_architecture(config, hw, calibrations)
             model = build(config)
             fv = count_macs(model, hw)
-            same_estimates = all(
-                estimate(model, hw, t).to_dict() == fast.latency[t].to_dict() for t in targets)
-            rows.append({
-                "architecture": label, "baseline": not label.startswith("sample-"),
-                "trace_macs": fast.macs, "fvcore_macs": fv.macs, "trace_conv_macs": fast.conv_macs,
-                "fvcore_conv_macs": fv.conv_macs, "torch_flop_counter_macs": fv.flop_counter_macs,
-                "params_equal": fast.params == count_params(model), "estimates_identical": same_estimates,
-                "meta_traced": fast.meta,
-            })
+            same_estimates = all(estimate(model, hw, t).to_dict() == fast.latency[t].to_dict() for t in targets)
+            rows.append(
+                {
+                    "architecture": label,
+                    "baseline": not label.startswith("sample-"),
+                    "trace_macs": fast.macs,
+                    "fvcore_macs": fv.macs,
+                    "trace_conv_macs": fast.conv_macs,
+                    "fvcore_conv_macs": fv.conv_macs,
+                    "torch_flop_counter_macs": fv.flop_counter_macs,
+                    "params_equal": fast.params == count_params(model),
+                    "estimates_identical": same_estimates,
+                    "meta_traced": fast.meta,
+                }
+            )
         per_space[name] = {
-            "input_hw": list(hw), "architectures": len(rows),
+            "input_hw": list(hw),
+            "architectures": len(rows),
             "macs_equal": sum(r["trace_macs"] == r["fvcore_macs"] for r in rows),
             "conv_macs_equal": sum(r["trace_conv_macs"] == r["fvcore_conv_macs"] for r in rows),
             "max_rel_diff_macs": max(abs(r["trace_macs"] / r["fvcore_macs"] - 1) for r in rows),
@@ -153,8 +192,14 @@ def agree(samples: int, seed: int, targets: list[str]) -> dict[str, Any]:
             "meta_traced": sum(r["meta_traced"] for r in rows),
             "rows": rows,
         }
-    return {"what": "MACs from the trace vs fvcore; estimates from the meta trace vs estimate()",
-            "machine": _machine(), "targets": targets, "samples_per_space": samples, "seed": seed, "spaces": per_space}
+    return {
+        "what": "MACs from the trace vs fvcore; estimates from the meta trace vs estimate()",
+        "machine": _machine(),
+        "targets": targets,
+        "samples_per_space": samples,
+        "seed": seed,
+        "spaces": per_space,
+    }
 
 
 def _feasible(space: Any, config: Any, hw: tuple[int, int]) -> bool:
@@ -172,23 +217,29 @@ def report() -> None:
         m = data["machine"]
         head = f"{path.name} ({m['when']}, {m['cpu']}, {m['cores']} cores)"
         if data["what"].startswith("explore()"):
-            print(f"{head}\n  {data['space']} on {', '.join(data['targets'])}: {data['sampled']} samples + "
-                  f"{data['baselines']} baselines ({data['draws']} draws) in {data['wall_s']} s wall on "
-                  f"{data['workers']} process(es), {data['cpu_s']} s CPU ({data['cpu_ms_per_architecture']} ms "
-                  f"per architecture); load average {data['load_average_before'][0]} before, "
-                  f"{data['load_average_after'][0]} after")
+            print(
+                f"{head}\n  {data['space']} on {', '.join(data['targets'])}: {data['sampled']} samples + "
+                f"{data['baselines']} baselines ({data['draws']} draws) in {data['wall_s']} s wall on "
+                f"{data['workers']} process(es), {data['cpu_s']} s CPU ({data['cpu_ms_per_architecture']} ms "
+                f"per architecture); load average {data['load_average_before'][0]} before, "
+                f"{data['load_average_after'][0]} after"
+            )
         elif data["what"].startswith("CPU time"):
-            print(f"{head}\n  {data['space']} on {data['target']}, {data['architectures']} architectures, CPU ms "
-                  f"each: search-trial way {data['naive_cpu_ms_total']} ({data['naive_cpu_ms']}), explore "
-                  f"{data['explore_cpu_ms']}; for 1,000: {data['naive_1000_cpu_s']} s against "
-                  f"{data['explore_1000_cpu_s']} s")
+            print(
+                f"{head}\n  {data['space']} on {data['target']}, {data['architectures']} architectures, CPU ms "
+                f"each: search-trial way {data['naive_cpu_ms_total']} ({data['naive_cpu_ms']}), explore "
+                f"{data['explore_cpu_ms']}; for 1,000: {data['naive_1000_cpu_s']} s against "
+                f"{data['explore_1000_cpu_s']} s"
+            )
         else:
             print(head)
             for name, s in data["spaces"].items():
-                print(f"  {name}: {s['architectures']} architectures; MACs equal to fvcore's {s['macs_equal']} "
-                      f"(conv {s['conv_macs_equal']}), largest difference {s['max_rel_diff_macs']:.2e}; estimates "
-                      f"identical {s['estimates_identical']}; params equal {s['params_equal']}; meta-traced "
-                      f"{s['meta_traced']}")
+                print(
+                    f"  {name}: {s['architectures']} architectures; MACs equal to fvcore's {s['macs_equal']} "
+                    f"(conv {s['conv_macs_equal']}), largest difference {s['max_rel_diff_macs']:.2e}; estimates "
+                    f"identical {s['estimates_identical']}; params equal {s['params_equal']}; meta-traced "
+                    f"{s['meta_traced']}"
+                )
 
 
 def main() -> None:
@@ -215,7 +266,9 @@ def main() -> None:
     if args.command == "run":
         targets = args.target or ["jetson-nano"]
         data = run(args.space, targets, args.samples, args.workers, args.seed)
-        name = args.name or f"{args.space}-{'+'.join(targets)}-{args.samples}" + (f"-w{args.workers}" if args.workers else "")
+        name = args.name or f"{args.space}-{'+'.join(targets)}-{args.samples}" + (
+            f"-w{args.workers}" if args.workers else ""
+        )
         print(_save(name, data))
     elif args.command == "naive":
         print(_save(f"naive-{args.space}-{args.target}", naive(args.space, args.target, args.samples, args.seed)))

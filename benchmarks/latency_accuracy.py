@@ -80,20 +80,44 @@ MEASUREMENTS = Path(__file__).resolve().parent / "results" / "latency_accuracy" 
 JETSON_RESULTS = MEASUREMENTS.parent / "jetson_generalisation.json"
 EFFECTS_RESULTS = MEASUREMENTS.parent / "jetson_effects.json"
 # How every host measurement in a store was taken (the benchmark fixes all of it).
-MEASURED_WITH = {"backend": "torch (eager)", "precision": "fp32", "threads": 1, "batch": 1,
-                 "clock": "thread CPU time", "what": "forward pass under no_grad; layers: each timed inside its network "
-                 "(median of 3 forwards after 1 warm-up), in the same pass as the network, intermediates freed as the network "
-                 "frees them",
-                 "denormals": "flushed to zero"}
+MEASURED_WITH = {
+    "backend": "torch (eager)",
+    "precision": "fp32",
+    "threads": 1,
+    "batch": 1,
+    "clock": "thread CPU time",
+    "what": "forward pass under no_grad; layers: each timed inside its network "
+    "(median of 3 forwards after 1 warm-up), in the same pass as the network, intermediates freed as the network "
+    "frees them",
+    "denormals": "flushed to zero",
+}
 OP_TABLE_CAL_ID = "host-cpu/torch-eager-fp32-1thread/sampled-optable-v2"
 # Where each paper timed its network on a Jetson (the timing itself may be withheld from us).
 PAPER_SETTINGS = [  # baseline, target, input (H, W), published FPS or None (withheld from us / not TensorRT), setting
-    ("fassd-net-l2", "jetson-xavier-nx", (1024, 2048), None, "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)"),
+    (
+        "fassd-net-l2",
+        "jetson-xavier-nx",
+        (1024, 2048),
+        None,
+        "FASSD-Net abstract / Fig. 7a: TensorRT FP16, full resolution (withheld)",
+    ),
     ("fassd-net", "jetson-tx2", (512, 1024), 14.3, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
     ("fassd-net-l1", "jetson-tx2", (576, 1152), 22.2, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
     ("fassd-net-l2", "jetson-tx2", (704, 1408), 28.5, "FASSD-Net Table IX: TensorRT FP16 (JetPack)"),
-    ("pyramid-shufflenet", "jetson-agx-xavier", (768, 1024), None, "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024 (withheld)"),
-    ("jetseg-agx", "jetson-agx-xavier", (512, 512), None, "JetSeg abstract: 'Jetson AGX' read as AGX Xavier, 512x512 as its Table 1 (withheld)"),
+    (
+        "pyramid-shufflenet",
+        "jetson-agx-xavier",
+        (768, 1024),
+        None,
+        "Pyramid ShuffleNetV2 abstract/conclusion: 768x1024 (withheld)",
+    ),
+    (
+        "jetseg-agx",
+        "jetson-agx-xavier",
+        (512, 512),
+        None,
+        "JetSeg abstract: 'Jetson AGX' read as AGX Xavier, 512x512 as its Table 1 (withheld)",
+    ),
     ("espnet", "jetson-tx2", (512, 1024), 9.0, "ESPNet: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
     ("ejpnet", "jetson-tx2", (256, 512), 5.8, "EJPNet Table 1: PyTorch, not TensorRT (our estimate is TensorRT FP16)"),
 ]
@@ -114,8 +138,10 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
     (leave-one-network-out, the headline) or its source (leave-one-source-out); the check points by
     the full fit. Prints the tables of benchmarks/README.md and keeps every prediction in ``out``."""
     effects = list(JETSON_EFFECTS if effects is None else effects)
-    print("\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
-          f"{', '.join(effects) or 'none'})\n")
+    print(
+        "\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
+        f"{', '.join(effects) or 'none'})\n"
+    )
     start = time.perf_counter()
     with Progress(transient=True) as progress:
         tasks: dict[str, int] = {}
@@ -127,38 +153,57 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
 
         rows = evaluate(effects, progress=report)
     fitted = [r for r in rows if not r.check]
-    print("| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
-          "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |")
+    print(
+        "| device | points | **leave-one-network-out MAPE** | leave-one-source-out MAPE | leave-one-out MAPE "
+        "| LONO within 25 % | LONO Kendall tau | in-sample MAPE |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     groups = by(fitted, lambda r: r.target)
     for target, mine in [*groups.items(), ("all", fitted)]:
         s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo", "in_sample")}
-        print(f"| {target} | {len(mine)} | **{s['lono'].mape:.1%}** | {s['loso'].mape:.1%} | {s['loo'].mape:.1%} "
-              f"| {s['lono'].within_25:.0%} | {s['lono'].kendall_tau:.2f} | {s['in_sample'].mape:.1%} |")
-    print("\nBias by network family (geometric mean of predicted / measured, minus 1; + is too slow). "
-          "Check points (never fitted) are predicted by the full fit under every protocol.\n")
+        print(
+            f"| {target} | {len(mine)} | **{s['lono'].mape:.1%}** | {s['loso'].mape:.1%} | {s['loo'].mape:.1%} "
+            f"| {s['lono'].within_25:.0%} | {s['lono'].kendall_tau:.2f} | {s['in_sample'].mape:.1%} |"
+        )
+    print(
+        "\nBias by network family (geometric mean of predicted / measured, minus 1; + is too slow). "
+        "Check points (never fitted) are predicted by the full fit under every protocol.\n"
+    )
     print("| family | points | networks | **LONO bias** | LONO MAPE | LOSO bias | LOO bias |")
     print("|---|---|---|---|---|---|---|")
     for family, mine in by(rows, lambda r: r.family).items():
         nets = ", ".join(dict.fromkeys(r.network for r in mine))
-        label = family + (" (check)" if all(r.check for r in mine) else " (incl. check)" if any(r.check for r in mine) else "")
+        label = family + (
+            " (check)" if all(r.check for r in mine) else " (incl. check)" if any(r.check for r in mine) else ""
+        )
         s = {p: Summary.of(mine, p) for p in ("lono", "loso", "loo")}
-        print(f"| {label} | {len(mine)} | {nets} | **{s['lono'].bias:+.0%}** | {s['lono'].mape:.0%} | {s['loso'].bias:+.0%} "
-              f"| {s['loo'].bias:+.0%} |")
+        print(
+            f"| {label} | {len(mine)} | {nets} | **{s['lono'].bias:+.0%}** | {s['lono'].mape:.0%} | {s['loso'].bias:+.0%} "
+            f"| {s['loo'].bias:+.0%} |"
+        )
     print("\nCheck points (`use: check` in published_jetson.json; no fit sees them):\n")
     print("| point | precision | measured ms | predicted ms | predicted / measured |")
     print("|---|---|---|---|---|")
     for r in rows:
         if r.check:
-            print(f"| {r.id} | {r.precision} | {r.measured_ms:.1f} | {r.predicted['lono']:.1f} | {r.ratio('lono'):.2f} |")
+            print(
+                f"| {r.id} | {r.precision} | {r.measured_ms:.1f} | {r.predicted['lono']:.1f} | {r.ratio('lono'):.2f} |"
+            )
     worst = sorted(fitted, key=lambda r: -abs(r.ratio("lono") - 1))[:6]
-    print("\nLargest leave-one-network-out errors: " + "; ".join(
-        f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst))
+    print(
+        "\nLargest leave-one-network-out errors: "
+        + "; ".join(f"{r.id} measured {r.measured_ms:.2f} ms, predicted {r.predicted['lono']:.2f} ms" for r in worst)
+    )
     print(f"\n({time.perf_counter() - start:.0f} s)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__,
-                                   **to_json(rows, effects)}, indent=1) + "\n")
+        out.write_text(
+            json.dumps(
+                {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **to_json(rows, effects)},
+                indent=1,
+            )
+            + "\n"
+        )
         print(f"every prediction: {out}")
 
 
@@ -191,8 +236,11 @@ def effects_study(candidates: list[list[str]], out: Path | None) -> None:
     measurements, checks = published_measurements(), published_measurements(checks=True)
     boards = list(dict.fromkeys(m.target for m in measurements))
     record = {}
-    print("| effects | LONO MAPE | LONO within 25 % | LONO MAPE per board (" + " / ".join(b.removeprefix("jetson-") for b in boards)
-          + ") | worst fitted family (LONO bias) | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |")
+    print(
+        "| effects | LONO MAPE | LONO within 25 % | LONO MAPE per board ("
+        + " / ".join(b.removeprefix("jetson-") for b in boards)
+        + ") | worst fitted family (LONO bias) | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |"
+    )
     print("|---|---|---|---|---|---|---|")
     for effects in candidates:
         rows = evaluate(effects, protocols=("lono",), measurements=measurements, checks=checks)
@@ -204,10 +252,13 @@ def effects_study(candidates: list[list[str]], out: Path | None) -> None:
         worst = max(families, key=lambda f: abs(families[f]))
         fassd = [r.ratio("lono") for r in rows if r.check and r.family == "fassd-net"]
         dlv3 = [r.ratio("lono") for r in rows if r.check and r.family == "mmseg-r50-d8"]
-        print(f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.2%} | {s.within_25:.0%} "
-              f"| {board_mape} "
-              f"| {worst} {families[worst]:+.0%} "
-              f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |", flush=True)
+        print(
+            f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.2%} | {s.within_25:.0%} "
+            f"| {board_mape} "
+            f"| {worst} {families[worst]:+.0%} "
+            f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |",
+            flush=True,
+        )
         record["+".join(effects) or "none"] = to_json(rows, effects)["summary"]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,8 +277,10 @@ def paper_settings() -> None:
             print(f"| {name} | {target} | {hw[0]}x{hw[1]} | — | — | — | — | baseline not available yet |")
             continue
         result = estimate(build(space.baseline(name)), hw, target)
-        print(f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
-              f"| {result.calibration} | {note} |")
+        print(
+            f"| {name} | {target} | {hw[0]}x{hw[1]} | {result.median_ms:.1f} | {result.fps:.1f} | {published or '—'} "
+            f"| {result.calibration} | {note} |"
+        )
 
 
 def _feasible_at_scale(architectures: list, scale: float, wanted: int) -> list:
@@ -259,8 +312,10 @@ def _measure_host(
         out.append(Measurement(case_id, "host-cpu", layer_table(model, hw, probe)[1], ms))
         if layer_times is not None:
             if len(layer_times) != len(out[-1].table.flops):
-                raise SystemExit(f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced: the "
-                                 "network's graph has changed since this store was measured; pass --measurements NEW.json")
+                raise SystemExit(
+                    f"{case_id}: {len(layer_times)} layers timed but {len(out[-1].table.flops)} traced: the "
+                    "network's graph has changed since this store was measured; pass --measurements NEW.json"
+                )
             layer_ms[case_id] = layer_times
     return out, layer_ms
 
@@ -290,8 +345,10 @@ def _timed_cases(
     layer_ms = store.setdefault("layer_ms", {})
     ids = [_case_id(name, hw) for name, _, hw in cases]
     if layers and any(len(layer_ms.get(i, [])) < len(ms.get(i, [])) for i in ids):
-        raise SystemExit(f"{label}: the store holds networks measured without their layers (from before the op "
-                         "table): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{label}: the store holds networks measured without their layers (from before the op "
+            "table): pass --measurements NEW.json"
+        )
     failed: set[str] = set()
     with Progress() as progress:
         task = progress.add_task(label, total=sum(max(0, rounds - len(ms.get(i, []))) for i in ids))
@@ -303,7 +360,9 @@ def _timed_cases(
             try:
                 network = _network(config)
                 started = time.time()
-                ms.setdefault(case_id, []).append(measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms)
+                ms.setdefault(case_id, []).append(
+                    measure_model(network, hw, "host-cpu", "torch", settings=settings).median_ms
+                )
                 taken = at.setdefault(case_id, [])
                 taken += [None] * (len(ms[case_id]) - 1 - len(taken)) + [started]
                 if layers:
@@ -329,11 +388,15 @@ def _require_same_cpu(store: dict, what: str) -> None:
     """Timings do not transfer between CPUs or timing methods: a store only grows on the CPU, and
     with the method, it was started with."""
     if store["cpu"] != cpu_name():
-        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it come from "
-                         f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{what} is not measured yet, and the measurements kept with it come from "
+            f"{store['cpu']!r}, not this CPU ({cpu_name()!r}): pass --measurements NEW.json"
+        )
     if store.get("measured_with") != MEASURED_WITH:
-        raise SystemExit(f"{what} is not measured yet, and the measurements kept with it were taken otherwise "
-                         f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json")
+        raise SystemExit(
+            f"{what} is not measured yet, and the measurements kept with it were taken otherwise "
+            f"({store.get('measured_with')}, not {MEASURED_WITH}): pass --measurements NEW.json"
+        )
 
 
 _COUNTED = {"ms": "measured", "layer_ms": "layers_timed", "ms_again": "remeasured"}  # store field -> run record
@@ -341,7 +404,9 @@ _COUNTED = {"ms": "measured", "layer_ms": "layers_timed", "ms_again": "remeasure
 
 def _counts(store: dict) -> dict[str, int]:
     """How many measurements each field holds (a case measured in three rounds counts three)."""
-    return {field: sum(len(v) if isinstance(v, list) else 1 for v in store.get(field, {}).values()) for field in _COUNTED}
+    return {
+        field: sum(len(v) if isinstance(v, list) else 1 for v in store.get(field, {}).values()) for field in _COUNTED
+    }
 
 
 def _save_store(store: dict, path: Path, known: dict[str, int], load_before: float) -> None:
@@ -350,9 +415,16 @@ def _save_store(store: dict, path: Path, known: dict[str, int], load_before: flo
     if not any(measured.values()):
         return
     store.setdefault("measured_with", MEASURED_WITH)
-    store["runs"].append({"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **measured,
-                          "allocator": keep_freed_memory() or "default",
-                          "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)})
+    store["runs"].append(
+        {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__,
+            **measured,
+            "allocator": keep_freed_memory() or "default",
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(store, indent=1) + "\n")
 
@@ -363,8 +435,14 @@ def _load_store(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def host_cases(scale: float, per_space: int, check_total: int, extra_scale: float | None = None,
-               more: dict[str, int] | None = None, check_seed: int = 2) -> tuple[list, list, list]:
+def host_cases(
+    scale: float,
+    per_space: int,
+    check_total: int,
+    extra_scale: float | None = None,
+    more: dict[str, int] | None = None,
+    check_seed: int = 2,
+) -> tuple[list, list, list]:
     """The calibration and check architectures (disjoint), each at its search input x ``scale``, and the
     calibration architectures again at x ``extra_scale`` (those that can run there; none without it).
 
@@ -374,8 +452,10 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     spaces, more = all_spaces(), more or {}
     unknown = set(more) - {s.name for s in spaces}
     if unknown:
-        raise SystemExit(f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
-                         f"{', '.join(s.name for s in spaces)}")
+        raise SystemExit(
+            f"--calibrate-space: no space {', '.join(sorted(unknown))}; the spaces are "
+            f"{', '.join(s.name for s in spaces)}"
+        )
     # Some samples feasible at the search input are not at the scaled one: draw spares.
     calibrate, extra = [], []
     for space in spaces:
@@ -390,12 +470,18 @@ def host_cases(scale: float, per_space: int, check_total: int, extra_scale: floa
     per_space_check = math.ceil(check_total / len(spaces)) + 1  # one spare for a sample that fails to run
     check = []
     for space in spaces:
-        fresh = [a for a in sampled_architectures(3 * per_space_check, seed=check_seed, spaces=[space]) if a[1].arch_hash() not in seen]
+        fresh = [
+            a
+            for a in sampled_architectures(3 * per_space_check, seed=check_seed, spaces=[space])
+            if a[1].arch_hash() not in seen
+        ]
         check += _feasible_at_scale(fresh, scale, per_space_check)
     return calibrate, check, extra
 
 
-def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> dict[str, tuple[float, np.ndarray | None]] | None:
+def _drift_corrected(
+    store: dict, field: str, ids: list[str], rounds: int
+) -> dict[str, tuple[float, np.ndarray | None]] | None:
     """Each case's median ms, and its layers' (if timed), after dividing every pass's measurement by the
     host's slowdown at that moment (``timing.host_slowdown``); None where a measurement has no time."""
     ms, at = store[field], store.get(f"{field}_at", {})
@@ -403,63 +489,106 @@ def _drift_corrected(store: dict, field: str, ids: list[str], rounds: int) -> di
         return None
     slowdown = {i: np.array(v[:rounds]) for i, v in host_slowdown(ms, at).items()}
     layers = store.get("layer_ms", {})
-    return {i: (float(np.median(np.array(ms[i][:rounds]) / slowdown[i])),
-                np.median(np.array(layers[i][:rounds]) / slowdown[i][:, None], axis=0) if field == "ms" and i in layers else None)
-            for i in ids}
+    return {
+        i: (
+            float(np.median(np.array(ms[i][:rounds]) / slowdown[i])),
+            np.median(np.array(layers[i][:rounds]) / slowdown[i][:, None], axis=0)
+            if field == "ms" and i in layers
+            else None,
+        )
+        for i in ids
+    }
 
 
-def host(scale: float, per_space: int, check_total: int, write: bool, store_path: Path, rounds: int,
-         extra_scale: float | None, more: dict[str, int] | None = None, check_seed: int = 2) -> None:
+def host(
+    scale: float,
+    per_space: int,
+    check_total: int,
+    write: bool,
+    store_path: Path,
+    rounds: int,
+    extra_scale: float | None,
+    more: dict[str, int] | None = None,
+    check_seed: int = 2,
+) -> None:
     spaces = all_spaces()
     store = _load_store(store_path)
-    print(f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
-          f"spaces: {', '.join(s.name for s in spaces)}\n")
+    print(
+        f"\n### Host CPU: {store['cpu']}, torch {torch.__version__}, 1 thread, "
+        f"spaces: {', '.join(s.name for s in spaces)}\n"
+    )
     calibrate, check, calibrate_extra = host_cases(scale, per_space, check_total, extra_scale, more, check_seed)
-    settings = TimingSettings(threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01)
+    settings = TimingSettings(
+        threads=1, warmup_runs=2, warmup_s=0.1, min_repeats=7, max_repeats=40, max_seconds=1.5, rel_precision=0.01
+    )
     known = _counts(store)
     load_before = os.getloadavg()
     try:
         # Both sets in the same passes, so that the host's slow spells are noise in both and not a bias
         # between them: measured one after the other, identical layers took 6 % (median) longer in the check set.
-        timed, layers = _measure_host(calibrate + calibrate_extra + check, settings, "calibration and check sets", store,
-                                      rounds, layers=True)
+        timed, layers = _measure_host(
+            calibrate + calibrate_extra + check, settings, "calibration and check sets", store, rounds, layers=True
+        )
         micro_set, _ = _measure_host(suite((96, 128), 32), settings, "micro-benchmarks", store, rounds)
         again = _remeasured(check, settings, store, rounds)
     finally:  # an interrupted or failed run keeps what it measured
         _save_store(store, store_path, known, load_before[0])
     calibration_ids = {_case_id(name, hw) for name, _, hw in calibrate}
     extra_ids = {_case_id(name, hw) for name, _, hw in calibrate_extra} - calibration_ids
-    runs = "; ".join(f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
-                     f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}" for r in store["runs"])
-    print(f"Check architectures sampled with seed {check_seed}, calibration ones with seed 1. "
-          f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
-          f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}.")
-    sets = [[m for m in timed if m.id in calibration_ids], [m for m in timed if m.id in extra_ids],
-            [m for m in timed if m.id not in calibration_ids | extra_ids]]
+    runs = "; ".join(
+        f"{r['date']}, {r['measured']} cases, {r.get('layers_timed', 0)} with their layers, "
+        f"{r.get('remeasured', 0)} again, load {r['load_before']} -> {r['load_after']}"
+        for r in store["runs"]
+    )
+    print(
+        f"Check architectures sampled with seed {check_seed}, calibration ones with seed 1. "
+        f"Inputs = search input x {scale} (rounded to 32). Each network's latency is the median of {rounds} "
+        f"measurements taken in {rounds} passes. Measurement runs (1-min load average on 2 cores, before -> after): {runs}."
+    )
+    sets = [
+        [m for m in timed if m.id in calibration_ids],
+        [m for m in timed if m.id in extra_ids],
+        [m for m in timed if m.id not in calibration_ids | extra_ids],
+    ]
     fitted = _report("as measured", *sets, micro_set, layers, again, extra_scale, rounds)
     corrected = _drift_corrected(store, "ms", [m.id for m in timed + micro_set], rounds)
     corrected_again = _drift_corrected(store, "ms_again", list(again), rounds)
     if corrected is None or corrected_again is None:
-        print("\n(No drift-corrected table: some measurements in the store have no time; a store from before "
-              "2026-12-04.)")
+        print(
+            "\n(No drift-corrected table: some measurements in the store have no time; a store from before 2026-12-04.)"
+        )
     else:
+
         def at_usual_speed(networks: list[Measurement]) -> list[Measurement]:
             return [dataclasses.replace(m, ms=corrected[m.id][0]) for m in networks]
 
-        _report("drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
-                *map(at_usual_speed, sets), at_usual_speed(micro_set), {i: corrected[i][1] for i in layers},
-                {i: corrected_again[i][0] for i in again}, extra_scale, rounds)
+        _report(
+            "drift-corrected: every measurement divided by the host's slowdown at its moment (timing.host_slowdown)",
+            *map(at_usual_speed, sets),
+            at_usual_speed(micro_set),
+            {i: corrected[i][1] for i in layers},
+            {i: corrected_again[i][0] for i in again},
+            extra_scale,
+            rounds,
+        )
     if write:
-        provenance = {"device": f"{store['cpu']} (1 thread)", "backend": "torch", "versions": {"torch": torch.__version__}}
+        provenance = {
+            "device": f"{store['cpu']} (1 thread)",
+            "backend": "torch",
+            "versions": {"torch": torch.__version__},
+        }
         # The roofline, as measured: a few numbers, no regressor to fit at first use; a user times an op
         # table of their own CPU with `nasseg calibrate --op-table`.
         cal = fitted["host-cpu"]
-        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(CALIBRATIONS_DIR / "host-cpu.json")
+        path = dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}).save(
+            CALIBRATIONS_DIR / "host-cpu.json"
+        )
         print(f"\nwrote {path}")
 
 
-def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measurement], list[Measurement]], np.ndarray],
-                   folds: int = 5) -> np.ndarray:
+def calibration_cv(
+    cal_set: list[Measurement], predict: Callable[[list[Measurement], list[Measurement]], np.ndarray], folds: int = 5
+) -> np.ndarray:
     """Each calibration network's relative error, predicted by ``predict(the other folds' networks,
     its fold)``.
 
@@ -474,13 +603,28 @@ def calibration_cv(cal_set: list[Measurement], predict: Callable[[list[Measureme
     return errors
 
 
-def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement], check_set: list[Measurement],
-            micro_set: list[Measurement], layers: dict[str, np.ndarray], again: dict[str, float],
-            extra_scale: float | None, rounds: int) -> dict[str, Calibration]:
+def _report(
+    title: str,
+    cal_set: list[Measurement],
+    extra_set: list[Measurement],
+    check_set: list[Measurement],
+    micro_set: list[Measurement],
+    layers: dict[str, np.ndarray],
+    again: dict[str, float],
+    extra_scale: float | None,
+    rounds: int,
+) -> dict[str, Calibration]:
     """Fit every predictor on the calibration networks, print how each predicts the check networks, and
     return the roofline fit."""
-    base = template("host-cpu", "fp32", "torch-eager", "forward, thread CPU time", False, HOST_PRIOR,
-                    "host-cpu/torch-eager-fp32-1thread/sampled-v4")
+    base = template(
+        "host-cpu",
+        "fp32",
+        "torch-eager",
+        "forward, thread CPU time",
+        False,
+        HOST_PRIOR,
+        "host-cpu/torch-eager-fp32-1thread/sampled-v4",
+    )
     fitted, _ = fit(cal_set, {"host-cpu": base}, HOST_PRIOR)
     with_micro, _ = fit(cal_set + micro_set, {"host-cpu": base}, HOST_PRIOR)
     fixed_ms = fitted["host-cpu"].fixed_overhead_ms
@@ -494,34 +638,51 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
     measured = np.array([m.ms for m in check_set])
     rows = {"predictor + op table (the calibration architectures' layers, timed inside them)": table_predictions}
     if extra_set:  # does a table of more layer sizes generalise better to unseen networks?
-        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(cal_set + extra_set, check_set)[1]
+        rows[f"predictor + op table, the calibration architectures also at search input x {extra_scale}"] = with_table(
+            cal_set + extra_set, check_set
+        )[1]
     rows |= {
         "predictor, calibrated on the calibration architectures": predict_measurements(fitted, check_set),
-        "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(with_micro, check_set),
+        "predictor, calibrated on the calibration architectures + micro-benchmarks": predict_measurements(
+            with_micro, check_set
+        ),
         "predictor, prior only (uncalibrated)": predict_measurements({"host-cpu": base}, check_set),
     }
     # Not a prediction: the check networks' own layers, timed inside them, summed and scaled as the op
     # table does. What is left is how far a network is from the sum of its layers (the composition error).
     rows["(not a prediction) the check networks' own layers timed inside them, x the op table's scale"] = np.array(
-        [layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set])
-    rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array([again[m.id] for m in check_set])
+        [layers[m.id].sum() * op_table.scale + fixed_ms for m in check_set]
+    )
+    rows[f"(not a prediction) the same networks measured again ({rounds} more passes), after all the rest"] = np.array(
+        [again[m.id] for m in check_set]
+    )
     flops_cal = np.array([m.table.flops.sum() for m in cal_set])
     per_flop = np.exp(np.mean(np.log(np.array([m.ms for m in cal_set]) / flops_cal)))
     rows["FLOPs x one fitted constant (for comparison)"] = np.array([m.table.flops.sum() for m in check_set]) * per_flop
-    print(f"\n#### {title}\n\nCalibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint); "
-          f"measured {measured.min():.1f}-{measured.max():.1f} ms. Op table: {len(op_table.ms)} layers, network / sum of "
-          f"its layers {op_table.scale:.3f}.\n")
+    print(
+        f"\n#### {title}\n\nCalibration set {len(cal_set)} architectures, check set {len(check_set)} (disjoint); "
+        f"measured {measured.min():.1f}-{measured.max():.1f} ms. Op table: {len(op_table.ms)} layers, network / sum of "
+        f"its layers {op_table.scale:.3f}.\n"
+    )
     print("| model | within +-10 % | MAPE | Kendall tau | Spearman rho |")
     print("|---|---|---|---|---|")
     for label, predicted in rows.items():
         err = _errors(predicted, measured)
         tau, rho = _rank(predicted, measured)
         print(f"| {label} | {(err <= 0.10).mean():.0%} | {err.mean():.1%} | {tau:.3f} | {rho:.3f} |")
-    compared = {"with op table": list(rows)[0], f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
-                "roofline only": "predictor, calibrated on the calibration architectures"}
+    compared = {
+        "with op table": list(rows)[0],
+        f"op table, also x {extra_scale}": list(rows)[1] if extra_set else None,
+        "roofline only": "predictor, calibrated on the calibration architectures",
+    }
     compared = {column: row for column, row in compared.items() if row}
-    print("\nPer family (within +-10 % / MAPE):\n\n| family | check archs | " + " | ".join(compared) + " |\n"
-          + "|---" * (2 + len(compared)) + "|")
+    print(
+        "\nPer family (within +-10 % / MAPE):\n\n| family | check archs | "
+        + " | ".join(compared)
+        + " |\n"
+        + "|---" * (2 + len(compared))
+        + "|"
+    )
     cv = calibration_cv(cal_set, lambda networks, predicted: with_table(networks, predicted)[1])
     spaces = [space.name for space in all_spaces()]
 
@@ -533,9 +694,15 @@ def _report(title: str, cal_set: list[Measurement], extra_set: list[Measurement]
         mine = check_family == name
         if mine.any():
             cells = [_errors(rows[label][mine], measured[mine]) for label in compared.values()]
-            print(f"| {name} | {mine.sum()} | " + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells) + " |")
-    print("\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
-          "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|")
+            print(
+                f"| {name} | {mine.sum()} | "
+                + " | ".join(f"{(e <= 0.10).mean():.0%} / {e.mean():.1%}" for e in cells)
+                + " |"
+            )
+    print(
+        "\nOp table, 5-fold cross-validation inside the calibration set (no check network seen; where it is low, "
+        "more calibration architectures help: --calibrate-space):\n\n| family | calibration archs | within +-10 % | MAPE |\n|---|---|---|---|"
+    )
     for name in spaces:
         mine = cal_family == name
         if mine.any():
@@ -561,39 +728,84 @@ def main() -> None:
     parser.add_argument("--skip-jetson", action="store_true")
     parser.add_argument("--host-scale", type=float, default=0.5, help="host inputs: the search input times this")
     parser.add_argument("--calibrate-per-space", type=int, default=10)
-    parser.add_argument("--calibrate-space", action="append", default=[], metavar="SPACE=N",
-                        help="this many calibration architectures for this space (repeatable; the others keep "
-                             "--calibrate-per-space)")
+    parser.add_argument(
+        "--calibrate-space",
+        action="append",
+        default=[],
+        metavar="SPACE=N",
+        help="this many calibration architectures for this space (repeatable; the others keep --calibrate-per-space)",
+    )
     parser.add_argument("--check-total", type=int, default=60, help="at least this many check architectures")
-    parser.add_argument("--check-seed", type=int, default=2,
-                        help="draw the check architectures with this seed (2 in every store before 2026-12-06)")
-    parser.add_argument("--op-table-extra-scale", type=float, default=None,
-                        help="host: also time the calibration architectures at the search input times this, for a "
-                             "second op table of more layer sizes")
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="host: measure every network this many times, in as many passes, and take the median "
-                             "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)")
-    parser.add_argument("--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration")
-    parser.add_argument("--effects", default=None, metavar="A,B",
-                        help="Jetson: cost with these kernel effects instead of the packaged ones ('' for none; "
-                             f"known: {', '.join(EFFECTS)})")
-    parser.add_argument("--effects-study", action="store_true",
-                        help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)")
-    parser.add_argument("--jetson-results", type=Path, default=JETSON_RESULTS,
-                        help="Jetson: write every prediction here (and the effects study beside it)")
-    parser.add_argument("--measurements", type=Path, default=MEASUREMENTS,
-                        help="host measurements reused from and added to this JSON file (a new path measures afresh)")
+    parser.add_argument(
+        "--check-seed",
+        type=int,
+        default=2,
+        help="draw the check architectures with this seed (2 in every store before 2026-12-06)",
+    )
+    parser.add_argument(
+        "--op-table-extra-scale",
+        type=float,
+        default=None,
+        help="host: also time the calibration architectures at the search input times this, for a "
+        "second op table of more layer sizes",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="host: measure every network this many times, in as many passes, and take the median "
+        "(1 reproduces stores from before 2026-12-03, which hold one measurement per network)",
+    )
+    parser.add_argument(
+        "--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration"
+    )
+    parser.add_argument(
+        "--effects",
+        default=None,
+        metavar="A,B",
+        help="Jetson: cost with these kernel effects instead of the packaged ones ('' for none; "
+        f"known: {', '.join(EFFECTS)})",
+    )
+    parser.add_argument(
+        "--effects-study",
+        action="store_true",
+        help="Jetson: also judge every kernel effect alone by leave-one-network-out (slow: minutes each)",
+    )
+    parser.add_argument(
+        "--jetson-results",
+        type=Path,
+        default=JETSON_RESULTS,
+        help="Jetson: write every prediction here (and the effects study beside it)",
+    )
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        default=MEASUREMENTS,
+        help="host measurements reused from and added to this JSON file (a new path measures afresh)",
+    )
     args = parser.parse_args()
     more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:
         effects = None if args.effects is None else [e for e in args.effects.split(",") if e]
         jetson_generalisation(effects, args.jetson_results)
         if args.effects_study:
-            effects_study(effect_candidates(JETSON_EFFECTS, PREVIOUS_JETSON_EFFECTS), args.jetson_results.with_name(EFFECTS_RESULTS.name))
+            effects_study(
+                effect_candidates(JETSON_EFFECTS, PREVIOUS_JETSON_EFFECTS),
+                args.jetson_results.with_name(EFFECTS_RESULTS.name),
+            )
         paper_settings()
     if not args.skip_host:
-        host(args.host_scale, args.calibrate_per_space, args.check_total, args.write_host_calibration, args.measurements,
-             args.rounds, args.op_table_extra_scale, more, args.check_seed)
+        host(
+            args.host_scale,
+            args.calibrate_per_space,
+            args.check_total,
+            args.write_host_calibration,
+            args.measurements,
+            args.rounds,
+            args.op_table_extra_scale,
+            more,
+            args.check_seed,
+        )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def stability(name: str, model: torch.nn.Module, args: argparse.Namespace, progr
         "mean_ms": statistics.fmean(medians),
         "cv": cv(medians),
         "probe_cv": cv(probes),
-        "probe_corr": statistics.correlation(medians, probes) if min(len(set(medians)), len(set(probes))) > 1 else float("nan"),
+        "probe_corr": statistics.correlation(medians, probes)
+        if min(len(set(medians)), len(set(probes))) > 1
+        else float("nan"),
         "iqr_ms": statistics.median(r.spread_ms for r in results),
         "repeats": statistics.median(r.repeats for r in results),
         "converged": sum(bool(r.extra["converged"]) for r in results),
@@ -90,15 +92,21 @@ def main() -> None:
             space, _ = find_baseline(name)
             rows.append(stability(name, build(space.baseline(name)), args, progress))
     load_after = os.getloadavg()[0]
-    print(f"\n{cpu_device(args.threads)}, torch {torch.__version__}, backend {args.backend}, input {args.input}, "
-          f"{args.runs} runs per model; 1-min load average {load_before:.2f} before, {load_after:.2f} after\n")
-    print("| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
-          "| host probe CV | correlation with probe |")
+    print(
+        f"\n{cpu_device(args.threads)}, torch {torch.__version__}, backend {args.backend}, input {args.input}, "
+        f"{args.runs} runs per model; 1-min load average {load_before:.2f} before, {load_after:.2f} after\n"
+    )
+    print(
+        "| baseline | mean of medians ms | CV of medians | within-run IQR ms | repeats kept | runs converged "
+        "| host probe CV | correlation with probe |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         flag = "" if row["cv"] < GOAL_CV else " ✗"
-        print(f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
-              f"{row['repeats']:.0f} | {row['converged']}/{args.runs} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |")
+        print(
+            f"| {row['name']} | {row['mean_ms']:.2f} | {row['cv']:.2%}{flag} | {row['iqr_ms']:.2f} | "
+            f"{row['repeats']:.0f} | {row['converged']}/{args.runs} | {row['probe_cv']:.2%} | {row['probe_corr']:.2f} |"
+        )
     worst = max(row["cv"] for row in rows)
     print(f"\nWorst CV {worst:.2%} (goal < {GOAL_CV:.0%}): {'met' if worst < GOAL_CV else 'NOT met'}")
 

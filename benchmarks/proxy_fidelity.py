@@ -47,14 +47,25 @@ ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
 LOCK_FILE = ".lock"
 # One or two named networks per paper: the published points a user compares a search against.
-BASELINES = ["espnet", "espnet-c", "ejpnet", "espnetv2-s1", "fassd-net", "fassd-net-l1", "fassd-net-l2",
-             "jetseg-nano", "pyramid-shufflenet"]
+BASELINES = [
+    "espnet",
+    "espnet-c",
+    "ejpnet",
+    "espnetv2-s1",
+    "fassd-net",
+    "fassd-net-l1",
+    "fassd-net-l2",
+    "jetseg-nano",
+    "pyramid-shufflenet",
+]
 
 
 def _scaled(schedule: Schedule, name: str, factor: float) -> Schedule:
     """The same recipe ``factor`` times as long: warm-up and evaluation cadence scale with it."""
     return schedule.with_overrides(
-        name=name, steps=round(schedule.steps * factor), warmup_steps=round(schedule.warmup_steps * factor),
+        name=name,
+        steps=round(schedule.steps * factor),
+        warmup_steps=round(schedule.warmup_steps * factor),
         eval_every=round(schedule.eval_every * factor),
     )
 
@@ -81,9 +92,16 @@ def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) 
     spaces = all_spaces()
     wanted = [count // len(spaces) + (i < count % len(spaces)) for i in range(len(spaces))]
     drawn = [
-        [(f"{space.name}-sample-{c.arch_hash()[:6]}", c) for c in space.sample_feasible(
-            n, seed + i, inputs=[tuple(space.spec.search_input), train_hw], num_classes=num_classes,
-            attempts_per_sample=50).configs]
+        [
+            (f"{space.name}-sample-{c.arch_hash()[:6]}", c)
+            for c in space.sample_feasible(
+                n,
+                seed + i,
+                inputs=[tuple(space.spec.search_input), train_hw],
+                num_classes=num_classes,
+                attempts_per_sample=50,
+            ).configs
+        ]
         for i, (space, n) in enumerate(zip(spaces, wanted, strict=True))
     ]
     return [named[k] for k in range(max(wanted, default=0)) for named in drawn if k < len(named)]
@@ -95,7 +113,7 @@ def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> lis
     found = sampled(samples, seed, schedule.input_hw(info.frame_hw()), info.num_classes)
     baselines = [(name, _baseline(name)) for name in BASELINES]
     mixed = [arch for pair in zip(baselines, found) for arch in pair]
-    return mixed + baselines[len(found):] + found[len(baselines):]
+    return mixed + baselines[len(found) :] + found[len(baselines) :]
 
 
 def _baseline(name: str) -> ArchConfig:
@@ -109,7 +127,10 @@ def proxy_folder(proxy: str, train_seed: int | None) -> str:
 
 
 def training_jobs(
-    plans: dict[str, Schedule], seed: int, train_seed: int | None, long_seed: int | None = None,
+    plans: dict[str, Schedule],
+    seed: int,
+    train_seed: int | None,
+    long_seed: int | None = None,
 ) -> list[tuple[str, Schedule, int]]:
     """(folder, schedule, training seed) of each set of runs: ``short`` and the long reference, a tuning
     candidate alone (judged by the long runs there are), or the long reference again with ``long_seed``."""
@@ -169,7 +190,7 @@ def _load(runs: Path, key: str) -> dict[str, dict]:
 
 def _pair_agreement(points: list[tuple[str, float, float]]) -> tuple[float, int]:
     """Share of same-family pairs that both schedules order the same way, and the number of pairs."""
-    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1:] if a[0] == b[0]]
+    same = [(a, b) for i, a in enumerate(points) for b in points[i + 1 :] if a[0] == b[0]]
     alike = sum((a[1] - b[1]) * (a[2] - b[2]) > 0 for a, b in same)
     return (alike / len(same) if same else float("nan")), len(same)
 
@@ -204,8 +225,10 @@ def report(args: argparse.Namespace) -> None:
         a = [short[n]["miou"] for n in both]
         b = [long[n]["miou"] for n in both]
         tau, rho = kendalltau(a, b), spearmanr(a, b)
-        print(f"\n{len(both)} architectures with both runs: Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3f}), "
-              f"Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3f})")
+        print(
+            f"\n{len(both)} architectures with both runs: Kendall tau {tau.statistic:.3f} (p {tau.pvalue:.3f}), "
+            f"Spearman rho {rho.statistic:.3f} (p {rho.pvalue:.3f})"
+        )
         # A search ranks architectures of one space against each other: count only pairs of one family.
         agree, pairs = _pair_agreement([(family[n], short[n]["miou"], long[n]["miou"]) for n in both])
         print(f"within one family: {pairs} pairs, the two schedules order {agree:.0%} of them alike")
@@ -218,7 +241,9 @@ def report(args: argparse.Namespace) -> None:
             base = _load(args.runs, "short")
             same = {n: base[n]["miou"] for n in both if n in base}
             tau, agree, pairs = _agreement(same, long, family)
-            print(f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}")
+            print(
+                f"short on the same {len(same)} architectures: Kendall tau {tau:.3f}, same-family pairs alike {agree:.0%} of {pairs}"
+            )
         if args.train_seed is not None:  # a second seed of a proxy: how noisy one run is, and what two give
             first = _load(args.runs, proxy)
             same = [n for n in both if n in first]
@@ -226,12 +251,16 @@ def report(args: argparse.Namespace) -> None:
             print(f"{proxy} with two seeds on {len(same)} architectures: Kendall tau {seed_tau:.3f} between the seeds")
             mean = {n: (first[n]["miou"] + short[n]["miou"]) / 2 for n in same}
             tau, agree, pairs = _agreement(mean, long, family)
-            print(f"the mean of the two seeds: Kendall tau {tau:.3f} against long, same-family pairs alike {agree:.0%} of {pairs}")
+            print(
+                f"the mean of the two seeds: Kendall tau {tau:.3f} against long, same-family pairs alike {agree:.0%} of {pairs}"
+            )
     else:
         print(f"\nonly {len(both)} architectures have both runs: no rank correlation yet")
     fractions = sorted(m["forward_backward_fraction"] for m in [*short.values(), *long.values()])
     if fractions:
-        print(f"forward/backward share of step time: min {fractions[0]:.1%}, median {fractions[len(fractions) // 2]:.1%}")
+        print(
+            f"forward/backward share of step time: min {fractions[0]:.1%}, median {fractions[len(fractions) // 2]:.1%}"
+        )
     total = sum(m["train_seconds"] for m in [*short.values(), *long.values()])
     print(f"total training time {total / 60:.0f} min ({len(short)} short, {len(long)} long runs)")
 
@@ -242,12 +271,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=14, help="sampled architectures besides the baselines")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--factor", type=int, default=4, help="the long schedule is this many times short")
-    parser.add_argument("--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)")
-    parser.add_argument("--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)")
-    parser.add_argument("--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)")
-    parser.add_argument("--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/")
-    parser.add_argument("--max-hours", type=float, default=3.0,
-                        help="skip a long run expected (from its short run) to take longer than this")
+    parser.add_argument(
+        "--proxy-steps", type=int, help="judge short stretched to this many steps instead (a tuning candidate)"
+    )
+    parser.add_argument(
+        "--proxy-batch", type=int, help="judge short at this batch size instead (with --proxy-steps: same images seen)"
+    )
+    parser.add_argument(
+        "--train-seed", type=int, help="train the proxy with this seed instead (architectures stay those of --seed)"
+    )
+    parser.add_argument(
+        "--long-seed", type=int, help="train only the long reference, with this seed, into long-seed<N>/"
+    )
+    parser.add_argument(
+        "--max-hours",
+        type=float,
+        default=3.0,
+        help="skip a long run expected (from its short run) to take longer than this",
+    )
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # session continues the benchmark instead of starting it again.
     parser.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "results" / "proxy_fidelity")

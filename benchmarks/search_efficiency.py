@@ -65,8 +65,11 @@ def overhead(study_file: Path) -> dict[str, Any]:
         shares.append(1 - record.train_seconds / wall)
         rows.append({"number": trial.number, "wall_s": wall, "train_s": record.train_seconds})
     return {
-        "study": spec.study_name, "trials": len(rows), "median_overhead": statistics.median(shares),
-        "max_overhead": max(shares), "total_overhead": 1 - sum(r["train_s"] for r in rows) / sum(r["wall_s"] for r in rows),
+        "study": spec.study_name,
+        "trials": len(rows),
+        "median_overhead": statistics.median(shares),
+        "max_overhead": max(shares),
+        "total_overhead": 1 - sum(r["train_s"] for r in rows) / sum(r["wall_s"] for r in rows),
         "rows": rows,
     }
 
@@ -91,9 +94,25 @@ def _cheap_objective(space_name: str, target: str) -> Any:
 
 
 def _front_rows(values: list[tuple[float, float]]) -> list[TrialRow]:
-    return [TrialRow(number=i, state="COMPLETE", status="complete", baseline=None, miou=v, latency_ms=ms,
-                     latency_kind="estimated", latency_label=None, params=None, macs=None, config=None, failure=None,
-                     train_seconds=None, wall_seconds=None) for i, (v, ms) in enumerate(values)]
+    return [
+        TrialRow(
+            number=i,
+            state="COMPLETE",
+            status="complete",
+            baseline=None,
+            miou=v,
+            latency_ms=ms,
+            latency_kind="estimated",
+            latency_label=None,
+            params=None,
+            macs=None,
+            config=None,
+            failure=None,
+            train_seconds=None,
+            wall_seconds=None,
+        )
+        for i, (v, ms) in enumerate(values)
+    ]
 
 
 def samplers(space: str, target: str, seeds: int, budget: int) -> dict[str, Any]:
@@ -113,14 +132,19 @@ def samplers(space: str, target: str, seeds: int, budget: int) -> dict[str, Any]
     # One reference for every run: log10(params) above the smallest seen, latency below the slowest seen.
     every = [v for per in runs.values() for run in per for v in run]
     floor, ceiling = min(v for v, _ in every), max(ms for _, ms in every)
+
     def hv(run: list[tuple[float, float]]) -> float:
         return hypervolume(pareto_front(_front_rows([(v - floor, ms) for v, ms in run])), ceiling)
+
     best = hv(every)
     table = {name: [hv(run) / best for run in per] for name, per in runs.items()}
     return {
         "objective": f"maximise log10(params), minimise latency on {target} estimated by the predictor, "
-                     f"{space} space at its search input",
-        "space": space, "target": target, "seeds": seeds, "budget": budget,
+        f"{space} space at its search input",
+        "space": space,
+        "target": target,
+        "seeds": seeds,
+        "budget": budget,
         "normalised_hypervolume": table,
         "mean": {n: statistics.mean(v) for n, v in table.items()},
         "stdev": {n: statistics.stdev(v) if len(v) > 1 else 0.0 for n, v in table.items()},
@@ -132,8 +156,16 @@ def samplers(space: str, target: str, seeds: int, budget: int) -> dict[str, Any]
 def early_stopping(budget: int, data: str, schedule: str, base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"budget": budget, "data": data, "schedule": schedule}
     for label, on in (("off", False), ("on", True)):
-        spec = StudySpec(space="espnet", target="jetson-nano", data=data, schedule=schedule, budget=budget,
-                         sampler="random", early_stopping=on, name=f"es-{label}")
+        spec = StudySpec(
+            space="espnet",
+            target="jetson-nano",
+            data=data,
+            schedule=schedule,
+            budget=budget,
+            sampler="random",
+            early_stopping=on,
+            name=f"es-{label}",
+        )
         started = time.perf_counter()
         run_search(spec, base=base)
         study, settings = load_study(spec.study_name, base=base)
@@ -159,8 +191,9 @@ def early_stopping_replay(study_file: Path) -> dict[str, Any]:
     spec = load_study_file(study_file)
     study, settings = load_study(spec.study_name, base=study_file.parent)
     front = set(study_results(study, settings).pareto)
-    trials = sorted((t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"),
-                    key=lambda t: t.datetime_complete)
+    trials = sorted(
+        (t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"), key=lambda t: t.datetime_complete
+    )
     out: dict[str, Any] = {"study": spec.study_name, "front": sorted(front)}
     for bound, before in (("lower", "datetime_start"), ("upper", "datetime_complete")):
         stopped, saved, lost, total = [], 0.0, [], 0.0
@@ -169,19 +202,31 @@ def early_stopping_replay(study_file: Path) -> dict[str, Any]:
             if trial.user_attrs.get(BASELINE_ATTR) or record["status"] != "complete":
                 continue
             total += record["train_seconds"]
-            finished = [t.user_attrs[RECORD_ATTR] for t in trials
-                        if t is not trial and t.datetime_complete < getattr(trial, before)]
+            finished = [
+                t.user_attrs[RECORD_ATTR]
+                for t in trials
+                if t is not trial and t.datetime_complete < getattr(trial, before)
+            ]
             latency = record["latency"]["median_ms"]
-            at = next((step for step, miou in record["history"]
-                       if miou is not None and hopeless(step, miou, latency, finished)), None)
+            at = next(
+                (
+                    step
+                    for step, miou in record["history"]
+                    if miou is not None and hopeless(step, miou, latency, finished)
+                ),
+                None,
+            )
             if at is None:
                 continue
             stopped.append(trial.number)
             saved += record["train_seconds"] * (1 - at / record["steps"])
             if trial.number in front:
                 lost.append(trial.number)
-        out[bound] = {"stopped": stopped, "train_time_saved": saved / total if total else 0.0,
-                      "front_members_lost": lost}
+        out[bound] = {
+            "stopped": stopped,
+            "train_time_saved": saved / total if total else 0.0,
+            "front_members_lost": lost,
+        }
     return out
 
 
@@ -190,23 +235,31 @@ def report() -> None:
         data = json.loads(path.read_text())
         print(f"== {path.name}")
         if "median_overhead" in data:
-            print(f"study {data['study']}: {data['trials']} trials; not training or evaluation: median "
-                  f"{data['median_overhead']:.1%}, worst {data['max_overhead']:.1%}, overall {data['total_overhead']:.1%}")
+            print(
+                f"study {data['study']}: {data['trials']} trials; not training or evaluation: median "
+                f"{data['median_overhead']:.1%}, worst {data['max_overhead']:.1%}, overall {data['total_overhead']:.1%}"
+            )
         elif "normalised_hypervolume" in data:
             print(f"{data['objective']}; budget {data['budget']}, {data['seeds']} seeds")
             for name, mean in data["mean"].items():
-                print(f"  {name:7s} hypervolume {mean:.3f} ± {data['stdev'][name]:.3f} (of the pooled front), "
-                      f"{data['seconds'][name]:.0f} s")
+                print(
+                    f"  {name:7s} hypervolume {mean:.3f} ± {data['stdev'][name]:.3f} (of the pooled front), "
+                    f"{data['seconds'][name]:.0f} s"
+                )
         elif "lower" in data:
             for bound in ("lower", "upper"):
                 d = data[bound]
-                print(f"early-stopping replay on {data['study']} ({bound} bound): {len(d['stopped'])} sampled trials "
-                      f"stopped, training time saved {d['train_time_saved']:.1%}, front members lost "
-                      f"{len(d['front_members_lost'])} of {len(data['front'])}")
+                print(
+                    f"early-stopping replay on {data['study']} ({bound} bound): {len(d['stopped'])} sampled trials "
+                    f"stopped, training time saved {d['train_time_saved']:.1%}, front members lost "
+                    f"{len(d['front_members_lost'])} of {len(data['front'])}"
+                )
         elif "train_time_saved" in data:
-            print(f"early stopping, {data['budget']} sampled + baselines, {data['schedule']} on {data['data']}: "
-                  f"training time saved {data['train_time_saved']:.1%}, {data['on']['stopped']} trials stopped, "
-                  f"front members lost {len(data['front_members_lost'])} of {len(data['off']['front'])}")
+            print(
+                f"early stopping, {data['budget']} sampled + baselines, {data['schedule']} on {data['data']}: "
+                f"training time saved {data['train_time_saved']:.1%}, {data['on']['stopped']} trials stopped, "
+                f"front members lost {len(data['front_members_lost'])} of {len(data['off']['front'])}"
+            )
 
 
 def main() -> None:
@@ -233,8 +286,10 @@ def main() -> None:
     elif args.command == "samplers":
         _save(f"samplers-{args.space}-{args.target}", samplers(args.space, args.target, args.seeds, args.budget))
     elif args.command == "early-stopping-replay":
-        _save(f"early-stopping-replay-{load_study_file(args.study_file).study_name}",
-              early_stopping_replay(args.study_file))
+        _save(
+            f"early-stopping-replay-{load_study_file(args.study_file).study_name}",
+            early_stopping_replay(args.study_file),
+        )
     elif args.command == "early-stopping":
         _save(f"early-stopping-{args.schedule}", early_stopping(args.budget, args.data, args.schedule, args.base))
     report()

@@ -29,7 +29,9 @@ def main() -> None:
     args = parser.parse_args()
     hw = tuple(int(v) for v in args.input.split("x"))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print(f"\n| baseline | family | build s (median of {args.repeats}) | params | GMACs @ {args.input} | peak activations MiB |")
+    print(
+        f"\n| baseline | family | build s (median of {args.repeats}) | params | GMACs @ {args.input} | peak activations MiB |"
+    )
     print("|---|---|---|---|---|---|")
     worst = 0.0
     for space in all_spaces():
@@ -44,8 +46,10 @@ def main() -> None:
             worst = max(worst, build_s)
             macs = count_macs(model, hw).macs
             peak = peak_activation_bytes(model, hw)
-            print(f"| {name} | {space.spec.family} | {build_s:.3f} | {count_params(model):,} | "
-                  f"{macs / 1e9:.3f} | {peak / 2**20:.1f} |")
+            print(
+                f"| {name} | {space.spec.family} | {build_s:.3f} | {count_params(model):,} | "
+                f"{macs / 1e9:.3f} | {peak / 2**20:.1f} |"
+            )
     print(f"\nslowest build: {worst:.3f} s")
 
 

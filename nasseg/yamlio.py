@@ -59,8 +59,10 @@ def _duplicate_key(node: yaml.Node, seen: set[int]) -> str | None:
                 if key.value in first:
                     return f"key {key.value!r} appears twice, at lines {first[key.value]} and {line}"
                 first[key.value] = line
-    children = node.value if isinstance(node, yaml.SequenceNode) else (
-        [item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else []
+    children = (
+        node.value
+        if isinstance(node, yaml.SequenceNode)
+        else ([item for pair in node.value for item in pair] if isinstance(node, yaml.MappingNode) else [])
     )
     for child in children:
         if found := _duplicate_key(child, seen):
@@ -88,9 +90,13 @@ def _not_plain(node: yaml.Node, seen: set[int]) -> str | None:
     seen.add(id(node))
     line = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
-        return None if node.tag in _SCALARS or node.tag == _MERGE else (
-            f"line {line}: tag {node.tag.replace(_CORE, '!!')} is not allowed; a config holds "
-            "strings, numbers, booleans, null, lists and mappings (quote the value to keep it as text)"
+        return (
+            None
+            if node.tag in _SCALARS or node.tag == _MERGE
+            else (
+                f"line {line}: tag {node.tag.replace(_CORE, '!!')} is not allowed; a config holds "
+                "strings, numbers, booleans, null, lists and mappings (quote the value to keep it as text)"
+            )
         )
     if node.tag not in _COLLECTIONS:
         return f"line {line}: tag {node.tag.replace(_CORE, '!!')} is not allowed; a config holds lists and mappings"

@@ -48,14 +48,18 @@ class TinySeg(nn.Module):
         try:
             if self.hold_s:
                 threading.Event().wait(self.hold_s)  # lets a concurrent request overlap if the agent allowed it
-            return F.interpolate(self.head(F.relu(self.stem(x))), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            return F.interpolate(
+                self.head(F.relu(self.stem(x))), size=x.shape[-2:], mode="bilinear", align_corners=False
+            )
         finally:
             with Concurrency.lock:
                 Concurrency.active -= 1
 
 
 def _build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
-    return TinySeg(int(params["width"]), num_classes, bool(params.get("crash", False)), float(params.get("hold_s", 0.0)))
+    return TinySeg(
+        int(params["width"]), num_classes, bool(params.get("crash", False)), float(params.get("hold_s", 0.0))
+    )
 
 
 def _check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:

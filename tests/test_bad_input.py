@@ -64,7 +64,9 @@ def agent_url() -> Iterator[str]:
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers=headers or {"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -113,8 +115,9 @@ def test_every_broken_input_fails_with_its_one_line(file, via, code, expect, tmp
         assert expect in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("file", ["spaces/alias_bomb.yaml", "spaces/alias_bomb_in_choices.yaml",
-                                  "architectures/alias_bomb.yaml"])
+@pytest.mark.parametrize(
+    "file", ["spaces/alias_bomb.yaml", "spaces/alias_bomb_in_choices.yaml", "architectures/alias_bomb.yaml"]
+)
 def test_alias_bombs_are_refused_in_well_under_a_second(file) -> None:
     started = time.perf_counter()
     with pytest.raises(NassegError, match="aliases expand to more than"):
@@ -123,6 +126,7 @@ def test_alias_bombs_are_refused_in_well_under_a_second(file) -> None:
 
 
 # ----- devices and run directories ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("device", ["cuda", "tpu", "cuda:0"])
 def test_an_unusable_device_is_one_line_and_leaves_nothing_behind(device, tmp_path) -> None:
@@ -160,6 +164,7 @@ def test_a_finished_run_is_kept_unless_overwrite_is_asked(tmp_path) -> None:
 
 # ----- the spaces directory and one broken space among good ones -------------------------------
 
+
 def test_a_spaces_directory_that_does_not_exist_is_named(tmp_path, monkeypatch) -> None:
     nowhere = tmp_path / "no-such-spaces"
     monkeypatch.setattr(space_module, "SPACES_DIR", nowhere)
@@ -190,8 +195,11 @@ def test_one_corrupt_space_file_does_not_break_the_others(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize(
     "args",
-    [["reproduce", "espnet-c", "--input", "3x"], ["latency", "espnet-c", "--target", "host-cpu", "--input", "abc", "--backend", "predictor"],
-     ["reproduce", "espnet-c", "--input", "0x64"]],
+    [
+        ["reproduce", "espnet-c", "--input", "3x"],
+        ["latency", "espnet-c", "--target", "host-cpu", "--input", "abc", "--backend", "predictor"],
+        ["reproduce", "espnet-c", "--input", "0x64"],
+    ],
 )
 def test_a_bad_input_size_names_the_option(args) -> None:
     done = runner.invoke(app, args)
@@ -200,6 +208,7 @@ def test_a_bad_input_size_names_the_option(args) -> None:
 
 
 # ----- a diverging run -----------------------------------------------------------------------------
+
 
 def _run(lr: float | None, steps: int = 6):
     config, _ = load_architecture("espnet-c")
@@ -224,8 +233,9 @@ def test_a_diverging_run_exits_1_with_one_line(tmp_path, monkeypatch) -> None:
         return resolve_schedule(*args, **kwargs).with_overrides(lr=1e3)
 
     monkeypatch.setattr(train_cli, "resolve_schedule", high_lr)
-    done = runner.invoke(app, ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "6",
-                               "--out", str(tmp_path / "run")])
+    done = runner.invoke(
+        app, ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "6", "--out", str(tmp_path / "run")]
+    )
     assert done.exit_code == EXIT_CHECK_FAILED
     line = one_line(done)
     assert line.startswith("training failed: training diverged at step ") and "over 100x its reference" in line
@@ -234,7 +244,8 @@ def test_a_diverging_run_exits_1_with_one_line(tmp_path, monkeypatch) -> None:
 
 def test_a_missing_dataset_is_one_line_and_leaves_no_run_behind(tmp_path) -> None:
     out = tmp_path / "run"
-    done = CliRunner().invoke(app, ["train", "espnet-c", "--data", f"camvid:{tmp_path / 'nowhere'}", "--schedule",
-                                    "tiny", "--out", str(out)])
+    done = CliRunner().invoke(
+        app, ["train", "espnet-c", "--data", f"camvid:{tmp_path / 'nowhere'}", "--schedule", "tiny", "--out", str(out)]
+    )
     assert done.exit_code == EXIT_BAD_INPUT and "nowhere" in done.output, done.output
     assert not (out / "run.yaml").exists()

@@ -42,8 +42,12 @@ _names = itertools.count()
 
 # Values of every YAML type, for a value replaced by one of another type.
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.lists(st.integers(-5, 300), max_size=4),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-5, 300), max_size=4),
     st.dictionaries(st.text(min_size=1, max_size=6), st.integers(), max_size=2),
 )
 CHARACTERS = st.characters(blacklist_categories=("Cs",))  # any character UTF-8 can hold

@@ -31,7 +31,10 @@ def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
     assert list(stretched) == ["short-600", "long"]
     candidate = stretched["short-600"]
     assert (candidate.steps, candidate.warmup_steps, candidate.eval_every) == (
-        600, round(short.warmup_steps * 600 / short.steps), round(short.eval_every * 600 / short.steps))
+        600,
+        round(short.warmup_steps * 600 / short.steps),
+        round(short.eval_every * 600 / short.steps),
+    )
     assert (candidate.lr, candidate.batch_size, candidate.crop) == (short.lr, short.batch_size, short.crop)
     # Every candidate is judged against the same long runs.
     assert stretched["long"] == default["long"] and default["long"].steps == 4 * short.steps
@@ -82,7 +85,9 @@ def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: 
     monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
     method = latency_accuracy.MEASURED_WITH
     with pytest.raises(SystemExit, match="not this CPU .'Some Other CPU'.*--measurements"):
-        latency_accuracy._require_same_cpu({"cpu": "Intel(R) Xeon(R) Processor", "measured_with": method}, "espnet-1234@192x256")
+        latency_accuracy._require_same_cpu(
+            {"cpu": "Intel(R) Xeon(R) Processor", "measured_with": method}, "espnet-1234@192x256"
+        )
     latency_accuracy._require_same_cpu({"cpu": "Some Other CPU", "measured_with": method}, "espnet-1234@192x256")
     # Nor between timing methods: measurements taken with denormals are not mixed with flushed ones.
     older = {**method, "denormals": "kept"}
@@ -101,7 +106,8 @@ def test_a_new_store_says_how_it_is_measured(tmp_path: Path) -> None:
         method = latency_accuracy._load_store(kept)["measured_with"]
         assert method.keys() == latency_accuracy.MEASURED_WITH.keys(), kept.name
         assert {k: v for k, v in method.items() if k not in ("denormals", "what")} == {
-            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k not in ("denormals", "what")}, kept.name
+            k: v for k, v in latency_accuracy.MEASURED_WITH.items() if k not in ("denormals", "what")
+        }, kept.name
 
 
 def test_a_store_is_written_only_when_something_was_measured(tmp_path: Path) -> None:
@@ -136,7 +142,10 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
     timed = list(latency_accuracy._timed_cases([("a", a, (8, 8)), ("b", b, (8, 8))], None, "test", store, "ms", 3))
     assert calls[0] == "b" and sorted(calls[1:3]) == sorted(calls[3:5]) == ["a", "b"]  # a had its first round
     assert store["ms"] == {"a@8x8": [12.0, 10.0, 11.0], "b@8x8": [30.0, 31.0, 29.0]}
-    assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [("a@8x8", 11.0, None), ("b@8x8", 30.0, None)]
+    assert [(case_id, ms, layers) for case_id, _, _, ms, layers in timed] == [
+        ("a@8x8", 11.0, None),
+        ("b@8x8", 30.0, None),
+    ]
     assert latency_accuracy._counts(store)["ms"] == 6
     # When each was taken, aligned with the measurements; null for the one from before times were kept.
     a_at, b_at = store["ms_at"]["a@8x8"], store["ms_at"]["b@8x8"]
@@ -148,9 +157,11 @@ def test_host_networks_are_measured_in_passes_and_take_the_median(monkeypatch: p
 
 def test_drift_correction_divides_each_pass_by_the_hosts_slowdown_then_takes_the_median() -> None:
     # Three networks, three passes 100 s apart; the whole host runs 1.5x slower through the second.
-    store = {"ms": {"a": [10.0, 15.0, 10.0], "b": [20.0, 30.0, 20.0], "c": [40.0, 60.0, 40.0]},
-             "ms_at": {"a": [0.0, 100.0, 200.0], "b": [1.0, 101.0, 201.0], "c": [2.0, 102.0, 202.0]},
-             "layer_ms": {"a": [[4.0, 6.0], [6.0, 9.0], [4.0, 6.0]]}}
+    store = {
+        "ms": {"a": [10.0, 15.0, 10.0], "b": [20.0, 30.0, 20.0], "c": [40.0, 60.0, 40.0]},
+        "ms_at": {"a": [0.0, 100.0, 200.0], "b": [1.0, 101.0, 201.0], "c": [2.0, 102.0, 202.0]},
+        "layer_ms": {"a": [[4.0, 6.0], [6.0, 9.0], [4.0, 6.0]]},
+    }
     corrected = latency_accuracy._drift_corrected(store, "ms", ["a", "b", "c"], 3)
     assert {i: ms for i, (ms, _) in corrected.items()} == pytest.approx({"a": 10.0, "b": 20.0, "c": 40.0})
     assert corrected["a"][1] == pytest.approx([4.0, 6.0]) and corrected["b"][1] is None
@@ -175,7 +186,7 @@ def test_each_pass_times_every_network_once_in_its_own_order(monkeypatch: pytest
         cases.append((name, network, (8, 8)))
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
     list(latency_accuracy._timed_cases(cases, None, "test", store, "ms", 3))
-    passes = [calls[i:i + 8] for i in range(0, 24, 8)]
+    passes = [calls[i : i + 8] for i in range(0, 24, 8)]
     assert all(sorted(p) == list("abcdefgh") for p in passes)
     assert len({tuple(p) for p in passes}) == 3
 
@@ -214,7 +225,9 @@ def test_layers_are_timed_right_after_their_network_in_the_same_pass(monkeypatch
     monkeypatch.setattr(latency_accuracy, "measure_model", fake_measure)
     monkeypatch.setattr(latency_accuracy, "time_layers", fake_layers)
     store = latency_accuracy._load_store(Path("/nonexistent/store.json"))
-    [(case_id, _, _, ms, layers)] = latency_accuracy._timed_cases([("a", nn.Identity(), (8, 8))], None, "test", store, "ms", 3, layers=True)
+    [(case_id, _, _, ms, layers)] = latency_accuracy._timed_cases(
+        [("a", nn.Identity(), (8, 8))], None, "test", store, "ms", 3, layers=True
+    )
     assert calls == ["network", "layers"] * 3
     assert (case_id, ms) == ("a@8x8", 21.0) and layers.tolist() == [2.0, 6.0]  # each layer's median over the passes
     assert store["layer_ms"] == {"a@8x8": [[1.0, 5.0], [3.0, 7.0], [2.0, 6.0]]}
@@ -261,7 +274,9 @@ def test_a_space_can_get_more_calibration_architectures_and_keeps_its_first_ones
     espnet = [name for name, _, _ in more if name.startswith("espnet-")]
     # A store measured with fewer is extended, not replaced: the first two are the same architectures.
     assert len(espnet) == 4 and espnet[:2] == [name for name, _, _ in fewer if name.startswith("espnet-")]
-    assert [n for n, _, _ in more if not n.startswith("espnet-")] == [n for n, _, _ in fewer if not n.startswith("espnet-")]
+    assert [n for n, _, _ in more if not n.startswith("espnet-")] == [
+        n for n, _, _ in fewer if not n.startswith("espnet-")
+    ]
     assert not {n for n, _, _ in more} & {n for n, _, _ in check_more}
     with pytest.raises(SystemExit, match="no space espnett; the spaces are ejpnet, espnet"):
         latency_accuracy.host_cases(0.5, 2, 10, more={"espnett": 4})
@@ -288,10 +303,13 @@ def test_calibration_cross_validation_predicts_every_network_from_the_other_fold
 def test_the_activation_benchmark_times_forms_that_compute_the_same_function() -> None:
     # The textbook forms it times against must be the shipped functions where both are fast.
     x = torch.linspace(-20, 20, 4001)
-    torch.testing.assert_close(activation_cost.TEXTBOOK["REU, textbook (where, exp of x <= 0)"](x),
-                               activation_cost.SHIPPED["REU (nasseg)"](x))
-    torch.testing.assert_close(activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
-                               activation_cost.SHIPPED["TanhExp (nasseg)"](x))
+    torch.testing.assert_close(
+        activation_cost.TEXTBOOK["REU, textbook (where, exp of x <= 0)"](x), activation_cost.SHIPPED["REU (nasseg)"](x)
+    )
+    torch.testing.assert_close(
+        activation_cost.TEXTBOOK["TanhExp, textbook (exp of x <= 20)"](x),
+        activation_cost.SHIPPED["TanhExp (nasseg)"](x),
+    )
     assert 0.0 < activation_cost.median_ms(activation_cost.SHIPPED["REU (nasseg)"], x) < 100.0
 
 
@@ -299,10 +317,13 @@ STUDY_FILE = Path(__file__).resolve().parents[1] / "studies" / "espnet-nano.yaml
 STORED = Path(search_efficiency.RESULTS)
 
 
-@pytest.mark.parametrize("name, compute", [
-    ("overhead-espnet-nano", search_efficiency.overhead),
-    ("early-stopping-replay-espnet-nano", search_efficiency.early_stopping_replay),
-])
+@pytest.mark.parametrize(
+    "name, compute",
+    [
+        ("overhead-espnet-nano", search_efficiency.overhead),
+        ("early-stopping-replay-espnet-nano", search_efficiency.early_stopping_replay),
+    ],
+)
 def test_the_camvid_study_figures_are_recomputed_from_the_committed_study(name, compute) -> None:
     # benchmarks/README quotes these; the committed study gives them again, number for number.
     import json
@@ -315,6 +336,13 @@ def test_the_effects_study_judges_each_effect_alone_and_the_shipped_set_without_
     shipped = ["pad8", "concat_in_place", "no_overlap"]
     candidates = latency_accuracy.effect_candidates(shipped, ["pad8"])
     assert candidates[0] == [] and all([e] in candidates for e in latency_accuracy.EFFECTS)
-    assert shipped in candidates and ["concat_in_place", "no_overlap"] in candidates and ["pad8", "no_overlap"] in candidates
-    assert [*shipped, "tile32"] in candidates and [*shipped, "concat_free"] not in candidates  # concat_free replaces in_place
+    assert (
+        shipped in candidates
+        and ["concat_in_place", "no_overlap"] in candidates
+        and ["pad8", "no_overlap"] in candidates
+    )
+    assert [*shipped, "tile32"] in candidates and [
+        *shipped,
+        "concat_free",
+    ] not in candidates  # concat_free replaces in_place
     assert len({tuple(sorted(c)) for c in candidates}) == len(candidates)  # ["pad8"] is there once

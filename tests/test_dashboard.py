@@ -32,8 +32,16 @@ MAX_PARAMS = 300_000  # so the published ESPNet is constrained: timed, not train
 
 
 def tiny(**fields: object) -> StudySpec:
-    settings = {"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny", "steps": 2,
-                "budget": 2, "baselines": False, **fields}
+    settings = {
+        "space": "espnet",
+        "target": "jetson-nano",
+        "data": DATA,
+        "schedule": "tiny",
+        "steps": 2,
+        "budget": 2,
+        "baselines": False,
+        **fields,
+    }
     return StudySpec.model_validate(settings)
 
 
@@ -76,9 +84,13 @@ return Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => ({
 
 
 def points(plot: dict, kind: str, study: str | None = None, **meta: str) -> int:
-    return sum(t["n"] for t in plot["traces"] if t["meta"].get("kind") == kind
-               and (study is None or t["meta"].get("study") == study)
-               and all(t["meta"].get(k) == v for k, v in meta.items()))
+    return sum(
+        t["n"]
+        for t in plot["traces"]
+        if t["meta"].get("kind") == kind
+        and (study is None or t["meta"].get("study") == study)
+        and all(t["meta"].get(k) == v for k, v in meta.items())
+    )
 
 
 def check_page(plots: list[dict], log: list[dict], results: list[StudyResults]) -> dict[str, dict]:
@@ -103,8 +115,9 @@ def check_page(plots: list[dict], log: list[dict], results: list[StudyResults]) 
             assert points(pareto, "untrained", label, status=status) == len(placed), status
         timed = [r for r in rows if r.latency_ms is not None and r.macs is not None]
         for axis in ("macs", "params"):
-            assert sum(points(by_id["cost"], k, label, axis=axis) for k in ("timed", "baseline", "untrained")) \
-                == len(timed)
+            assert sum(points(by_id["cost"], k, label, axis=axis) for k in ("timed", "baseline", "untrained")) == len(
+                timed
+            )
         history = by_id["history"]
         assert points(history, "history-miou", label) == points(history, "history-latency_ms", label) == len(scored)
         finished = [r for r in rows if r.status is not None]
@@ -117,19 +130,22 @@ def check_page(plots: list[dict], log: list[dict], results: list[StudyResults]) 
     for space in spaces:
         scored = sum(r.scored for res in results if res.space == space for r in res.trials)
         assert points(by_id[f"parallel-{space}"], "parcoords") == scored
-    shown = sum(len({r.number for r in res.trials if r.status and (r.baseline or r.number in res.pareto)})
-                for res in results)
+    shown = sum(
+        len({r.number for r in res.trials if r.status and (r.baseline or r.number in res.pareto)}) for res in results
+    )
     assert points(by_id["per-class"], "per-class") == shown
     # SVG scatter traces: every point is in the page as a drawn marker
-    svg_points = sum(t["n"] for t in by_id["pareto"]["traces"] if t["type"] == "scatter"
-                     and t["meta"].get("kind") in ("trained", "front", "baseline", "untrained"))
+    svg_points = sum(
+        t["n"]
+        for t in by_id["pareto"]["traces"]
+        if t["type"] == "scatter" and t["meta"].get("kind") in ("trained", "front", "baseline", "untrained")
+    )
     assert by_id["pareto"]["svgPoints"] == svg_points
     return by_id
 
 
 # ----- the tests -------------------------------------------------------------------------------
-def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, tmp_path, monkeypatch,
-                                                                      chromium) -> None:
+def test_the_dashboard_of_three_studies_draws_every_trial_in_chromium(studies, tmp_path, monkeypatch, chromium) -> None:
     monkeypatch.chdir(studies.parent)
     page = tmp_path / "dashboard.html"
     result = runner.invoke(app, ["dashboard", MAIN, OTHER, FAILED, "-o", str(page)])
@@ -177,8 +193,9 @@ def test_a_study_that_does_not_exist_is_one_line(studies, monkeypatch) -> None:
     monkeypatch.chdir(studies.parent)
     result = runner.invoke(app, ["dashboard", MAIN, "nope"])
     assert result.exit_code == EXIT_BAD_INPUT and "Traceback" not in result.output
-    assert result.output.strip().splitlines() == ["error: no study 'nope': studies/nope/study.db does not exist "
-                                                  "(give --storage URL for a study stored elsewhere)"]
+    assert result.output.strip().splitlines() == [
+        "error: no study 'nope': studies/nope/study.db does not exist (give --storage URL for a study stored elsewhere)"
+    ]
     url = f"sqlite:///{studies / MAIN / 'study.db'}"
     result = runner.invoke(app, ["dashboard", "other-name", "--storage", url])
     assert result.exit_code == EXIT_BAD_INPUT and f"studies there: {MAIN}" in result.output

@@ -35,8 +35,9 @@ def _rgb(h: int, w: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _folder_dataset(root: Path, split: str = "train", n: int = 3, h: int = 12, w: int = 16,
-                    style: str = "images") -> Path:
+def _folder_dataset(
+    root: Path, split: str = "train", n: int = 3, h: int = 12, w: int = 16, style: str = "images"
+) -> Path:
     """A tiny CamVid folder layout; labels 0..11 so void appears too."""
     for i in range(n):
         label = ((np.arange(h * w).reshape(h, w) + i) % 12).astype(np.uint8)
@@ -50,6 +51,7 @@ def _folder_dataset(root: Path, split: str = "train", n: int = 3, h: int = 12, w
 
 
 # --- CamVid, the shared copy -------------------------------------------------------------------
+
 
 def _need_camvid() -> None:
     if not (CAMVID / "train.txt").is_file():
@@ -84,6 +86,7 @@ def test_camvid_resize_keeps_nearest_labels():
 
 
 # --- folder layout and bad input ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("style", ["images", "annot"])
 def test_folder_layout(tmp_path, style):
@@ -125,8 +128,10 @@ def test_empty_split_names_split_and_place(tmp_path):
 def test_list_file_with_missing_files(tmp_path):
     _png(tmp_path / "train" / "a.png", _rgb(12, 16, 0))
     _png(tmp_path / "trainannot" / "a.png", np.zeros((12, 16), np.uint8))
-    (tmp_path / "train.txt").write_text("/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n"
-                                        "/SegNet/CamVid/train/b.png /SegNet/CamVid/trainannot/b.png\n")
+    (tmp_path / "train.txt").write_text(
+        "/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n"
+        "/SegNet/CamVid/train/b.png /SegNet/CamVid/trainannot/b.png\n"
+    )
     message = _error(f"camvid:{tmp_path}")
     assert "line 2" in message and str(tmp_path / "train" / "b.png") in message
     (tmp_path / "train.txt").write_text("/SegNet/CamVid/train/a.png /SegNet/CamVid/trainannot/a.png\n")
@@ -170,13 +175,13 @@ def test_unpaired_stems(tmp_path):
 
 # --- Cityscapes --------------------------------------------------------------------------------
 
+
 def test_cityscapes_label_ids_to_train_ids(tmp_path):
     ids = np.arange(34, dtype=np.uint8)
     for k, city in enumerate(("aachen", "bonn")):
         stem = f"{city}_000000_{k:06d}"
         _png(tmp_path / "leftImg8bit" / "train" / city / f"{stem}_leftImg8bit.png", _rgb(4, 34, k))
-        _png(tmp_path / "gtFine" / "train" / city / f"{stem}_gtFine_labelIds.png",
-             np.tile(np.roll(ids, k), (4, 1)))
+        _png(tmp_path / "gtFine" / "train" / city / f"{stem}_gtFine_labelIds.png", np.tile(np.roll(ids, k), (4, 1)))
     info = dataset_info(f"cityscapes:{tmp_path}")
     assert info.num_classes == 19 and info.class_names[0] == "road" and info.class_names[18] == "bicycle"
     split = load_split(f"cityscapes:{tmp_path}", "train", (4, 34))
@@ -187,8 +192,10 @@ def test_cityscapes_label_ids_to_train_ids(tmp_path):
         assert np.array_equal(split.labels[k].numpy(), np.tile(table[np.roll(ids, k)], (4, 1)))
     assert table[7] == 0 and table[26] == 13 and table[33] == 18 and table[0] == IGNORE_INDEX
     # labelIds above 33 cannot be Cityscapes
-    _png(tmp_path / "gtFine" / "train" / "bonn" / "bonn_000000_000001_gtFine_labelIds.png",
-         np.full((4, 34), 40, np.uint8))
+    _png(
+        tmp_path / "gtFine" / "train" / "bonn" / "bonn_000000_000001_gtFine_labelIds.png",
+        np.full((4, 34), 40, np.uint8),
+    )
     clear_cache()
     assert "[40]" in _error(f"cityscapes:{tmp_path}", hw=(4, 34))
     (tmp_path / "gtFine" / "train" / "bonn" / "bonn_000000_000001_gtFine_labelIds.png").unlink()
@@ -196,6 +203,7 @@ def test_cityscapes_label_ids_to_train_ids(tmp_path):
 
 
 # --- synthetic ---------------------------------------------------------------------------------
+
 
 def test_synthetic_deterministic_and_seeded():
     a = load_split("synthetic:seed=3,train=6", "train", (60, 80))
@@ -221,6 +229,7 @@ def test_synthetic_every_class_appears():
 def _gaussian_colour_classifier(train: SegmentationSplit, val: SegmentationSplit) -> tuple[float, float]:
     """Pixel accuracy and mIoU on ``val`` of a per-class full-covariance Gaussian on RGB with class
     priors, fitted on ``train``: the best a classifier that sees one pixel's colour can roughly do."""
+
     def pixels(s):
         rgb = s.images.permute(0, 2, 3, 1).reshape(-1, 3).double().numpy() / 255
         return rgb, s.labels.reshape(-1).numpy()
@@ -235,15 +244,17 @@ def _gaussian_colour_classifier(train: SegmentationSplit, val: SegmentationSplit
         mahal = np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d)
         scores.append(-0.5 * mahal - 0.5 * np.log(np.linalg.det(cov)) + np.log(len(xk) / len(x)))
     pred = np.argmax(np.stack(scores, 1), 1)
-    ious = [((pred == k) & (yv == k)).sum() / ((pred == k) | (yv == k)).sum() for k in range(11)
-            if ((pred == k) | (yv == k)).any()]
+    ious = [
+        ((pred == k) & (yv == k)).sum() / ((pred == k) | (yv == k)).sum()
+        for k in range(11)
+        if ((pred == k) | (yv == k)).any()
+    ]
     return float((pred == yv).mean()), float(np.mean(ious))
 
 
 def test_synthetic_colour_alone_does_not_give_the_class():
     uri = "synthetic:train=60,val=20"
-    accuracy, miou = _gaussian_colour_classifier(load_split(uri, "train", (90, 120)),
-                                                 load_split(uri, "val", (90, 120)))
+    accuracy, miou = _gaussian_colour_classifier(load_split(uri, "train", (90, 120)), load_split(uri, "val", (90, 120)))
     # Measured 2026-12-02: accuracy 0.54, mIoU 0.147 (300/60 images: 0.55 / 0.151; the same
     # classifier on real CamVid train/val at 90x120: 0.50 / 0.167). Real-time segmentation nets
     # reach 0.6-0.7 mIoU on CamVid; colour alone is far off.
@@ -251,6 +262,7 @@ def test_synthetic_colour_alone_does_not_give_the_class():
 
 
 # --- augmentation ------------------------------------------------------------------------------
+
 
 def _coded_split(n: int = 4, h: int = 24, w: int = 32, block: int = 4) -> SegmentationSplit:
     """Labels derived from the image (label = red channel // 32, in 0..7), so any geometric
@@ -260,8 +272,13 @@ def _coded_split(n: int = 4, h: int = 24, w: int = 32, block: int = 4) -> Segmen
     labels = np.kron(blocks, np.ones((block, block), np.int64)).astype(np.uint8)
     images = np.stack([labels * 32 + 16, rng.integers(0, 256, labels.shape), labels * 0 + 100], 1)
     info = DatasetInfo(uri="test", name="test", class_names=tuple(str(k) for k in range(8)))
-    return SegmentationSplit(info, "train", torch.from_numpy(images.astype(np.uint8)),
-                             torch.from_numpy(labels), tuple(f"{i}" for i in range(n)))
+    return SegmentationSplit(
+        info,
+        "train",
+        torch.from_numpy(images.astype(np.uint8)),
+        torch.from_numpy(labels),
+        tuple(f"{i}" for i in range(n)),
+    )
 
 
 def _red_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -273,8 +290,10 @@ def test_normalize_and_eval_batch():
     images, labels = eval_batch(split, torch.tensor([2, 0]))
     assert images.dtype == torch.float32 and labels.dtype == torch.int64
     assert images.shape == (2, 3, 24, 32) and torch.equal(labels[1], split.labels[0].long())
-    assert torch.allclose(normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten(),
-                          torch.tensor([(1 - m) / s for m, s in zip(MEAN, STD)]))
+    assert torch.allclose(
+        normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8)).flatten(),
+        torch.tensor([(1 - m) / s for m, s in zip(MEAN, STD)]),
+    )
 
 
 def test_augmentation_shapes_consistency_and_determinism():
@@ -289,6 +308,7 @@ def test_augmentation_shapes_consistency_and_determinism():
     # (bilinear mixes neighbours there) image and label moved together through scale, crop and flip.
     red = _red_uint8(images)
     valid = labels != IGNORE_INDEX
+
     def agreement(lab):
         return (torch.div(red[valid], 32, rounding_mode="floor") == lab[valid]).float().mean()
 
@@ -316,11 +336,10 @@ def test_augmentation_flip_and_crop_exact():
     crop = Augmentation((10, 12), scale_range=(1.0, 1.0), hflip=False)
     images, labels = crop.batch(split, torch.tensor([0]), torch.Generator().manual_seed(5))
     full = split.labels[0].long()
-    windows = [(y, x) for y in range(15) for x in range(21)
-               if torch.equal(full[y:y + 10, x:x + 12], labels[0])]
+    windows = [(y, x) for y in range(15) for x in range(21) if torch.equal(full[y : y + 10, x : x + 12], labels[0])]
     assert windows  # the crop is a window of the label map, and the image is the same window
     y, x = windows[0]
-    assert torch.allclose(images[0], normalize(split.images[0])[:, y:y + 10, x:x + 12])
+    assert torch.allclose(images[0], normalize(split.images[0])[:, y : y + 10, x : x + 12])
 
 
 def test_augmentation_without_crop_keeps_split_size():

@@ -106,8 +106,19 @@ def test_reproduce_at_the_published_input_has_no_note() -> None:
 # ----- nasseg train ------------------------------------------------------------------------------------
 def test_train_notes_degenerate_layers_at_its_input_in_the_same_words(tmp_path) -> None:
     # The tiny schedule trains at 90x120, where ESPNet's dilation 16 reaches past the 12x15 level-3 map.
-    args = ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "1", "--out", str(tmp_path / "r"),
-            "--json"]
+    args = [
+        "train",
+        "espnet-c",
+        "--data",
+        DATA,
+        "--schedule",
+        "tiny",
+        "--steps",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+    ]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
     metrics = json.loads(done.stdout)
@@ -134,8 +145,9 @@ def agent_url():
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{url}/measure", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/measure", data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())

@@ -46,9 +46,7 @@ def test_espnetv2_conv_macs_within_3_percent(name):
     assert abs(ours - target) / target < 0.03, (ours, target)
 
 
-@pytest.mark.parametrize(
-    "scale, reference", [(0.5, 62_354), (1.0, 207_158), (1.5, 434_886), (2.0, 745_686)]
-)
+@pytest.mark.parametrize("scale, reference", [(0.5, 62_354), (1.0, 207_158), (1.5, 434_886), (2.0, 745_686)])
 def test_encoder_equals_reference_minus_the_unused_prelus(scale, reference):
     """EdgeNets builds a final PReLU in each strided EESP that it never calls; we leave it out."""
     spec = EJPNetSpec.parse(params_of("espnetv2-s1", width_scale=scale))
@@ -74,7 +72,9 @@ def test_eesp_unit_params(width, expected):
     assert count_params(EESP(width, width, [1, 2, 3, 4], groups=4)) == expected
 
 
-@pytest.mark.parametrize("width, channels, expected", [(64, (64, 128, 256), 316_544), (128, (128, 256, 512), 1_247_488)])
+@pytest.mark.parametrize(
+    "width, channels, expected", [(64, (64, 128, 256), 316_544), (128, (128, 256, 512), 1_247_488)]
+)
 def test_jpu_params_match_fastfcn(width, channels, expected):
     jpu = JPU(channels, width, (1, 2, 4, 8))
     assert count_params(jpu) == expected == 9 * width * sum(channels) + 12 * width**2 + 146 * width
@@ -92,7 +92,9 @@ def test_ejpnet_reading_is_near_the_published_figures():
     assert abs(macs - 517e6) / 517e6 < 0.05, macs
 
 
-@pytest.mark.parametrize("hw, out", [((32, 64), (16, 32)), ((33, 65), (17, 33)), ((45, 60), (5, 6)), ((12, 15), (18, 23))])
+@pytest.mark.parametrize(
+    "hw, out", [((32, 64), (16, 32)), ((33, 65), (17, 33)), ((45, 60), (5, 6)), ((12, 15), (18, 23))]
+)
 def test_exportable_adaptive_pool_equals_torch(hw, out):
     x = torch.randn(2, 3, *hw)
     torch.testing.assert_close(adaptive_avg_pool2d(x, out), F.adaptive_avg_pool2d(x, out), rtol=0, atol=1e-6)

@@ -102,7 +102,8 @@ def test_worker_processes_give_the_same_landscape(small) -> None:
     pooled = explore("espnet", TARGETS, 6, seed=0, workers=2)
     assert pooled.workers == 2
     assert [(p.name, p.arch_hash, p.params, p.macs) for p in pooled.points] == [
-        (p.name, p.arch_hash, p.params, p.macs) for p in small.points]
+        (p.name, p.arch_hash, p.params, p.macs) for p in small.points
+    ]
     assert [p.latency for p in pooled.points] == [p.latency for p in small.points]
 
 
@@ -161,8 +162,11 @@ def test_ejpnet_constants_made_in_forward_are_the_one_difference_and_cost_nothin
     assert [n.op for n in fake_nodes if n.op != "aten.lift_fresh"] == [n.op for n in meta_nodes]
 
     def rows(nodes):
-        return [(la.op, la.op_class, la.flops, la.bytes, la.fused, la.where, la.conv, la.shape)
-                for la in layers_of(nodes, 2.0, True)]
+        return [
+            (la.op, la.op_class, la.flops, la.bytes, la.fused, la.where, la.conv, la.shape)
+            for la in layers_of(nodes, 2.0, True)
+        ]
+
     assert rows(meta_nodes) == rows(fake_nodes)
 
 
@@ -174,6 +178,7 @@ def test_a_model_that_cannot_run_on_meta_tensors_is_traced_with_fake_tensors(mon
 
     def refuse(*_args, **_kwargs):
         raise NotImplementedError("no meta kernel")
+
     monkeypatch.setattr(landscape_module, "trace_meta", refuse)
     slow = profile_architecture(config, hw, calibrations)
     assert not slow.meta and (slow.params, slow.macs, slow.latency) == (fast.params, fast.macs, fast.latency)
@@ -208,9 +213,19 @@ def test_a_parameter_that_alone_sets_latency_gets_all_the_share() -> None:
     space = load_space("espnet")
     configs = space.sample_feasible(60, seed=1).configs
     scale = {v: i + 1.0 for i, v in enumerate(sorted({c.params["width_l1"] for c in configs}))}
-    points = [ArchPoint(f"s{i}", False, c, c.arch_hash(), 1, 1, 1,
-                        {"t": Estimate(10.0 * scale[c.params["width_l1"]], "estimated by test", "cal", "p")})
-              for i, c in enumerate(configs)]
+    points = [
+        ArchPoint(
+            f"s{i}",
+            False,
+            c,
+            c.arch_hash(),
+            1,
+            1,
+            1,
+            {"t": Estimate(10.0 * scale[c.params["width_l1"]], "estimated by test", "cal", "p")},
+        )
+        for i, c in enumerate(configs)
+    ]
     effects = parameter_effects(space, points, "t")
     assert {e.parameter for e in effects} == set(space.parameters)
     assert effects[0].parameter == "width_l1" and effects[0].share == pytest.approx(1.0)
@@ -296,8 +311,25 @@ def one_line(done) -> str:
 
 def test_explore_writes_the_page_and_prints_json(tmp_path) -> None:
     out = tmp_path / "page.html"
-    done = runner.invoke(app, ["explore", "--space", "pyramid_shufflenet", "--target", "jetson-nano",
-                               "--target", "jetson-orin-nano", "--samples", "2", "--seed", "5", "-o", str(out), "--json"])
+    done = runner.invoke(
+        app,
+        [
+            "explore",
+            "--space",
+            "pyramid_shufflenet",
+            "--target",
+            "jetson-nano",
+            "--target",
+            "jetson-orin-nano",
+            "--samples",
+            "2",
+            "--seed",
+            "5",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert done.exit_code == 0, done.output
     data = json.loads(done.stdout)
     assert data["html"] == str(out) and out.is_file() and data["targets"] == ["jetson-nano", "jetson-orin-nano"]
@@ -307,21 +339,30 @@ def test_explore_writes_the_page_and_prints_json(tmp_path) -> None:
 
 def test_explore_prints_a_summary_table(tmp_path) -> None:
     out = tmp_path / "page.html"
-    done = runner.invoke(app, ["explore", "--space", "espnet", "--target", "jetson-tx2", "--samples", "3", "-o", str(out)],
-                         env={"COLUMNS": "200"})
+    done = runner.invoke(
+        app,
+        ["explore", "--space", "espnet", "--target", "jetson-tx2", "--samples", "3", "-o", str(out)],
+        env={"COLUMNS": "200"},
+    )
     assert done.exit_code == 0, done.output
     assert "Latency (estimated) by board" in done.stdout and "espnet-a-a3" in done.stdout
     assert "calibration jetson-tx2/" in done.stdout and str(out) in done.stdout and out.is_file()
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["--space", "nope", "--target", "jetson-nano"], "no search space 'nope'; spaces: " + ", ".join(space_names())),
-    (["--space", "espnet", "--target", "nope"], "unknown target 'nope'; valid targets: " + ", ".join(target_names())),
-    (["--space", "espnet", "--target", "jetson-nano", "--target", "cuda"], "for target 'cuda'; available: "),
-    (["--space", "espnet"], "give at least one --target; targets: " + ", ".join(target_names())),
-    (["--space", "espnet", "--target", "jetson-nano", "--samples", "-1"], "--samples -1: must be 0 or more"),
-    (["--space", "espnet", "--target", "jetson-nano", "--workers", "0"], "--workers 0: must be 1 or more"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--space", "nope", "--target", "jetson-nano"], "no search space 'nope'; spaces: " + ", ".join(space_names())),
+        (
+            ["--space", "espnet", "--target", "nope"],
+            "unknown target 'nope'; valid targets: " + ", ".join(target_names()),
+        ),
+        (["--space", "espnet", "--target", "jetson-nano", "--target", "cuda"], "for target 'cuda'; available: "),
+        (["--space", "espnet"], "give at least one --target; targets: " + ", ".join(target_names())),
+        (["--space", "espnet", "--target", "jetson-nano", "--samples", "-1"], "--samples -1: must be 0 or more"),
+        (["--space", "espnet", "--target", "jetson-nano", "--workers", "0"], "--workers 0: must be 1 or more"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, says, tmp_path) -> None:
     done = runner.invoke(app, ["explore", *args, "-o", str(tmp_path / "x.html")])
     assert done.exit_code == EXIT_BAD_INPUT

@@ -86,7 +86,12 @@ def test_ablation_tables_are_in_paper_order():
     tables = {a.name: a.rows for a in SPACE.spec.ablations}
     assert tables["fassd-dapf-alpha"] == ["fassd-net-alpha1", "fassd-net", "fassd-net-alpha4", "fassd-net-alpha6"]
     assert tables["fassd-modules"][1:] == [
-        "fassd-baseline", "fassd-aspp", "fassd-dapf", "fassd-mda", "fassd-aspp-mda", "fassd-net"
+        "fassd-baseline",
+        "fassd-aspp",
+        "fassd-dapf",
+        "fassd-mda",
+        "fassd-aspp-mda",
+        "fassd-net",
     ]
 
 
@@ -145,7 +150,11 @@ def test_dapf_rates_past_the_map_are_degenerate_and_rejected_by_the_sampler():
     assert SPACE.spec.degenerate == "reject"
     with pytest.raises(InfeasibleArchitecture, match="reach past the 11x15 map"):
         SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(_fassd())))
-    assert SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(_fassd(dapf_rates=[4, 8, 12])))).params["dapf_rates"] == [4, 8, 12]
+    assert SPACE.sample(optuna.trial.FixedTrial(SPACE.encode(_fassd(dapf_rates=[4, 8, 12])))).params["dapf_rates"] == [
+        4,
+        8,
+        12,
+    ]
 
 
 def test_aspp_and_mda_rates_past_the_map_are_degenerate():
@@ -228,8 +237,14 @@ def test_sampled_configurations_build_and_run():
 
 def test_a_sampled_concat_mda_wide_network_builds():
     params = SPACE.validate(
-        _fassd(width_mult=1.25, growth_multiplier=1.6, dapf_rates=[3, 6, 9], mda_merge="concat",
-               decoder_block="conv3x3", decoder_width=48)
+        _fassd(
+            width_mult=1.25,
+            growth_multiplier=1.6,
+            dapf_rates=[3, 6, 9],
+            mda_merge="concat",
+            decoder_block="conv3x3",
+            decoder_width=48,
+        )
     )
     assert FAMILY.check(params, (360, 480)) == Findings()
     model = build(ArchConfig("fassd", params, 11)).eval()

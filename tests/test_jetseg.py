@@ -28,24 +28,72 @@ A3, A5, A7 = "3x1+1x3", "5x1+1x5", "7x1+1x7"
 # The authors' six kernel combinations (--jsc, architectures.md 4.4), repeated entries collapsed as their
 # ModuleDict does, and their decoder-head indices as stage positions (index 1 and None are 'middle').
 JSC: dict[int, dict] = {
-    0: dict(stage0_kernels=[A7, "1x1", A5, "3x3"], stage1_residual_kernels=[A7, "3x3"],
-            stage1_kernels=["3x3", A5, "1x1", A7], stage2_residual_kernels=[A5, "3x3"], stage2_kernels=["3x3", A5],
-            stage3_residual_kernels=["3x3"], shallow_head_at="last", mid_head_at="last", deep_head_at="last"),
-    1: dict(stage0_kernels=[A7], stage1_residual_kernels=["7x7"], stage1_kernels=["3x3", A5, A7],
-            stage2_residual_kernels=[A5], stage2_kernels=[A3, "5x5"], stage3_residual_kernels=[A3],
-            shallow_head_at="first", mid_head_at="middle", deep_head_at="middle"),
-    2: dict(stage0_kernels=["7x7"], stage1_residual_kernels=["7x7"], stage1_kernels=[A3, "5x5", "7x7"],
-            stage2_residual_kernels=["5x5"], stage2_kernels=[A3, "5x5"], stage3_residual_kernels=["3x3"],
-            shallow_head_at="first", mid_head_at="last", deep_head_at="last"),
-    3: dict(stage0_kernels=[A7], stage1_residual_kernels=[A7], stage1_kernels=["3x3", A5, A7],
-            stage2_residual_kernels=[A5], stage2_kernels=["3x3", A5], stage3_residual_kernels=["3x3"],
-            shallow_head_at="first", mid_head_at="middle", deep_head_at="last"),
-    4: dict(stage0_kernels=[A7], stage1_residual_kernels=["7x7"], stage1_kernels=[A3, A5, A7],
-            stage2_residual_kernels=["5x5"], stage2_kernels=[A3, A5], stage3_residual_kernels=["3x3"],
-            shallow_head_at="first", mid_head_at="last", deep_head_at="last"),
-    5: dict(stage0_kernels=["7x7"], stage1_residual_kernels=["7x7"], stage1_kernels=["3x3", "5x5", "7x7"],
-            stage2_residual_kernels=["5x5"], stage2_kernels=[A3, A5], stage3_residual_kernels=["3x3"],
-            shallow_head_at="first", mid_head_at="first", deep_head_at="last"),
+    0: dict(
+        stage0_kernels=[A7, "1x1", A5, "3x3"],
+        stage1_residual_kernels=[A7, "3x3"],
+        stage1_kernels=["3x3", A5, "1x1", A7],
+        stage2_residual_kernels=[A5, "3x3"],
+        stage2_kernels=["3x3", A5],
+        stage3_residual_kernels=["3x3"],
+        shallow_head_at="last",
+        mid_head_at="last",
+        deep_head_at="last",
+    ),
+    1: dict(
+        stage0_kernels=[A7],
+        stage1_residual_kernels=["7x7"],
+        stage1_kernels=["3x3", A5, A7],
+        stage2_residual_kernels=[A5],
+        stage2_kernels=[A3, "5x5"],
+        stage3_residual_kernels=[A3],
+        shallow_head_at="first",
+        mid_head_at="middle",
+        deep_head_at="middle",
+    ),
+    2: dict(
+        stage0_kernels=["7x7"],
+        stage1_residual_kernels=["7x7"],
+        stage1_kernels=[A3, "5x5", "7x7"],
+        stage2_residual_kernels=["5x5"],
+        stage2_kernels=[A3, "5x5"],
+        stage3_residual_kernels=["3x3"],
+        shallow_head_at="first",
+        mid_head_at="last",
+        deep_head_at="last",
+    ),
+    3: dict(
+        stage0_kernels=[A7],
+        stage1_residual_kernels=[A7],
+        stage1_kernels=["3x3", A5, A7],
+        stage2_residual_kernels=[A5],
+        stage2_kernels=["3x3", A5],
+        stage3_residual_kernels=["3x3"],
+        shallow_head_at="first",
+        mid_head_at="middle",
+        deep_head_at="last",
+    ),
+    4: dict(
+        stage0_kernels=[A7],
+        stage1_residual_kernels=["7x7"],
+        stage1_kernels=[A3, A5, A7],
+        stage2_residual_kernels=["5x5"],
+        stage2_kernels=[A3, A5],
+        stage3_residual_kernels=["3x3"],
+        shallow_head_at="first",
+        mid_head_at="last",
+        deep_head_at="last",
+    ),
+    5: dict(
+        stage0_kernels=["7x7"],
+        stage1_residual_kernels=["7x7"],
+        stage1_kernels=["3x3", "5x5", "7x7"],
+        stage2_residual_kernels=["5x5"],
+        stage2_kernels=[A3, A5],
+        stage3_residual_kernels=["3x3"],
+        shallow_head_at="first",
+        mid_head_at="first",
+        deep_head_at="last",
+    ),
 }
 CAMVID = [720, 960]  # (H, W) of the authors' camvid preset, 960x720
 
@@ -66,9 +114,7 @@ def test_nano_params_match_the_paper_and_the_authors_code():
     assert rel(ours, 30_000) <= 0.10  # Table 1: "0.00003 G" (~30 K)
 
 
-@pytest.mark.parametrize(
-    ("baseline", "target"), [("jetseg-agx", 358_085), ("jetseg-workstation", 1_302_969)]
-)
+@pytest.mark.parametrize(("baseline", "target"), [("jetseg-agx", 358_085), ("jetseg-workstation", 1_302_969)])
 def test_agx_and_workstation_params_match_the_authors_code(baseline, target):
     ours = count_params(build(SPACE.baseline(baseline)))
     assert rel(ours, target) <= 0.01
@@ -99,7 +145,15 @@ def test_class_count_and_design_input_change_params_as_in_the_authors_code():
 
 def test_feature_map_lists():
     assert [s[1] for s in feature_map_sizes([512, 512])] == [512, 256, 128, 64, 32, 16]
-    assert feature_map_sizes([720, 960]) == [(720, 960), (360, 480), (180, 240), (90, 120), (45, 60), (23, 30), (12, 15)]
+    assert feature_map_sizes([720, 960]) == [
+        (720, 960),
+        (360, 480),
+        (180, 240),
+        (90, 120),
+        (45, 60),
+        (23, 30),
+        (12, 15),
+    ]
     assert len(feature_map_sizes([1024, 2048])) == 8
 
 

@@ -146,6 +146,7 @@ def test_every_family_is_measured_through_the_agent_from_json(agent_url: str, co
 
 # ----- every request checked (issue 22) ----------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
@@ -153,8 +154,10 @@ def test_every_family_is_measured_through_the_agent_from_json(agent_url: str, co
         (ArchConfig("tinyseg", {"width": 8}, 5), "parameter 'crash' is missing"),
         (tiny(width=999), "width=999 is not allowed; width is integer in [1, 64]"),
         (tiny(width="8"), "width='8' is not allowed"),
-        (ArchConfig("espnet", {**load_space("espnet").baseline("espnet-c").params, "alpha2": 99}, 11),
-         "alpha2=99 is not allowed; alpha2 is integer in [1, 5]"),
+        (
+            ArchConfig("espnet", {**load_space("espnet").baseline("espnet-c").params, "alpha2": 99}, 11),
+            "alpha2=99 is not allowed; alpha2 is integer in [1, 5]",
+        ),
     ],
 )
 def test_measure_checks_a_config_against_its_space_as_a_baseline_is(agent_url: str, config, message) -> None:
@@ -167,8 +170,11 @@ def test_measure_checks_a_config_against_its_space_as_a_baseline_is(agent_url: s
 def test_an_input_beyond_the_targets_memory_is_refused_before_building(agent_url: str) -> None:
     capacity = get_target("host-cpu").memory_bytes()
     side = 2 * math.ceil(math.sqrt(2 * capacity / ((3 + 5) * 4)) / 2)  # its input and 5-class logits: 2x memory
-    with pytest.raises(AgentError, match=rf"refused.*input_hw {side}x{side} needs about .* GiB of fp32 activation "
-                                         r"memory \(the input image and its 5-class logits alone\); host-cpu has"):
+    with pytest.raises(
+        AgentError,
+        match=rf"refused.*input_hw {side}x{side} needs about .* GiB of fp32 activation "
+        r"memory \(the input image and its 5-class logits alone\); host-cpu has",
+    ):
         quick_client(agent_url).measure(tiny(), (side, side))
     assert Concurrency.peak == 0
 
@@ -180,9 +186,12 @@ def test_the_memory_bound_scales_measured_peak_activations_by_pixels(tinyseg) ->
     model = build(config)
     fits_in_memory(config, model, (1024, 2048), nano, "fp32")  # a Cityscapes frame fits
     # 10000x10000 passes the floor (3.0 GiB for the input and logits) but not the measured peak (7.1 GiB).
-    with pytest.raises(AgentError, match=r"input_hw 10000x10000 needs about [6-8]\.\d GiB of fp32 activation memory "
-                                         r"\(peak activations, [4-5]\.\d MiB measured at 256x256 and scaled by pixels\); "
-                                         r"jetson-nano has 4\.0 GiB"):
+    with pytest.raises(
+        AgentError,
+        match=r"input_hw 10000x10000 needs about [6-8]\.\d GiB of fp32 activation memory "
+        r"\(peak activations, [4-5]\.\d MiB measured at 256x256 and scaled by pixels\); "
+        r"jetson-nano has 4\.0 GiB",
+    ):
         fits_in_memory(config, model, (10000, 10000), nano, "fp32")
     fits_in_memory(config, model, (10000, 10000), nano, "fp16")  # half the bytes per activation: 3.6 GiB
     fits_in_memory(config, model, (10000, 10000), get_target("jetson-agx-orin"), "fp32")  # 64 GB holds it

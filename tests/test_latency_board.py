@@ -37,8 +37,9 @@ runner = CliRunner()
 def _vermin(path: Path) -> subprocess.CompletedProcess:
     pytest.importorskip("vermin", reason="vermin (the dev extra) checks which Python versions a file runs on")
     command = [sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())"]
-    return subprocess.run([*command, "-t=3.6-", "--violations", "--no-tips", str(path)],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [*command, "-t=3.6-", "--violations", "--no-tips", str(path)], capture_output=True, text=True, check=False
+    )
 
 
 def test_the_board_script_needs_only_python_3_6_and_its_standard_library(tmp_path: Path) -> None:
@@ -48,10 +49,17 @@ def test_the_board_script_needs_only_python_3_6_and_its_standard_library(tmp_pat
     newer = tmp_path / "newer.py"
     newer.write_text("import dataclasses\nprint(f'{1 + 1=}')\n")
     assert _vermin(newer).returncode != 0
-    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(SCRIPT.read_text()))
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(ast.parse(SCRIPT.read_text()))
-                 if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(ast.parse(SCRIPT.read_text()))
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(ast.parse(SCRIPT.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
 
 
@@ -87,9 +95,20 @@ def trtexec(tmp_path: Path) -> Path:
 def serving_board(trtexec: Path, tmp_path: Path, target: str = "jetson-nano", **env: str) -> Iterator[str]:
     """board_agent.py serving on a free loopback port, as it would on the board."""
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--port", "0", "--target", target, "--trtexec", str(trtexec),
-         "--cache", str(tmp_path / "engines")],
-        stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--port",
+            "0",
+            "--target",
+            target,
+            "--trtexec",
+            str(trtexec),
+            "--cache",
+            str(tmp_path / "engines"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "NASSEG_STAND_IN_CALLS": str(tmp_path / "calls.jsonl"), **env},
     )
     try:
@@ -114,8 +133,9 @@ def test_nasseg_latency_measures_through_the_board_agent(tinyseg, trtexec: Path,
     config_file = tmp_path / "arch.yaml"
     config_file.write_text(yaml.safe_dump(tiny().to_dict()))
     with serving_board(trtexec, tmp_path) as url:
-        done = runner.invoke(app, ["latency", str(config_file), "--target", "jetson-nano", "--input", "32x32",
-                                   "--agent", url, "--json"])
+        done = runner.invoke(
+            app, ["latency", str(config_file), "--target", "jetson-nano", "--input", "32x32", "--agent", url, "--json"]
+        )
         assert done.exit_code == 0, done.output
         report = json.loads(done.stdout)
         assert report["kind"] == "measured" and report["backend"] == "tensorrt" and report["target"] == "jetson-nano"
@@ -140,8 +160,10 @@ def test_the_board_runs_one_measurement_at_a_time(tinyseg, trtexec: Path, tmp_pa
     with serving_board(trtexec, tmp_path, NASSEG_STAND_IN_HOLD="0.5") as url:
         results: list = []
         # Three host threads at once: their exports take turns here, their trtexec runs on the board.
-        workers = [threading.Thread(target=lambda w=w: results.append(quick_client(url).measure(tiny(w), (32, 32))))
-                   for w in (4, 8, 12)]
+        workers = [
+            threading.Thread(target=lambda w=w: results.append(quick_client(url).measure(tiny(w), (32, 32))))
+            for w in (4, 8, 12)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -171,8 +193,13 @@ def test_a_crashing_trtexec_is_reported_with_its_last_lines(tinyseg, trtexec: Pa
 
 
 def test_a_missing_trtexec_is_named(tinyseg, trtexec: Path, tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), "--port", "0", "--trtexec", str(tmp_path / "none")],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--port", "0", "--trtexec", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2 and "no executable trtexec" in done.stderr and str(tmp_path / "none") in done.stderr
     with serving_board(trtexec, tmp_path) as url:
         trtexec.unlink()  # gone after the agent started
@@ -194,8 +221,16 @@ def test_protocol_versions_are_named_on_both_sides(trtexec: Path, tmp_path: Path
         status, answer = _post(url, {"protocol": 3, "onnx": base64.b64encode(onnx).decode(), "precision": "fp16"})
         assert status == 400 and answer["type"] == "ProtocolMismatch" and answer["protocols"] == [2]
         assert "speaks protocol 2; the host sent protocol 3" in answer["error"]
-        status, answer = _post(url, {"protocol": 2, "onnx": base64.b64encode(onnx).decode(), "onnx_sha256": "0" * 64,
-                                     "precision": "fp16", "timing": {"warmup_ms": 1, "iterations": 2, "duration_s": 1}})
+        status, answer = _post(
+            url,
+            {
+                "protocol": 2,
+                "onnx": base64.b64encode(onnx).decode(),
+                "onnx_sha256": "0" * 64,
+                "precision": "fp16",
+                "timing": {"warmup_ms": 1, "iterations": 2, "duration_s": 1},
+            },
+        )
         assert status == 400 and "damaged" in answer["error"]
     newer = {"agent": "board", "protocol": 3, "protocols": [3], "target": "jetson-nano", "device": "x"}
     with pytest.raises(AgentError, match="speaks protocol 3; this nasseg speaks 2"):

@@ -51,7 +51,9 @@ def test_latency_measures_a_config_file_on_the_host(config_file, tmp_path) -> No
 
 
 def test_latency_without_a_board_estimates_for_a_jetson(config_file) -> None:
-    done = runner.invoke(app, ["latency", str(config_file), "--target", "jetson-agx-orin", "--input", "64x64", "--json"])
+    done = runner.invoke(
+        app, ["latency", str(config_file), "--target", "jetson-agx-orin", "--input", "64x64", "--json"]
+    )
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["kind"] == "estimated" and report["target"] == "jetson-agx-orin"
@@ -83,8 +85,9 @@ def test_malformed_or_missing_architecture_file_is_named(tmp_path) -> None:
 
 
 def test_unreachable_agent_is_one_error_line(config_file) -> None:
-    done = runner.invoke(app, ["latency", str(config_file), "--target", "host-cpu", "--input", "32x32",
-                               "--agent", "http://127.0.0.1:9"])
+    done = runner.invoke(
+        app, ["latency", str(config_file), "--target", "host-cpu", "--input", "32x32", "--agent", "http://127.0.0.1:9"]
+    )
     # A failed measurement (exit 1), not bad input: the same command works once the board answers.
     assert done.exit_code == EXIT_CHECK_FAILED and "after 4 attempts" in " ".join(done.output.split())
 

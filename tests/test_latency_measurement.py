@@ -24,7 +24,14 @@ from nasseg.latency.measure.device import jetson_target_of, parse_nvpmodel
 from nasseg.latency.measure.measure import measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.latency.targets import get_target
-from nasseg.latency.timing import TimingSettings, denormals_flushed, host_slowdown, in_passes, summarise, time_repeatedly
+from nasseg.latency.timing import (
+    TimingSettings,
+    denormals_flushed,
+    host_slowdown,
+    in_passes,
+    summarise,
+    time_repeatedly,
+)
 
 
 def small_net() -> nn.Module:
@@ -161,7 +168,11 @@ def test_host_timing_keeps_freed_memory_so_forwards_do_not_page_fault() -> None:
     # Without it glibc returns large activations to the kernel and the next forward faults them in
     # again (about 3000 faults per forward here); that cost varied by 10 % between runs of one network.
     def faults(mode: str) -> int:
-        return int(subprocess.run([sys.executable, "-c", _FAULTS_PER_FORWARD, mode], check=True, capture_output=True, text=True).stdout)
+        return int(
+            subprocess.run(
+                [sys.executable, "-c", _FAULTS_PER_FORWARD, mode], check=True, capture_output=True, text=True
+            ).stdout
+        )
 
     # Left to itself glibc raises its mmap threshold as blocks are freed, so whether it keeps them
     # depends on the order of frees (2 of 12 runs kept them here, every run on another machine); the
@@ -273,8 +284,18 @@ def test_nvpmodel_query_gives_the_mode_name() -> None:
 
 # ----- cache -----------------------------------------------------------------------------------
 def _result(ms: float, precision: str = "fp32") -> LatencyResult:
-    return LatencyResult(kind="measured", median_ms=ms, target="host-cpu", input_hw=(64, 64), precision=precision,
-                         backend="torch", device="cpu", timed="forward", repeats=10, spread_ms=0.1)
+    return LatencyResult(
+        kind="measured",
+        median_ms=ms,
+        target="host-cpu",
+        input_hw=(64, 64),
+        precision=precision,
+        backend="torch",
+        device="cpu",
+        timed="forward",
+        repeats=10,
+        spread_ms=0.1,
+    )
 
 
 def test_cache_round_trips_and_separates_every_key_field(tmp_path) -> None:
@@ -297,8 +318,15 @@ def test_cache_round_trips_and_separates_every_key_field(tmp_path) -> None:
 
 def test_cache_refuses_estimates_and_reports_a_broken_file(tmp_path) -> None:
     cache = LatencyCache(tmp_path / "c.sqlite")
-    estimate = LatencyResult(kind="estimated", median_ms=1.0, target="jetson-nano", input_hw=(8, 8), precision="fp16",
-                             predictor="roofline", calibration="x")
+    estimate = LatencyResult(
+        kind="estimated",
+        median_ms=1.0,
+        target="jetson-nano",
+        input_hw=(8, 8),
+        precision="fp16",
+        predictor="roofline",
+        calibration="x",
+    )
     with pytest.raises(ValueError, match="only measurements"):
         cache.put(CacheKey("h", (8, 8), "jetson-nano", "predictor", "fp16"), estimate)
     broken = tmp_path / "broken.sqlite"
@@ -333,8 +361,10 @@ def test_cpu_name_tells_apart_cpus_that_share_a_generic_name(monkeypatch, tmp_pa
     from nasseg.latency.measure import device
 
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n\n"
-                       "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n")
+    cpuinfo.write_text(
+        "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n\n"
+        "processor\t: 1\ncpu family\t: 6\nmodel\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+    )
     monkeypatch.setattr(device, "Path", lambda _path: cpuinfo)
     assert device.cpu_name() == "Intel(R) Xeon(R) Processor (family 6, model 167)"
     assert device.cpu_device(2) == "Intel(R) Xeon(R) Processor (family 6, model 167) (2 threads)"

@@ -33,14 +33,16 @@ class _Convs(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([
-            nn.Conv2d(3, 16, 3, stride=2, padding=1),
-            nn.Conv2d(16, 16, (3, 1), padding=(1, 0), bias=False),
-            nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=16),
-            nn.Conv2d(16, 24, 5, padding=1, groups=4),
-            nn.ConvTranspose2d(24, 8, 3, stride=2, padding=1, output_padding=1),
-            nn.Conv2d(8, 11, 1),
-        ])
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(3, 16, 3, stride=2, padding=1),
+                nn.Conv2d(16, 16, (3, 1), padding=(1, 0), bias=False),
+                nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=16),
+                nn.Conv2d(16, 24, 5, padding=1, groups=4),
+                nn.ConvTranspose2d(24, 8, 3, stride=2, padding=1, output_padding=1),
+                nn.Conv2d(8, 11, 1),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
@@ -98,11 +100,13 @@ def test_a_timed_trace_is_the_traced_graph_with_each_operator_timed() -> None:
     timed = timed_trace(model, hw, time.thread_time)
     traced = trace(model, hw)
     assert [(n.op, n.in_shapes, n.out_shapes, n.producers) for n in timed] == [
-        (n.op, n.in_shapes, n.out_shapes, n.producers) for n in traced]
+        (n.op, n.in_shapes, n.out_shapes, n.producers) for n in traced
+    ]
     assert all(n.ms is not None and n.ms >= 0 for n in timed) and all(n.ms is None for n in traced)
     layers, ms = time_layers(model, hw, passes=3)
     assert [(layer.op, layer.op_class, layer.flops, layer.bytes) for layer in layers] == [
-        (layer.op, layer.op_class, layer.flops, layer.bytes) for layer in layers_of(traced, 4.0, False)]
+        (layer.op, layer.op_class, layer.flops, layer.bytes) for layer in layers_of(traced, 4.0, False)
+    ]
     # 0.3 GFLOP of 3x3 convolution against one pass over its output: the times are real.
     conv64, relu = ms[1], ms[2]
     assert conv64 > 5 * relu > 0
@@ -160,8 +164,10 @@ def test_op_table_tells_operators_of_one_class_apart() -> None:
     def table(exp: bool, size: int) -> LayerTable:
         return layer_table(_Pointwise(exp), (size, size), PROBE)[1]
 
-    timed = [(t, t.bytes / 5e9 * 1e3 * (8.0 if t.op[0] == "aten.exp" else 1.0), 1.0)
-             for t in (table(exp, size) for exp in (True, False) for size in (16, 32, 64, 128))]
+    timed = [
+        (t, t.bytes / 5e9 * 1e3 * (8.0 if t.op[0] == "aten.exp" else 1.0), 1.0)
+        for t in (table(exp, size) for exp in (True, False) for size in (16, 32, 64, 128))
+    ]
     fitted = OpTable.from_timings(timed)
     assert fitted.ops == ("aten.add", "aten.exp")
     ratio = fitted.layer_ms(table(True, 48)).sum() / fitted.layer_ms(table(False, 48)).sum()
@@ -172,8 +178,9 @@ def test_every_layer_carries_its_activation_shapes() -> None:
     layers = layer_table(_Block(8).eval(), (16, 24), PROBE)[0]
     shape = {layer.op: dict(zip(SHAPE_FIELDS, layer.shape, strict=True)) for layer in layers}
     # The upsampling reads the pooled 8x12 map and writes 16x24; the residual add reads two whole maps.
-    assert shape["aten.upsample_bilinear2d"] == dict(in_c=8, in_h=8, in_w=12, out_c=8, out_h=16, out_w=24,
-                                                     operands=1, second_numel=0)
+    assert shape["aten.upsample_bilinear2d"] == dict(
+        in_c=8, in_h=8, in_w=12, out_c=8, out_h=16, out_w=24, operands=1, second_numel=0
+    )
     assert shape["aten.add"]["operands"] == 2 and shape["aten.add"]["second_numel"] == 8 * 16 * 24
     assert shape["aten.cat"]["out_c"] == 16
     # A convolution's weight is not an activation operand.
@@ -242,22 +249,43 @@ def test_calibrating_with_an_op_table_times_every_layer_in_each_pass(monkeypatch
 
     def fake_measure(name: str, _model: nn.Module, hw: tuple[int, int]) -> LatencyResult:
         order.append(f"measure {name}")
-        return LatencyResult("measured", next(network_ms[name]), "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward")
+        return LatencyResult(
+            "measured",
+            next(network_ms[name]),
+            "host-cpu",
+            hw,
+            "fp32",
+            backend="torch",
+            device="test cpu",
+            timed="forward",
+        )
 
     def counted(model: nn.Module, hw: tuple[int, int]) -> tuple[list, np.ndarray]:
         order.append("layers")
         return time_layers(model, hw, passes=1)
 
     monkeypatch.setattr(calibration, "time_layers", counted)
-    cal, measurements = measure_and_fit("host-cpu", cases, fake_measure, precision="fp32", runtime="torch-eager",
-                                        cal_id="test/op-table", op_table=True, rounds=2)
+    cal, measurements = measure_and_fit(
+        "host-cpu",
+        cases,
+        fake_measure,
+        precision="fp32",
+        runtime="torch-eager",
+        cal_id="test/op-table",
+        op_table=True,
+        rounds=2,
+    )
     names = [name for name, _, _ in cases]
     for one_pass in (order[:4], order[4:]):  # each network, then its layers, once per pass
-        assert sorted(one_pass[::2]) == [f"measure {name}" for name in sorted(names)] and one_pass[1::2] == ["layers"] * 2
+        assert (
+            sorted(one_pass[::2]) == [f"measure {name}" for name in sorted(names)] and one_pass[1::2] == ["layers"] * 2
+        )
     assert cal.optable is not None and len(cal.optable.ms) == sum(len(m.table.flops) for m in measurements)
     assert [m.ms for m in measurements] == [2.5, 4.5]
     with pytest.raises(CalibrationError, match="host-cpu, not jetson-nano"):
-        measure_and_fit("jetson-nano", cases, fake_measure, precision="fp16", runtime="tensorrt", cal_id="x", op_table=True)
+        measure_and_fit(
+            "jetson-nano", cases, fake_measure, precision="fp16", runtime="tensorrt", cal_id="x", op_table=True
+        )
 
 
 def test_calibrate_op_table_option_builds_one_from_the_cases_and_refuses_other_settings(tmp_path, monkeypatch) -> None:
@@ -267,14 +295,35 @@ def test_calibrate_op_table_option_builds_one_from_the_cases_and_refuses_other_s
     from nasseg.latency.measure import backends
 
     # The networks' own timings are not what is checked here: only their layers are timed for real.
-    monkeypatch.setattr(backends, "measure_model", lambda model, hw, *_a, **_k: LatencyResult(
-        "measured", 10.0, "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward"))
+    monkeypatch.setattr(
+        backends,
+        "measure_model",
+        lambda model, hw, *_a, **_k: LatencyResult(
+            "measured", 10.0, "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward"
+        ),
+    )
     space, name = find_baseline("espnet-c")
     sample = ("espnet-c", space.baseline(name), (64, 96))
     monkeypatch.setattr(calibration, "sampled_architectures", lambda per_space: [sample] * min(per_space, 1))
     out = tmp_path / "host.json"
-    result = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--input", "16x16", "--channels", "4",
-                                      "--op-table", "--samples", "1", "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--target",
+            "host-cpu",
+            "--input",
+            "16x16",
+            "--channels",
+            "4",
+            "--op-table",
+            "--samples",
+            "1",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cal = Calibration.load(out)
     cases = [*suite((16, 16), 4), (sample[0], build(sample[1]), sample[2])]

@@ -25,7 +25,9 @@ TARGET = "jetson-agx-xavier"
 
 
 def _only_conv(conv: nn.Conv2d, hw: tuple[int, int]) -> list:
-    return [layer for layer in layers_of(trace(conv, hw, conv.in_channels), 2.0, False) if layer.op.endswith("convolution")]
+    return [
+        layer for layer in layers_of(trace(conv, hw, conv.in_channels), 2.0, False) if layer.op.endswith("convolution")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -39,7 +41,9 @@ def _only_conv(conv: nn.Conv2d, hw: tuple[int, int]) -> list:
         (nn.Conv2d(16, 16, 5, padding=2, groups=16), "conv_depthwise", 25),
     ],
 )
-def test_each_convolution_gets_its_class_and_exact_arithmetic(conv: nn.Conv2d, op_class: str, macs_per_output: int) -> None:
+def test_each_convolution_gets_its_class_and_exact_arithmetic(
+    conv: nn.Conv2d, op_class: str, macs_per_output: int
+) -> None:
     (layer,) = _only_conv(conv, (20, 24))
     assert layer.op_class == op_class
     assert layer.flops == 2 * conv.out_channels * 20 * 24 * macs_per_output
@@ -85,7 +89,10 @@ def test_more_work_costs_more() -> None:
         assert estimate(net(32, 4), (256, 256), target).median_ms > base
         assert estimate(net(32, 2), (512, 512), target).median_ms > base
     # A slower board takes longer for the same network.
-    assert estimate(net(32, 2), (256, 256), "jetson-nano").median_ms > estimate(net(32, 2), (256, 256), "jetson-agx-orin").median_ms
+    assert (
+        estimate(net(32, 2), (256, 256), "jetson-nano").median_ms
+        > estimate(net(32, 2), (256, 256), "jetson-agx-orin").median_ms
+    )
 
 
 class _Mixed(nn.Module):
@@ -181,7 +188,9 @@ def test_a_host_estimate_names_the_cpu_its_calibration_was_fitted_on() -> None:
     fitted_on = find_calibration("host-cpu", None, None).fitted_on["device"]
     assert result.extra["calibrated_on"] == fitted_on
     assert f"fitted on {fitted_on}" in result.label()
-    assert "calibrated_on" not in estimate(nn.Conv2d(3, 4, 1), (8, 8), "jetson-nano").extra  # published points: no one device
+    assert (
+        "calibrated_on" not in estimate(nn.Conv2d(3, 4, 1), (8, 8), "jetson-nano").extra
+    )  # published points: no one device
 
 
 def test_a_baseline_of_every_landed_family_is_costed() -> None:

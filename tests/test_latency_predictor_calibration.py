@@ -70,8 +70,13 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
 
     prior = template("host-cpu", "fp32", "torch-eager", "forward", False, HOST_PRIOR, "prior")
     cal, _ = measure_and_fit(
-        "host-cpu", suite((32, 48), 16, depths=(1, 3)), measure_fit_case_then_held_out,
-        precision="fp32", runtime="torch-eager", cal_id="test/host", rounds=3,
+        "host-cpu",
+        suite((32, 48), 16, depths=(1, 3)),
+        measure_fit_case_then_held_out,
+        precision="fp32",
+        runtime="torch-eager",
+        cal_id="test/host",
+        rounds=3,
     )
     held_out = [
         Measurement(name, "host-cpu", layer_table(model, hw, prior)[1], float(np.median(held_out_ms[name])))
@@ -88,17 +93,25 @@ def test_fitting_on_host_measurements_reduces_error_on_held_out_networks() -> No
 
 def test_calibrating_in_rounds_measures_in_passes_and_fits_to_the_medians() -> None:
     cases = suite((16, 16), 4, depths=(1,))[:3]
-    times = {name: iter(ms) for (name, _, _), ms in zip(cases, ([3.0, 1.0, 2.0], [5.0, 6.0, 4.0], [9.0, 7.0, 8.0]), strict=True)}
+    times = {
+        name: iter(ms)
+        for (name, _, _), ms in zip(cases, ([3.0, 1.0, 2.0], [5.0, 6.0, 4.0], [9.0, 7.0, 8.0]), strict=True)
+    }
     order: list[str] = []
 
     def fake_measure(name: str, _model: nn.Module, hw: tuple[int, int]) -> LatencyResult:
         order.append(name)
-        return LatencyResult("measured", next(times[name]), "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward")
+        return LatencyResult(
+            "measured", next(times[name]), "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward"
+        )
 
     names = [name for name, _, _ in cases]
-    cal, measurements = measure_and_fit("host-cpu", cases, fake_measure, precision="fp32", runtime="torch-eager",
-                                        cal_id="test/rounds", rounds=3)
-    assert all(sorted(order[p * 3:p * 3 + 3]) == sorted(names) for p in range(3))  # once per pass, not thrice in a row
+    cal, measurements = measure_and_fit(
+        "host-cpu", cases, fake_measure, precision="fp32", runtime="torch-eager", cal_id="test/rounds", rounds=3
+    )
+    assert all(
+        sorted(order[p * 3 : p * 3 + 3]) == sorted(names) for p in range(3)
+    )  # once per pass, not thrice in a row
     assert [m.ms for m in measurements] == [2.0, 5.0, 8.0]
     assert cal.fitted_on["rounds"] == 3 and cal.fitted_on["measured_ms"] == [2.0, 5.0, 8.0]
     with pytest.raises(ValueError, match="rounds"):
@@ -173,7 +186,11 @@ def test_check_points_on_our_baselines_are_costed_but_never_fitted() -> None:
     rate reaches past the map at these inputs: check() notes them as degenerate, and the module still
     runs) and kept out of the fit."""
     checks = [m for m in published_measurements(checks=True) if m.source == "fassd-net-paper"]
-    assert [m.id.split("/")[-1] for m in checks] == ["fassd-net@512x1024", "fassd-net-l1@576x1152", "fassd-net-l2@704x1408"]
+    assert [m.id.split("/")[-1] for m in checks] == [
+        "fassd-net@512x1024",
+        "fassd-net-l1@576x1152",
+        "fassd-net-l2@704x1408",
+    ]
     space, name = find_baseline("fassd-net-l2")
     (note,) = check(space.baseline(name, 19), (704, 1408))  # degenerate, not infeasible
     assert "reach past" in note and "[24, 36]" in note
@@ -185,7 +202,9 @@ def test_check_points_on_our_baselines_are_costed_but_never_fitted() -> None:
     assert not {p["id"] for p in published_points()} & {m.id for m in checks}
 
 
-def test_calibrate_rounds_option_measures_every_case_that_many_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_calibrate_rounds_option_measures_every_case_that_many_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from nasseg.cli import app
@@ -195,12 +214,36 @@ def test_calibrate_rounds_option_measures_every_case_that_many_times(tmp_path: P
 
     def fake_measure(model: nn.Module, hw: tuple[int, int], *_args: object, **_kwargs: object) -> LatencyResult:
         calls.append(hw)
-        return LatencyResult("measured", 1.0 + len(calls) % 3, "host-cpu", hw, "fp32", backend="torch", device="test cpu", timed="forward")
+        return LatencyResult(
+            "measured",
+            1.0 + len(calls) % 3,
+            "host-cpu",
+            hw,
+            "fp32",
+            backend="torch",
+            device="test cpu",
+            timed="forward",
+        )
 
     monkeypatch.setattr(backends, "measure_model", fake_measure)
     out = tmp_path / "host.json"
-    result = CliRunner().invoke(app, ["calibrate", "--target", "host-cpu", "--input", "16x16", "--channels", "4",
-                                      "--rounds", "2", "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--target",
+            "host-cpu",
+            "--input",
+            "16x16",
+            "--channels",
+            "4",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cal = Calibration.load(out)
     assert len(calls) == 2 * len(suite((16, 16), 4)) and cal.fitted_on["rounds"] == 2

@@ -48,7 +48,9 @@ def _hand_made() -> list[Measurement]:
             table = layer_table(_net(width, depth), hw, probe)[1]
             for target, speed in (("jetson-nano", 1.0), ("jetson-agx-xavier", 0.15)):
                 ms = float(table.flops.sum()) / 2e8 * speed + 0.2
-                out.append(Measurement(f"{source}/{target}/{net}@{hw[0]}", target, table, ms, network=net, source=source))
+                out.append(
+                    Measurement(f"{source}/{target}/{net}@{hw[0]}", target, table, ms, network=net, source=source)
+                )
     return out
 
 
@@ -75,7 +77,8 @@ def test_leave_one_network_out_keeps_every_point_of_a_network_out_together(monke
     left_out = [everything - ids for ids in seen[1:]]
     # One refit per network, each without every point of that network (both boards, both inputs) and nothing else.
     assert sorted(sorted(ids) for ids in left_out) == sorted(
-        sorted(m.id for m in points if m.network == net) for net in ("a", "b", "c"))
+        sorted(m.id for m in points if m.network == net) for net in ("a", "b", "c")
+    )
     assert all(len(ids) == 4 for ids in left_out)
     assert predicted.shape == (len(points),) and np.all(predicted > 0)
 
@@ -112,7 +115,10 @@ def test_every_published_point_names_its_source_precision_and_timing_scope() -> 
 
 def test_check_points_are_never_fitted() -> None:
     checks = {p["id"] for p in published_points(checks=True)}
-    assert {"mmdeploy/jetson-tx2/deeplabv3plus_r50-d8@512x1024/fp32", "fassd-net-paper/jetson-tx2/fassd-net@512x1024"} <= checks
+    assert {
+        "mmdeploy/jetson-tx2/deeplabv3plus_r50-d8@512x1024/fp32",
+        "fassd-net-paper/jetson-tx2/fassd-net@512x1024",
+    } <= checks
     assert not checks & {p["id"] for p in published_points()}
     for target in ("jetson-tx2", "jetson-nano", "jetson-agx-xavier"):
         assert not checks & set(find_calibration(target).fitted_on["points"]), target
@@ -163,9 +169,13 @@ def test_effects_change_only_the_layers_they_are_about() -> None:
     assert padded.flops[conv_b] == pytest.approx(table.flops[conv_b] * 32 / 28)
     assert padded.flops[conv_a] == table.flops[conv_a]  # 3 image channels are not padded, 64 needs none
     assert apply_effects(table, ["tile32"], hw_plain).flops[conv_b] == pytest.approx(table.flops[conv_b] * 32 / 28)
-    assert apply_effects(table, ["misaligned_off_fp16"], hw_plain).flops[conv_b] == pytest.approx(2 * table.flops[conv_b])
+    assert apply_effects(table, ["misaligned_off_fp16"], hw_plain).flops[conv_b] == pytest.approx(
+        2 * table.flops[conv_b]
+    )
     assert apply_effects(table, ["misaligned_off_fp16"], hw_tc).flops[conv_b] == pytest.approx(8 * table.flops[conv_b])
-    assert apply_effects(table, ["misaligned_off_fp16"], Hardware("fp32", False, 1.0)).flops[conv_b] == table.flops[conv_b]
+    assert (
+        apply_effects(table, ["misaligned_off_fp16"], Hardware("fp32", False, 1.0)).flops[conv_b] == table.flops[conv_b]
+    )
     freed = apply_effects(table, ["concat_free"], hw_plain)
     cat = np.array(["cat" in op for op in table.op])
     assert cat.any() and freed.bytes[cat].sum() == 0 and freed.launched[cat].sum() == 0
@@ -173,16 +183,28 @@ def test_effects_change_only_the_layers_they_are_about() -> None:
     assert apply_effects(table, [], hw_tc) is table
     with pytest.raises(ValueError, match="unknown latency effect"):
         apply_effects(table, ["warp-drive"], hw_tc)
-    assert set(EFFECTS) >= {"pad8", "tile32", "misaligned_off_fp16", "concat_free", "concat_in_place", "dilated_on_tensor_cores",
-                            "winograd", "no_overlap"}
+    assert set(EFFECTS) >= {
+        "pad8",
+        "tile32",
+        "misaligned_off_fp16",
+        "concat_free",
+        "concat_in_place",
+        "dilated_on_tensor_cores",
+        "winograd",
+        "no_overlap",
+    }
 
 
 def test_winograd_counts_fewer_multiplies_only_where_it_runs() -> None:
     """Without tensor cores a stride-1 3x3 convolution runs as Winograd F(2x2, 3x3): 2.25x fewer
     multiplies; a strided one, the image-input one and any 1x1 keep theirs, and a tensor-core GPU none."""
     probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "p")
-    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 32, 3, padding=1),
-                        nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.Conv2d(32, 32, 1))
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1),
+        nn.Conv2d(32, 32, 1),
+    )
     table = layer_table(net, (32, 32), probe)[1]
     image, plain, strided, pointwise = np.flatnonzero(table.conv_rows[:, 0] > 0)
     fast = apply_effects(table, ["winograd"], Hardware("fp16", False, 1.0))
@@ -217,7 +239,11 @@ def test_a_concatenation_is_written_in_place_unless_another_one_reads_its_input(
     class Harmonic(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.a, self.b, self.c = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(32, 16, 3, padding=1)
+            self.a, self.b, self.c = (
+                nn.Conv2d(3, 16, 3, padding=1),
+                nn.Conv2d(16, 16, 3, padding=1),
+                nn.Conv2d(32, 16, 3, padding=1),
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             a = self.a(x)
@@ -232,7 +258,10 @@ def test_a_concatenation_is_written_in_place_unless_another_one_reads_its_input(
     assert table.shared[cat].tolist() == [0.5, 0.5]
     hw = Hardware("fp16", False, 1.0)
     in_place = apply_effects(table, ["concat_in_place"], hw)
-    assert in_place.bytes[cat] == pytest.approx(table.bytes[cat] * 0.5) and in_place.launched[cat].tolist() == [1.0, 1.0]
+    assert in_place.bytes[cat] == pytest.approx(table.bytes[cat] * 0.5) and in_place.launched[cat].tolist() == [
+        1.0,
+        1.0,
+    ]
     plain = layer_table(nn.Sequential(nn.Conv2d(3, 8, 1)), (8, 8), probe)[1]
     assert not (plain.shared < 1).any()  # no concatenation, nothing shared
 

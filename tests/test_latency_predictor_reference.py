@@ -11,12 +11,20 @@ from nasseg.profile import count_params
 
 # GMACs published beside the measurements (jetson.md sections 2.1 and 3.1, at 224x224 unless noted).
 PUBLISHED_GMACS = {
-    ("resnet18", (224, 224)): 1.82, ("resnet34", (224, 224)): 3.67, ("resnet50", (224, 224)): 4.11,
-    ("resnet101", (224, 224)): 7.83, ("vgg16", (224, 224)): 15.5, ("alexnet", (224, 224)): 0.71,
-    ("squeezenet1_0", (224, 224)): 0.82, ("squeezenet1_1", (224, 224)): 0.35, ("mobilenet_v2", (224, 224)): 0.30,
-    ("shufflenet_v2_x1.0", (224, 224)): 0.146, ("fcn-resnet18", (256, 512)): 4.8,
+    ("resnet18", (224, 224)): 1.82,
+    ("resnet34", (224, 224)): 3.67,
+    ("resnet50", (224, 224)): 4.11,
+    ("resnet101", (224, 224)): 7.83,
+    ("vgg16", (224, 224)): 15.5,
+    ("alexnet", (224, 224)): 0.71,
+    ("squeezenet1_0", (224, 224)): 0.82,
+    ("squeezenet1_1", (224, 224)): 0.35,
+    ("mobilenet_v2", (224, 224)): 0.30,
+    ("shufflenet_v2_x1.0", (224, 224)): 0.146,
+    ("fcn-resnet18", (256, 512)): 4.8,
     # mmcls model zoo (the networks of mmdeploy's Jetson rows): ResNeXt-50 32x4d 4.27, SE-ResNet-50 4.13 GFLOPs (MACs).
-    ("resnext50_32x4d", (224, 224)): 4.27, ("se_resnet50", (224, 224)): 4.13,
+    ("resnext50_32x4d", (224, 224)): 4.27,
+    ("se_resnet50", (224, 224)): 4.13,
 }
 # Parameters published with them (mmcls model zoo, millions): the layers are the same, not just the MACs.
 PUBLISHED_PARAMS = {"resnext50_32x4d": 25.03, "se_resnet50": 28.09, "resnet50": 25.56}
@@ -43,7 +51,10 @@ def test_mmseg_segmentors_are_dilated_at_output_stride_8_and_resize_to_the_input
     """R50-D8: stages 3 and 4 dilated (2 and 4), the map at 1/8 of the input, logits resized back."""
     for net in ("fcn_r50-d8", "pspnet_r50-d8", "deeplabv3plus_r50-d8"):
         layers = layers_of(trace(reference_net(net), (256, 512)), 2.0, False)
-        dilated = [layer for layer in layers if layer.op_class in ("conv_dilated", "conv_depthwise") and layer.conv
-                   and layer.conv.dilation_h > 1]
+        dilated = [
+            layer
+            for layer in layers
+            if layer.op_class in ("conv_dilated", "conv_depthwise") and layer.conv and layer.conv.dilation_h > 1
+        ]
         assert {layer.conv.in_h for layer in dilated} == {32}, net
         assert layers[-1].op_class == "resize" and layers[-1].shape[4:6] == (256, 512), net

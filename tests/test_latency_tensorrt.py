@@ -94,8 +94,13 @@ def test_parse_trtexec_85_summary() -> None:
     summary = trt.parse_trtexec_log((FIXTURES / "orin_trt85_fp16.log").read_text())
     assert summary.tensorrt_version == "8.5.2" and summary.device == "Orin"
     assert summary.gpu_compute_ms == {
-        "min": 7.76709, "max": 9.31348, "mean": 7.91724, "median": 7.90405,
-        "percentile(90%)": 7.97656, "percentile(95%)": 8.00562, "percentile(99%)": 8.39551,
+        "min": 7.76709,
+        "max": 9.31348,
+        "mean": 7.91724,
+        "median": 7.90405,
+        "percentile(90%)": 7.97656,
+        "percentile(95%)": 8.00562,
+        "percentile(99%)": 8.39551,
     }
     assert summary.host_latency_ms["median"] == 9.39404
     assert summary.throughput_qps == 122.163

@@ -35,7 +35,8 @@ def _module_files() -> dict[str, Path]:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -80,7 +81,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(module)
         for nxt in sorted(graph[module]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -117,8 +118,13 @@ def test_a_cycle_would_be_found() -> None:
 
 def test_measure_and_predict_meet_only_in_the_shared_modules() -> None:
     graph = import_graph()
-    crossings = [f"{m} -> {n}" for m, deps in graph.items() if (mine := _half(m))
-                 for n in deps if (theirs := _half(n)) and theirs != mine]
+    crossings = [
+        f"{m} -> {n}"
+        for m, deps in graph.items()
+        if (mine := _half(m))
+        for n in deps
+        if (theirs := _half(n)) and theirs != mine
+    ]
     assert not crossings, "measure/ and predict/ import each other: " + ", ".join(crossings)
     shared_into_halves = [f"{m} -> {n}" for m in SHARED for n in graph[m] if _half(n)]
     assert not shared_into_halves, "a shared module imports a half: " + ", ".join(shared_into_halves)

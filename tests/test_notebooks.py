@@ -41,8 +41,9 @@ def execute(name: str, monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this process's environment
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nbclient.NotebookClient(
+        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     return notebook
 
 
@@ -80,8 +81,10 @@ def plots(code: Any) -> list[dict]:
 def snapshot(db: Path, into: Path) -> Path:
     """The study as it is now (a search may be writing it), copied through a read-only connection."""
     copy = into / "study.db"
-    with closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as source, \
-            closing(sqlite3.connect(copy)) as target:
+    with (
+        closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as source,
+        closing(sqlite3.connect(copy)) as target,
+    ):
         source.backup(target)
     return copy
 
@@ -109,7 +112,9 @@ def test_spaces_and_baselines_shows_our_counts_beside_the_papers(monkeypatch) ->
             assert int(row["params"]) == count_params(build(space.baseline(name))), name
             assert row["space"] == space.name and int(row["classes"]) == baseline.num_classes
             published = baseline.published.params
-            assert (row["published params"] == "NaN") if published is None else float(row["published params"]) == published
+            assert (
+                (row["published params"] == "NaN") if published is None else float(row["published params"]) == published
+            )
     # MACs at the published input, counted as the paper counts them (macs_kind)
     space, _ = find_baseline("jetseg-nano")
     macs = count_macs(build(space.baseline("jetseg-nano")), space.baseline_input("jetseg-nano"))
@@ -155,8 +160,10 @@ def test_search_runs_a_small_study_draws_its_dashboard_and_reads_the_camvid_stud
     for t in results.trials:
         counts[t.status or t.state.lower()] = counts.get(t.status or t.state.lower(), 0) + 1
     scored = sum(t.scored for t in results.trials)
-    assert (f"espnet-nano: {len(results.trials)} trials ("
-            f"{', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); {scored} trained to the end") in said
+    assert (
+        f"espnet-nano: {len(results.trials)} trials ("
+        f"{', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); {scored} trained to the end"
+    ) in said
     front = cell(notebook, "camvid-front")
     if not results.pareto:
         assert "no trial of espnet-nano is trained to the end yet" in text(front)
@@ -178,8 +185,11 @@ def test_latency_labels_every_number_with_where_it_came_from(monkeypatch) -> Non
     for name in ("espnet-c-a3", "espnetv2-s0.5"):
         space, _ = find_baseline(name)
         expected = estimate(build(space.baseline(name)), (192, 256), "host-cpu")
-        kinds = re.findall(rf"<th>{re.escape(name)}</th>\s*<td>(\w+)</td>\s*<td>([\d.]+)</td>\s*<td>([^<]*)</td>\s*"
-                           r"<td>([^<]*)</td>", html)
+        kinds = re.findall(
+            rf"<th>{re.escape(name)}</th>\s*<td>(\w+)</td>\s*<td>([\d.]+)</td>\s*<td>([^<]*)</td>\s*"
+            r"<td>([^<]*)</td>",
+            html,
+        )
         assert [k for k, *_ in kinds] == ["measured", "estimated"], name
         (_, ms_measured, iqr, where_measured), (_, ms_estimated, no_iqr, where_estimated) = kinds
         assert float(ms_measured) > 0 and float(iqr) >= 0 and where_measured.startswith("measured on ")
@@ -195,9 +205,17 @@ def test_latency_labels_every_number_with_where_it_came_from(monkeypatch) -> Non
     # ... and the Jetson calibrations, with the FASSD-Net TX2 timings kept out of their fit.
     jetson = cell(notebook, "jetson-accuracy")
     calibrations, check = tables(jetson)
-    assert set(calibrations) == {"jetson-nano", "jetson-tx2", "jetson-xavier-nx", "jetson-agx-xavier",
-                                 "jetson-orin-nano", "jetson-agx-orin"}
-    published = json.loads((files("nasseg") / "latency" / "predict" / "calibrations" / "published_jetson.json").read_text())
+    assert set(calibrations) == {
+        "jetson-nano",
+        "jetson-tx2",
+        "jetson-xavier-nx",
+        "jetson-agx-xavier",
+        "jetson-orin-nano",
+        "jetson-agx-orin",
+    }
+    published = json.loads(
+        (files("nasseg") / "latency" / "predict" / "calibrations" / "published_jetson.json").read_text()
+    )
     paper = {p["baseline"]: p["ms"] for p in published["points"] if p["source"] == "fassd-net-paper"}
     assert {name: float(r["published ms"]) for name, r in check.items()} == paper
     # The notebook says the estimates come out faster than published and keep the three's order.
@@ -214,8 +232,10 @@ def test_latency_labels_every_number_with_where_it_came_from(monkeypatch) -> Non
     for trace in scatter["data"]:
         points[(trace["meta"], trace["name"])] = len(trace["x"])
     baselines = len(load_space("espnet").baselines)
-    assert sorted(points.values()) == sorted([20, baselines] * 2) and {m for m, _ in points} == {"jetson-nano",
-                                                                                              "jetson-agx-orin"}
+    assert sorted(points.values()) == sorted([20, baselines] * 2) and {m for m, _ in points} == {
+        "jetson-nano",
+        "jetson-agx-orin",
+    }
     assert len(importance["data"]) == 2
     said = text(landscape)
     assert f"espnet: {baselines} baselines and 20 random samples at 360x480" in said

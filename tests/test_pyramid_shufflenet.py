@@ -63,8 +63,10 @@ def test_paper_network_within_15_percent_of_published():
 
 
 def test_table_iv_ordering_holds():
-    counts = [count_params(model_of(n)) for n in ("shufflenetv2", "pyd-shufflenetv2", "pyramid-shufflenet",
-                                                   "pyd-shufflenetv2-vp")]
+    counts = [
+        count_params(model_of(n))
+        for n in ("shufflenetv2", "pyd-shufflenetv2", "pyramid-shufflenet", "pyd-shufflenetv2-vp")
+    ]
     assert counts == sorted(counts) and len(set(counts)) == 4
 
 
@@ -81,8 +83,9 @@ def test_encoder_matches_shufflenet_v2_and_the_reference_arithmetic():
 
 
 def test_stages_match_torchvision_shufflenet_v2():
-    assert [count_params(s) for s in (shuffle_stage(24, 116, 4), shuffle_stage(116, 232, 8),
-                                      shuffle_stage(232, 464, 4))] == [30_192, 244_180, 501_352]
+    assert [
+        count_params(s) for s in (shuffle_stage(24, 116, 4), shuffle_stage(116, 232, 8), shuffle_stage(232, 464, 4))
+    ] == [30_192, 244_180, 501_352]
 
 
 def test_vortex_conv_weights_match_the_reference_arithmetic():
@@ -160,7 +163,10 @@ def test_baselines_are_feasible_at_camvid_and_cityscapes_sizes():
 def test_feature_sizes_follow_table_ii():
     cfg = PyramidShuffleNetConfig()
     assert feature_sizes(cfg, (512, 1024)) == {
-        "pool": (128, 256), "stage1": (64, 128), "stage2": (32, 64), "stage3": (32, 64)
+        "pool": (128, 256),
+        "stage1": (64, 128),
+        "stage2": (32, 64),
+        "stage3": (32, 64),
     }
     assert feature_sizes(cfg, (360, 480))["stage3"] == (23, 30)
 

@@ -31,35 +31,51 @@ SMALL_SEARCH = ["--data", SMALL_DATA, "--schedule", "tiny", "--steps", "2", "--b
 HOW: dict[str, tuple[str, object]] = {
     'pip install -e ".[dev]" "torch==2.13.0"': ("ci", ".ci/run"),
     "python -m pytest": ("ci", ".ci/run"),
-    "nasseg search --space espnet --target jetson-nano --data synthetic --schedule tiny --budget 8":
-        ("run", SMALL_SEARCH),
+    "nasseg search --space espnet --target jetson-nano --data synthetic --schedule tiny --budget 8": (
+        "run",
+        SMALL_SEARCH,
+    ),
     "nasseg spaces": ("run", []),
     "nasseg reproduce fassd-net": ("run", []),
-    "nasseg explore --space fassd --target jetson-nano --target jetson-agx-orin --samples 1000":
-        ("run", ["--samples", "3"]),
+    "nasseg explore --space fassd --target jetson-nano --target jetson-agx-orin --samples 1000": (
+        "run",
+        ["--samples", "3"],
+    ),
     "nasseg search studies/espnet-nano.yaml --workers 2": ("run", [*SMALL_SEARCH, "--study", "readme-copy"]),
-    "nasseg search --space espnet --target jetson-tx2 --data synthetic --budget 100 --max-latency 40":
-        ("run", SMALL_SEARCH),
+    "nasseg search --space espnet --target jetson-tx2 --data synthetic --budget 100 --max-latency 40": (
+        "run",
+        SMALL_SEARCH,
+    ),
     "nasseg results espnet-nano": ("run", []),
     "nasseg dashboard espnet-nano -o espnet-nano.html": ("run", []),
     "nasseg export espnet-nano --pareto --out front/": ("run", ["--no-onnx"]),
     "nasseg export espnet-nano --trial 0 --out picked/": ("run", []),
-    "nasseg train picked/trial-0.yaml --data camvid:../shared/data/CamVid --steps 1200 --out runs/picked-0":
-        ("run", ["--data", SMALL_DATA, "--schedule", "tiny", "--steps", "1"]),
+    "nasseg train picked/trial-0.yaml --data camvid:../shared/data/CamVid --steps 1200 --out runs/picked-0": (
+        "run",
+        ["--data", SMALL_DATA, "--schedule", "tiny", "--steps", "1"],
+    ),
     "nasseg targets": ("run", []),
     "nasseg latency fassd-net --target jetson-tx2 --input 512x1024": ("run", []),
     "nasseg agent --host 0.0.0.0 --port 8765 --target jetson-agx-orin": ("serve", []),
-    "nasseg search --space fassd --target jetson-agx-orin --data synthetic --agent http://orin:8765":
-        ("test", "tests/test_search.py::test_the_board_in_the_loop_measures_every_trial_and_caches_it"),
+    "nasseg search --space fassd --target jetson-agx-orin --data synthetic --agent http://orin:8765": (
+        "test",
+        "tests/test_search.py::test_the_board_in_the_loop_measures_every_trial_and_caches_it",
+    ),
     "nasseg agent --script -o board_agent.py": ("run", []),
-    "python3 board_agent.py --host 0.0.0.0 --port 8765":
-        ("test", "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent"),
-    "nasseg latency fassd-net --target jetson-nano --agent http://nano:8765":
-        ("test", "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent"),
+    "python3 board_agent.py --host 0.0.0.0 --port 8765": (
+        "test",
+        "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent",
+    ),
+    "nasseg latency fassd-net --target jetson-nano --agent http://nano:8765": (
+        "test",
+        "tests/test_latency_board.py::test_nasseg_latency_measures_through_the_board_agent",
+    ),
     "nasseg search --space espnet --target jetson-nano --data synthetic --backend ray --workers 8 "
-    "--storage postgresql+psycopg://USER@HOST/DB":
-        ("test", "tests/test_search.py::test_the_ray_backend_runs_trials_as_ray_tasks"
-                 " tests/test_search.py::test_postgresql_storage_two_workers_one_study"),
+    "--storage postgresql+psycopg://USER@HOST/DB": (
+        "test",
+        "tests/test_search.py::test_the_ray_backend_runs_trials_as_ray_tasks"
+        " tests/test_search.py::test_postgresql_storage_two_workers_one_study",
+    ),
 }
 
 
@@ -123,10 +139,23 @@ def test_the_readme_agent_command_serves(tmp_path: Path) -> None:
     # As written it runs on a Jetson (TensorRT); here the same command serves this CPU instead.
     command = next(c for c, (kind, _) in HOW.items() if kind == "serve")
     port = _free_port()
-    args = shlex.split(command)[1:] + ["--host", "127.0.0.1", "--port", str(port), "--target", "host-cpu",
-                                       "--backend", "torch"]
-    agent = subprocess.Popen([sys.executable, "-c", "from nasseg.cli import app; app()", *args], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    args = shlex.split(command)[1:] + [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--target",
+        "host-cpu",
+        "--backend",
+        "torch",
+    ]
+    agent = subprocess.Popen(
+        [sys.executable, "-c", "from nasseg.cli import app; app()", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, info = time.time() + 120, None
         while info is None and time.time() < deadline and agent.poll() is None:

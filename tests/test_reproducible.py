@@ -18,11 +18,27 @@ TIMING = ("train_seconds", "images_per_second", "forward_backward_fraction", "pr
 
 
 def _train(out: Path, seed: int) -> tuple[dict, dict]:
-    args = ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "6", "--seed", str(seed),
-            "--out", str(out), "--json"]
+    args = [
+        "train",
+        "espnet-c",
+        "--data",
+        DATA,
+        "--schedule",
+        "tiny",
+        "--steps",
+        "6",
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+        "--json",
+    ]
     done = subprocess.run(
         [sys.executable, "-c", "from nasseg.cli import app; app()", *args],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())

@@ -38,15 +38,26 @@ DATA = "synthetic:train=8,val=2,test=2"  # the study machinery is under test, no
 
 
 def tiny(**fields: object) -> StudySpec:
-    settings = {"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny", "steps": 2,
-                "budget": 2, "baselines": False, **fields}
+    settings = {
+        "space": "espnet",
+        "target": "jetson-nano",
+        "data": DATA,
+        "schedule": "tiny",
+        "steps": 2,
+        "budget": 2,
+        "baselines": False,
+        **fields,
+    }
     return StudySpec.model_validate(settings)
 
 
 def done_records(study: optuna.Study) -> list:
     """Records of the architectures a study evaluated (not rejected, not a repeat of an earlier trial)."""
-    return [r for t in study.get_trials()
-            if (r := record_of(t)) is not None and r.status != "rejected" and r.duplicate_of is None]
+    return [
+        r
+        for t in study.get_trials()
+        if (r := record_of(t)) is not None and r.status != "rejected" and r.duplicate_of is None
+    ]
 
 
 @pytest.mark.parametrize("space", [s.name for s in all_spaces()])
@@ -142,9 +153,28 @@ def test_the_ray_backend_runs_trials_as_ray_tasks(tmp_path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "Ctrl-C", "SIGTERM"])
 def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_path) -> None:
-    args = [sys.executable, "-c", "from nasseg.cli import app; app()", "search", "--space", "espnet", "--target",
-            "jetson-nano", "--data", DATA, "--schedule", "tiny", "--steps", "40", "--budget", "4", "--no-baselines",
-            "--study", "killed", "--json"]
+    args = [
+        sys.executable,
+        "-c",
+        "from nasseg.cli import app; app()",
+        "search",
+        "--space",
+        "espnet",
+        "--target",
+        "jetson-nano",
+        "--data",
+        DATA,
+        "--schedule",
+        "tiny",
+        "--steps",
+        "40",
+        "--budget",
+        "4",
+        "--no-baselines",
+        "--study",
+        "killed",
+        "--json",
+    ]
     env = {**os.environ, "NASSEG_HEARTBEAT_S": "1"}
     db = tmp_path / "studies" / "killed" / "study.db"
     process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -204,16 +234,37 @@ def test_a_study_file_appears_whole_when_workers_create_it_at_once(round_, tmp_p
 
 def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:
     path = tmp_path / "mine.yaml"
-    path.write_text(yaml.safe_dump({"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny",
-                                    "steps": 2, "budget": 5, "baselines": False}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "space": "espnet",
+                "target": "jetson-nano",
+                "data": DATA,
+                "schedule": "tiny",
+                "steps": 2,
+                "budget": 5,
+                "baselines": False,
+            }
+        )
+    )
     done = runner.invoke(app, ["search", str(path), "--budget", "1", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["study"] == "mine" and (tmp_path / "mine" / "study.db").is_file()
     assert len(report["trials"]) == 1 and set(report) >= {"study", "space", "target", "trials", "pareto", "hypervolume"}
     trial = report["trials"][0]
-    assert set(trial) >= {"number", "state", "baseline", "miou", "latency_ms", "latency_kind", "params", "macs",
-                          "config", "failure"}
+    assert set(trial) >= {
+        "number",
+        "state",
+        "baseline",
+        "miou",
+        "latency_ms",
+        "latency_kind",
+        "params",
+        "macs",
+        "config",
+        "failure",
+    }
     assert trial["latency_kind"] == "estimated" and report["pareto"] == [0]
     again = runner.invoke(app, ["search", str(path), "--budget", "1"])
     assert again.exit_code == 0 and "already has its budget" in again.output
@@ -224,14 +275,39 @@ def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:
 
 def test_export_writes_configs_that_train_and_onnx(tmp_path) -> None:
     path = tmp_path / "ex.yaml"
-    path.write_text(yaml.safe_dump({"space": "espnet", "target": "jetson-nano", "data": DATA, "schedule": "tiny",
-                                    "steps": 2, "budget": 1, "baselines": False}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "space": "espnet",
+                "target": "jetson-nano",
+                "data": DATA,
+                "schedule": "tiny",
+                "steps": 2,
+                "budget": 1,
+                "baselines": False,
+            }
+        )
+    )
     assert runner.invoke(app, ["search", str(path), "--json"]).exit_code == 0
     done = runner.invoke(app, ["export", str(path), "--pareto", "--out", str(tmp_path / "out")])
     assert done.exit_code == 0, done.output
     assert (tmp_path / "out" / "trial-0.onnx").stat().st_size > 10_000
-    trained = runner.invoke(app, ["train", str(tmp_path / "out" / "trial-0.yaml"), "--data", DATA, "--schedule", "tiny",
-                                  "--steps", "1", "--out", str(tmp_path / "run"), "--json"])
+    trained = runner.invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "out" / "trial-0.yaml"),
+            "--data",
+            DATA,
+            "--schedule",
+            "tiny",
+            "--steps",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+    )
     assert trained.exit_code == 0, trained.output
 
 
@@ -242,8 +318,19 @@ def test_export_writes_configs_that_train_and_onnx(tmp_path) -> None:
         (["--space", "espnet", "--target", "jetson-nope", "--budget", "1"], "jetson-nano"),
         (["--space", "espnet", "--target", "jetson-nano"], "--budget"),
         (["--space", "espnet", "--target", "jetson-nano", "--budget", "1", "--sampler", "bayes"], "sampler"),
-        (["--space", "espnet", "--target", "jetson-nano", "--budget", "1", "--storage",
-          "postgresql+psycopg://nobody@127.0.0.1:1/none"], "cannot be opened"),
+        (
+            [
+                "--space",
+                "espnet",
+                "--target",
+                "jetson-nano",
+                "--budget",
+                "1",
+                "--storage",
+                "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            ],
+            "cannot be opened",
+        ),
     ],
 )
 def test_bad_search_input_is_one_line(args, message, tmp_path, monkeypatch) -> None:
@@ -310,8 +397,10 @@ def test_the_board_in_the_loop_measures_every_trial_and_caches_it(host_agent, tm
     study, _ = load_study("espnet-host-cpu", base=tmp_path)
     records = done_records(study)
     assert state.sampled == 2 and all(r.status == "complete" for r in records)
-    assert all(r.latency.kind == "measured" and r.latency.backend == "torch" and r.latency.input_hw == (64, 96)
-               for r in records)
+    assert all(
+        r.latency.kind == "measured" and r.latency.backend == "torch" and r.latency.input_hw == (64, 96)
+        for r in records
+    )
     assert all(r.latency.label().startswith("measured on") for r in records)
     assert (tmp_path / "espnet-host-cpu" / "latency_cache.sqlite").is_file()
 
@@ -346,16 +435,28 @@ def test_every_shipped_study_file_is_a_valid_study_of_a_real_space_and_board() -
         assert load_space(spec.space).baselines and spec.data.startswith("camvid:")
 
 
-def _row(number: int, baseline: str | None, state: str = "COMPLETE", status: str | None = "complete",
-         miou: float | None = 0.5, latency_ms: float | None = 10.0, failure: str | None = None) -> TrialRow:
-    return TrialRow(number, state, status, baseline, miou, latency_ms, "estimated", "estimated", 1, 1, {}, failure,
-                    1.0, 1.0)
+def _row(
+    number: int,
+    baseline: str | None,
+    state: str = "COMPLETE",
+    status: str | None = "complete",
+    miou: float | None = 0.5,
+    latency_ms: float | None = 10.0,
+    failure: str | None = None,
+) -> TrialRow:
+    return TrialRow(
+        number, state, status, baseline, miou, latency_ms, "estimated", "estimated", 1, 1, {}, failure, 1.0, 1.0
+    )
 
 
 def test_a_baseline_run_again_after_an_interrupt_is_shown_once_with_its_score() -> None:
-    rows = [_row(0, "espnet"), _row(1, "espnet-c", state="FAIL", status=None, miou=None, latency_ms=None),
-            _row(2, "espnet-a", state="FAIL", status="failed", miou=None, failure="training diverged at step 3"),
-            _row(3, None, miou=0.6, latency_ms=5.0), _row(4, "espnet-c", miou=0.55, latency_ms=12.0)]
+    rows = [
+        _row(0, "espnet"),
+        _row(1, "espnet-c", state="FAIL", status=None, miou=None, latency_ms=None),
+        _row(2, "espnet-a", state="FAIL", status="failed", miou=None, failure="training diverged at step 3"),
+        _row(3, None, miou=0.6, latency_ms=5.0),
+        _row(4, "espnet-c", miou=0.55, latency_ms=12.0),
+    ]
     results = StudyResults("s", "espnet", "jetson-nano", {}, rows, [3], 1.0, 10.0, {"espnet": [3], "espnet-c": [3]})
     shown = results.baseline_rows()
     assert [(r.baseline, r.number) for r in shown] == [("espnet", 0), ("espnet-c", 4), ("espnet-a", 2)]

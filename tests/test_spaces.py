@@ -194,7 +194,9 @@ def _published_inputs(space: SearchSpace, name: str) -> list[tuple[int, int]]:
 
 BASELINE_INPUTS = [
     pytest.param(space, name, hw, id=f"{name}@{hw[0]}x{hw[1]}")
-    for space in all_spaces() for name in space.baselines for hw in _published_inputs(space, name)
+    for space in all_spaces()
+    for name in space.baselines
+    for hw in _published_inputs(space, name)
 ]
 
 
@@ -211,8 +213,12 @@ def test_every_baseline_is_feasible_at_its_search_and_published_inputs(space, na
 
 def test_fassd_baselines_that_issue_21_saw_refused_are_accepted():
     space = load_space("fassd")
-    for name, hw in [("fassd-net", (512, 1024)), ("fassd-net-l1", (576, 1152)), ("fassd-net-l2", (1024, 2048)),
-                     ("fassd-net", (360, 480))]:
+    for name, hw in [
+        ("fassd-net", (512, 1024)),
+        ("fassd-net-l1", (576, 1152)),
+        ("fassd-net-l2", (1024, 2048)),
+        ("fassd-net", (360, 480)),
+    ]:
         (note,) = check(space.baseline(name), hw)
         assert note.startswith("dapf_rates=[12, 24, 36]: rate(s)") and f"at input {hw[0]}x{hw[1]}" in note
 
@@ -230,7 +236,9 @@ def test_every_space_offers_points_that_do_not_degenerate_at_its_search_input(sp
     """The sampler rejects degenerate points: enough of the others must be left to search."""
     drawn = space.sample_feasible(60, seed=0, attempts_per_sample=1)
     accepted = len(drawn.configs) + drawn.duplicates
-    assert drawn.draws == 60 and accepted >= 15, f"{space.name}: only {accepted}/60 samples neither infeasible nor degenerate"
+    assert drawn.draws == 60 and accepted >= 15, (
+        f"{space.name}: only {accepted}/60 samples neither infeasible nor degenerate"
+    )
 
 
 def test_fassd_keeps_rate_sets_that_fit_fassd_nets_deepest_map_at_the_search_input():
@@ -240,7 +248,11 @@ def test_fassd_keeps_rate_sets_that_fit_fassd_nets_deepest_map_at_the_search_inp
     for key, context, extra in (("dapf_rates", "dapf", {"dapf_alpha": 2}), ("aspp_rates", "aspp", {"aspp_width": 256})):
         fitting = []
         for rates in space.parameters[key].choices:
-            params = {k: v for k, v in base.items() if not k.startswith("dapf_")} | {"context": context, key: rates, **extra}
+            params = {k: v for k, v in base.items() if not k.startswith("dapf_")} | {
+                "context": context,
+                key: rates,
+                **extra,
+            }
             if space.family.check(params, tuple(space.spec.search_input)) == Findings():
                 fitting.append(rates)
         assert [4, 8, 12] in fitting and [3, 6, 9] in fitting and [2, 4, 6] in fitting, (key, fitting)

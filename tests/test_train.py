@@ -147,8 +147,16 @@ def test_named_schedules_load() -> None:
     assert all(get_schedule("paper", family).family == family for family in FAMILIES)
     fassd = get_schedule("paper", "fassd")
     published = ("sgd", 0.02, 0.9, 5e-4, "ohem", 16, (512, 512), 90000)
-    assert (fassd.optimizer, fassd.lr, fassd.momentum, fassd.weight_decay, fassd.loss, fassd.batch_size, fassd.crop,
-            fassd.steps) == published
+    assert (
+        fassd.optimizer,
+        fassd.lr,
+        fassd.momentum,
+        fassd.weight_decay,
+        fassd.loss,
+        fassd.batch_size,
+        fassd.crop,
+        fassd.steps,
+    ) == published
     assert get_schedule("paper", "jetseg").loss == "jetloss"
     assert get_schedule("paper", "jetseg").resolve_steps(367) == 15 * math.ceil(367 / 8)
 
@@ -191,11 +199,14 @@ def test_paper_recipe_scaled_to_short_keeps_policy_takes_length() -> None:
     scaled = get_schedule("paper", "fassd").scaled_to(short)
     assert (scaled.optimizer, scaled.lr, scaled.loss, scaled.momentum) == ("sgd", 0.02, "ohem", 0.9)
     assert (scaled.steps, scaled.batch_size, scaled.crop, scaled.input_scale) == (
-        short.steps, short.batch_size, short.crop, short.input_scale)
+        short.steps,
+        short.batch_size,
+        short.crop,
+        short.input_scale,
+    )
 
 
 # --- training --------------------------------------------------------------------------------------
-
 
 
 def _split(images: torch.Tensor, labels: torch.Tensor, classes: int = 3, split: str = "train") -> SegmentationSplit:

@@ -50,14 +50,27 @@ def test_resume_continues_the_same_run_and_refuses_another(tmp_path) -> None:
     assert _train(out).exit_code == 0
     again = _train(out, "--resume")  # already complete: nothing more to train, same result
     assert again.exit_code == 0 and json.loads(again.stdout)["steps"] == 4
-    other = runner.invoke(app, ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "6",
-                                "--out", str(out), "--resume"])
+    other = runner.invoke(
+        app, ["train", "espnet-c", "--data", DATA, "--schedule", "tiny", "--steps", "6", "--out", str(out), "--resume"]
+    )
     assert other.exit_code == EXIT_BAD_INPUT and "different run" in other.output
 
 
 def test_reproduce_train_adds_mIoU_beside_the_published_figures(tmp_path) -> None:
-    args = ["reproduce", "espnet-c", "--train", "--data", DATA, "--schedule", "tiny", "--steps", "2",
-            "--out", str(tmp_path / "rep"), "--json"]
+    args = [
+        "reproduce",
+        "espnet-c",
+        "--train",
+        "--data",
+        DATA,
+        "--schedule",
+        "tiny",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "rep"),
+        "--json",
+    ]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)

@@ -79,7 +79,9 @@ def test_onnx_export_matches_onnxruntime(baseline):
     with torch.no_grad():
         expected = model(x).numpy()
     buffer = io.BytesIO()
-    torch.onnx.export(model, (x,), buffer, opset_version=17, dynamo=False, input_names=["image"], output_names=["logits"])
+    torch.onnx.export(
+        model, (x,), buffer, opset_version=17, dynamo=False, input_names=["image"], output_names=["logits"]
+    )
     session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"image": x.numpy()})
     assert got.shape == expected.shape

@@ -75,7 +75,9 @@ def dapf(in_ch: int, alpha: int = 2, rates: Sequence[int] = (12, 24, 36)) -> Dil
     return DilatedPyramid(in_ch, in_ch // alpha, rates, asymmetric=True, image_pooling=False)
 
 
-def aspp(in_ch: int, width: int = 256, rates: Sequence[int] = (12, 24, 36), out_ch: int | None = None) -> DilatedPyramid:
+def aspp(
+    in_ch: int, width: int = 256, rates: Sequence[int] = (12, 24, 36), out_ch: int | None = None
+) -> DilatedPyramid:
     """DeepLabV3+ ASPP: five ``width``-channel branches (1x1, three atrous 3x3, image pooling), fused
     back to ``out_ch`` (default: the input width, so it drops in where DAPF sits)."""
     return DilatedPyramid(in_ch, width, rates, out_ch=out_ch, asymmetric=False, image_pooling=True)

@@ -40,7 +40,9 @@ def eesp_width_problems(in_ch: int, out_ch: int, branches: int, groups: int) -> 
     if out_ch % branches:
         problems.append(f"width {out_ch} is not divisible by its {branches} branches")
     elif (out_ch // branches) % groups:
-        problems.append(f"branch width {out_ch // branches} (= {out_ch}/{branches}) is not divisible by {groups} groups")
+        problems.append(
+            f"branch width {out_ch // branches} (= {out_ch}/{branches}) is not divisible by {groups} groups"
+        )
     if in_ch % groups or out_ch % groups:
         problems.append(f"widths {in_ch}->{out_ch} are not divisible by {groups} groups")
     return problems
@@ -53,9 +55,7 @@ class EESP(nn.Module):
     residual or the final PReLU: ``EESPDownsampler`` adds its own shortcut and activation.
     """
 
-    def __init__(
-        self, in_ch: int, out_ch: int, dilations: Sequence[int], groups: int = 4, stride: int = 1
-    ) -> None:
+    def __init__(self, in_ch: int, out_ch: int, dilations: Sequence[int], groups: int = 4, stride: int = 1) -> None:
         super().__init__()
         problems = eesp_width_problems(in_ch, out_ch, len(dilations), groups)
         if problems or stride not in (1, 2) or not dilations or min(dilations) < 1:

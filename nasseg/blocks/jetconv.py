@@ -190,7 +190,9 @@ class JetBlock(nn.Module):
     ) -> None:
         super().__init__()
         if residual and not (in_ch == exp_ch == out_ch and stride == 1):
-            raise ValueError(f"a residual JetBlock needs in == exp == out and stride 1, got {in_ch}->{exp_ch}->{out_ch} s{stride}")
+            raise ValueError(
+                f"a residual JetBlock needs in == exp == out and stride 1, got {in_ch}->{exp_ch}->{out_ch} s{stride}"
+            )
         self.residual = residual
         expand_groups = group_count(groups_policy, in_ch, exp_ch)
         ops: list[nn.Module] = [

@@ -20,14 +20,17 @@ SERVE_INSTALL = 'pip install optuna-dashboard (or pip install -e ".[dashboard]")
 def _serve(urls: list[str], host: str, port: int) -> None:
     """optuna-dashboard on the one storage the studies share; it blocks until Ctrl-C."""
     if len(set(urls)) > 1:
-        raise ConfigError(f"--serve shows one storage, and these studies are in {len(set(urls))} "
-                          f"({', '.join(sorted(set(urls)))}): give one study, or studies stored together (--storage URL)")
+        raise ConfigError(
+            f"--serve shows one storage, and these studies are in {len(set(urls))} "
+            f"({', '.join(sorted(set(urls)))}): give one study, or studies stored together (--storage URL)"
+        )
     try:
         from optuna_dashboard import run_server
     except ImportError:
         raise ConfigError(f"--serve needs optuna-dashboard, which is not installed: {SERVE_INSTALL}") from None
-    console.print(f"optuna-dashboard on http://{host}:{port}/ for {urls[0]} (Ctrl-C stops it)", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"optuna-dashboard on http://{host}:{port}/ for {urls[0]} (Ctrl-C stops it)", highlight=False, soft_wrap=True
+    )
     try:
         run_server(urls[0], host=host, port=port)
     except KeyboardInterrupt:
@@ -37,14 +40,22 @@ def _serve(urls: list[str], host: str, port: int) -> None:
 
 
 def dashboard_command(
-    studies: list[str] = typer.Argument(..., metavar="STUDY", help="Study names (stored in studies/<name>/) or study files; several "
-                                                  "are overlaid, one colour each."),
-    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL of the studies (default: sqlite in "
-                                                               "studies/<name>/)."),
-    out: Path | None = typer.Option(None, "--out", "-o", help=f"The HTML file to write (default {DEFAULT_OUT}; with "
-                                                              "--serve, none unless given)."),
-    serve: bool = typer.Option(False, "--serve", help="Start optuna-dashboard on the studies' storage: live, during "
-                                                      "a search (pip install optuna-dashboard)."),
+    studies: list[str] = typer.Argument(
+        ...,
+        metavar="STUDY",
+        help="Study names (stored in studies/<name>/) or study files; several are overlaid, one colour each.",
+    ),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL of the studies (default: sqlite in studies/<name>/)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help=f"The HTML file to write (default {DEFAULT_OUT}; with --serve, none unless given)."
+    ),
+    serve: bool = typer.Option(
+        False,
+        "--serve",
+        help="Start optuna-dashboard on the studies' storage: live, during a search (pip install optuna-dashboard).",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="With --serve: the address to listen on."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="With --serve: the port to listen on."),
 ) -> None:
@@ -70,24 +81,39 @@ def _write(opened: list[tuple[optuna.Study, dict]], out: Path) -> None:
     finished = {r.study: sum(t.status is not None for t in r.trials) for r in results}
     if not any(finished.values()):
         waiting = sum(len(r.trials) for r in results)
-        raise ConfigError(f"nothing to draw: {', '.join(finished)} {'has' if len(finished) == 1 else 'have'} no "
-                          f"finished trial yet ({waiting} waiting or running); run `nasseg search` first, or "
-                          "watch a running search with --serve")
+        raise ConfigError(
+            f"nothing to draw: {', '.join(finished)} {'has' if len(finished) == 1 else 'have'} no "
+            f"finished trial yet ({waiting} waiting or running); run `nasseg search` first, or "
+            "watch a running search with --serve"
+        )
     path = write_dashboard(out, results, [study for study, _ in opened])
     for r in results:
         if not finished[r.study]:
-            err_console.print(f"[yellow]note:[/] {r.study} has no finished trial yet: nothing of it is drawn",
-                              highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]note:[/] {r.study} has no finished trial yet: nothing of it is drawn",
+                highlight=False,
+                soft_wrap=True,
+            )
         elif not any(t.scored for t in r.trials):
-            counts = ", ".join(f"{n} {s}" for s in ("failed", "rejected", "constrained", "stopped")
-                               if (n := sum(t.status == s for t in r.trials)))
-            err_console.print(f"[yellow]note:[/] no trial of {r.study} was trained to the end ({counts}): the page "
-                              "shows its trials on the strip under the Pareto plot, and why they failed",
-                              highlight=False, soft_wrap=True)
+            counts = ", ".join(
+                f"{n} {s}"
+                for s in ("failed", "rejected", "constrained", "stopped")
+                if (n := sum(t.status == s for t in r.trials))
+            )
+            err_console.print(
+                f"[yellow]note:[/] no trial of {r.study} was trained to the end ({counts}): the page "
+                "shows its trials on the strip under the Pareto plot, and why they failed",
+                highlight=False,
+                soft_wrap=True,
+            )
     trials = sum(len(r.trials) for r in results)
-    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {trials} trials of {len(results)} "
-                  f"{'study' if len(results) == 1 else 'studies'}, {time.perf_counter() - started:.1f} s): open it "
-                  "in a browser, offline", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {trials} trials of {len(results)} "
+        f"{'study' if len(results) == 1 else 'studies'}, {time.perf_counter() - started:.1f} s): open it "
+        "in a browser, offline",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -20,13 +20,20 @@ def _summary(landscape: Landscape, out: Path | None) -> None:
         f"[bold]{lx.space}[/] at {lx.input_hw[0]}x{lx.input_hw[1]}, {lx.num_classes} classes: "
         f"{len(lx.baselines)} baselines and {len(lx.sampled)} random samples (seed {lx.seed}; {lx.draws} draws, "
         f"{lx.rejected} rejected by the space, {lx.duplicates} duplicates) in {lx.seconds:.1f} s on {lx.workers} "
-        f"process{'es' if lx.workers > 1 else ''}", highlight=False)
+        f"process{'es' if lx.workers > 1 else ''}",
+        highlight=False,
+    )
     if len(lx.sampled) < lx.samples:
-        err_console.print(f"[yellow]note:[/] only {len(lx.sampled)} distinct feasible architectures in "
-                          f"{lx.draws} draws (asked for {lx.samples})", highlight=False)
+        err_console.print(
+            f"[yellow]note:[/] only {len(lx.sampled)} distinct feasible architectures in "
+            f"{lx.draws} draws (asked for {lx.samples})",
+            highlight=False,
+        )
     if lx.left_out:
-        err_console.print(f"[yellow]note:[/] baselines that cannot run at the search input, left out: "
-                          f"{', '.join(lx.left_out)}", highlight=False)
+        err_console.print(
+            f"[yellow]note:[/] baselines that cannot run at the search input, left out: {', '.join(lx.left_out)}",
+            highlight=False,
+        )
 
     table = Table(title="Latency (estimated) by board", show_lines=False)
     for col in ("board", "samples: min", "median", "max", "fastest baseline", "slowest baseline"):
@@ -49,8 +56,7 @@ def _summary(landscape: Landscape, out: Path | None) -> None:
         effects.add_column(f"#{rank + 1}", overflow="fold")
     for target in lx.targets:
         top = lx.effects[target][:3]
-        effects.add_row(target, *[f"{e.parameter} {e.share:.0%} ({e.ratio:.2f}x)" for e in top],
-                        *[""] * (3 - len(top)))
+        effects.add_row(target, *[f"{e.parameter} {e.share:.0%} ({e.ratio:.2f}x)" for e in top], *[""] * (3 - len(top)))
     if any(lx.effects.values()):
         console.print(effects)
     if out is not None:
@@ -60,10 +66,16 @@ def _summary(landscape: Landscape, out: Path | None) -> None:
 def explore_command(
     space: str = typer.Option(..., "--space", help="The search space: see `nasseg spaces`."),
     target: list[str] = typer.Option([], "--target", "-t", help="A board (repeat for several): see `nasseg targets`."),
-    samples: int = typer.Option(200, "--samples", "-n", help="Random architectures beside the baselines (0: baselines only)."),
+    samples: int = typer.Option(
+        200, "--samples", "-n", help="Random architectures beside the baselines (0: baselines only)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random sampler."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="The HTML page (default landscape-<space>.html; with --json, none unless given)."),
-    workers: int | None = typer.Option(None, "--workers", help="Processes (default: the CPU count, from 64 architectures)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="The HTML page (default landscape-<space>.html; with --json, none unless given)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Processes (default: the CPU count, from 64 architectures)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the landscape as one JSON object."),
 ) -> None:
     """The latency landscape of a space: params, MACs and estimated latency on each board of its baselines
@@ -75,12 +87,26 @@ def explore_command(
             raise ConfigError(f"--workers {workers}: must be 1 or more")
         chosen = load_space(space)  # bad names fail here, in one line, before the progress bar starts
         check_targets(target)
-        progress = Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TimeRemainingColumn(), console=err_console, transient=True, disable=as_json)
+        progress = Progress(
+            TextColumn("profiling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json,
+        )
         with progress:
             task = progress.add_task("explore", total=None)
-            landscape = explore(chosen, target, samples, seed, workers=workers,
-                                progress=lambda done, total: progress.update(task, completed=done, total=total))
+            landscape = explore(
+                chosen,
+                target,
+                samples,
+                seed,
+                workers=workers,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         path = out if out is not None else (None if as_json else Path(f"landscape-{landscape.space}.html"))
         if path is not None:
             write_landscape_html(landscape, path)

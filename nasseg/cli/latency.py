@@ -26,20 +26,32 @@ from nasseg.spaces import load_architecture
 
 # ----- nasseg targets ----------------------------------------------------------------------------
 def _target_row(target: Target) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": target.name, "kind": target.kind, "description": target.description,
-                           "precisions": list(target.precisions)}
+    row: dict[str, Any] = {
+        "name": target.name,
+        "kind": target.kind,
+        "description": target.description,
+        "precisions": list(target.precisions),
+    }
     if target.gpu:
         gpu = target.gpu
         assert target.software is not None  # every target with a GPU names its JetPack or CUDA stack
         row.update(
             gpu=f"{gpu.arch} (SM {gpu.compute_capability}), {gpu.sms} SM × {gpu.cuda_cores // gpu.sms} cores, "
             f"{gpu.tensor_cores} tensor cores, {gpu.max_clock_mhz:g} MHz",
-            fp32_tflops=gpu.fp32_tflops, fp16_tflops=gpu.fp16_tflops, int8_tops=gpu.int8_tops,
-            mem_bandwidth_gbs=gpu.mem_bandwidth_gbs, l2_kb=gpu.l2_kb, sources=gpu.sources,
-            software={**vars(target.software), "onnx_opset": target.software.onnx_opset,
-                      "tensorrt_max_opset": max_onnx_opset(target.software.tensorrt),
-                      "opset_source": TENSORRT_OPSET_SOURCE},
-            power_modes=[vars(mode) for mode in target.power_modes], max_power_mode=target.max_power_mode,
+            fp32_tflops=gpu.fp32_tflops,
+            fp16_tflops=gpu.fp16_tflops,
+            int8_tops=gpu.int8_tops,
+            mem_bandwidth_gbs=gpu.mem_bandwidth_gbs,
+            l2_kb=gpu.l2_kb,
+            sources=gpu.sources,
+            software={
+                **vars(target.software),
+                "onnx_opset": target.software.onnx_opset,
+                "tensorrt_max_opset": max_onnx_opset(target.software.tensorrt),
+                "opset_source": TENSORRT_OPSET_SOURCE,
+            },
+            power_modes=[vars(mode) for mode in target.power_modes],
+            max_power_mode=target.max_power_mode,
         )
     return row
 
@@ -98,7 +110,9 @@ def _open_cache(path: Path | None) -> LatencyCache | None:
 
 def _print_result(result: LatencyResult, config: ArchConfig) -> None:
     colour = "green" if result.kind == "measured" else "yellow"
-    table = Table(title=f"[{colour}]{result.kind}[/] latency of {config.family} {config.arch_hash()}", show_header=False)
+    table = Table(
+        title=f"[{colour}]{result.kind}[/] latency of {config.family} {config.arch_hash()}", show_header=False
+    )
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     rows = {
@@ -121,14 +135,22 @@ def _print_result(result: LatencyResult, config: ArchConfig) -> None:
 def latency_command(
     architecture: str = typer.Argument(..., help="A baseline name (e.g. espnet-c) or an ArchConfig YAML/JSON file."),
     target: str = typer.Option(..., "--target", "-t", help="Target device: see `nasseg targets`."),
-    input_size: str | None = typer.Option(None, "--input", help="Input H×W, e.g. 512x1024 (default: a baseline's published input, else the space's search input)."),
+    input_size: str | None = typer.Option(
+        None,
+        "--input",
+        help="Input H×W, e.g. 512x1024 (default: a baseline's published input, else the space's search input).",
+    ),
     backend: str | None = typer.Option(
-        None, "--backend", "-b",
+        None,
+        "--backend",
+        "-b",
         help=f"{', '.join([*backend_names(), PREDICTOR])}. Default: the agent's backend with --agent, "
         "the predictor for a Jetson target without one, torch otherwise.",
     ),
     precision: str | None = typer.Option(None, "--precision", help="fp32 / fp16 / int8 (default: the target's)."),
-    agent: str | None = typer.Option(None, "--agent", help="URL of a `nasseg agent` on the board, e.g. http://jetson:8765."),
+    agent: str | None = typer.Option(
+        None, "--agent", help="URL of a `nasseg agent` on the board, e.g. http://jetson:8765."
+    ),
     cache: Path | None = typer.Option(None, "--cache", help="Study directory or .sqlite file caching measurements."),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
@@ -150,12 +172,19 @@ def latency_command(
             else:
                 client = AgentClient(agent) if agent else None
                 result = measure_config(
-                    config, input_hw, spec.name, backend, precision,
-                    agent=client, cache=_open_cache(cache), settings=TimingSettings(threads=threads),
+                    config,
+                    input_hw,
+                    spec.name,
+                    backend,
+                    precision,
+                    agent=client,
+                    cache=_open_cache(cache),
+                    settings=TimingSettings(threads=threads),
                 )
     if as_json:
-        print_json({"architecture": config.to_dict(), "arch_hash": config.arch_hash(), **result.to_dict(),
-                    "degenerate": notes})
+        print_json(
+            {"architecture": config.to_dict(), "arch_hash": config.arch_hash(), **result.to_dict(), "degenerate": notes}
+        )
     else:
         _print_result(result, config)
 
@@ -164,11 +193,18 @@ def latency_command(
 def agent_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535),
-    target: str | None = typer.Option(None, "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."),
-    backend: str | None = typer.Option(None, "--backend", "-b", help="Measurement backend (default: tensorrt on a Jetson)."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="What this machine is: a Jetson name, host-cpu or cuda."
+    ),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b", help="Measurement backend (default: tensorrt on a Jetson)."
+    ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
-    script: bool = typer.Option(False, "--script", help="Print the board agent instead: one file for a Jetson without "
-                                "nasseg (Python 3.6+ and JetPack's trtexec)."),
+    script: bool = typer.Option(
+        False,
+        "--script",
+        help="Print the board agent instead: one file for a Jetson without nasseg (Python 3.6+ and JetPack's trtexec).",
+    ),
     out: Path | None = typer.Option(None, "--output", "-o", help="With --script: write it to this file."),
 ) -> None:
     """Serve measurements on this board to a host (JSON over HTTP, one measurement at a time)."""
@@ -184,7 +220,9 @@ def agent_command(
         server = make_server(host, port, settings)
     bound_host, bound_port = server.server_address[:2]
     bound_host = bound_host.decode() if isinstance(bound_host, bytes) else bound_host
-    err_console.print(f"nasseg agent: {spec.name} with {settings.backend} on http://{bound_host}:{bound_port} (Ctrl-C stops)")
+    err_console.print(
+        f"nasseg agent: {spec.name} with {settings.backend} on http://{bound_host}:{bound_port} (Ctrl-C stops)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -218,26 +256,39 @@ def register(app: typer.Typer) -> None:
 
 
 def calibrate_command(
-    target: str = typer.Option(..., "--target", "-t", help="The device to calibrate the predictor for: see `nasseg targets`."),
-    agent: str | None = typer.Option(
-        None, "--agent", help="URL of a `nasseg agent` on the board: measures every baseline plus sampled architectures."
+    target: str = typer.Option(
+        ..., "--target", "-t", help="The device to calibrate the predictor for: see `nasseg targets`."
     ),
-    backend: str | None = typer.Option(None, "--backend", "-b", help="Without --agent: backend on this machine (default: the target's)."),
+    agent: str | None = typer.Option(
+        None,
+        "--agent",
+        help="URL of a `nasseg agent` on the board: measures every baseline plus sampled architectures.",
+    ),
+    backend: str | None = typer.Option(
+        None, "--backend", "-b", help="Without --agent: backend on this machine (default: the target's)."
+    ),
     precision: str | None = typer.Option(None, "--precision", help="fp32 / fp16 / int8 (default: the target's)."),
     input_size: str = typer.Option("128x128", "--input", help="Micro-benchmark input H×W (without --agent)."),
     channels: int = typer.Option(32, "--channels", min=1, help="Micro-benchmark channel width (without --agent)."),
-    samples: int = typer.Option(4, "--samples", min=0, help="With --agent or --op-table: sampled architectures per search space."),
+    samples: int = typer.Option(
+        4, "--samples", min=0, help="With --agent or --op-table: sampled architectures per search space."
+    ),
     op_table: bool = typer.Option(
-        False, "--op-table",
+        False,
+        "--op-table",
         help="host-cpu with torch, 1 thread: also measure --samples sampled architectures per space at their search input, "
         "and time every layer of every case inside its network into an op table that replaces the roofline.",
     ),
     threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for host measurements."),
     rounds: int = typer.Option(
-        1, "--rounds", min=1,
+        1,
+        "--rounds",
+        min=1,
         help="Measure every case this many times, in as many passes, and fit to the medians (3 on a shared machine).",
     ),
-    out: Path | None = typer.Option(None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where to write the calibration (default: ~/.nasseg/calibrations/)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Refit the latency predictor to measurements on a real device, so estimates match your board."""
@@ -256,10 +307,14 @@ def calibrate_command(
         # Refused before any board is contacted or network built. PyTorch eager runs each layer as its
         # own kernel, so only there can layers be timed in the network.
         local_backend = backend or default_backend(spec)
-        if op_table and (agent or spec.name != "host-cpu" or local_backend != "torch" or threads != 1 or precision != "fp32"):
-            raise ConfigError("--op-table times layers inside PyTorch eager networks on this CPU: it needs --target "
-                              f"host-cpu, the torch backend, 1 thread and fp32 (not {spec.name}, {local_backend}, "
-                              f"{threads} thread(s), {precision}{', --agent' if agent else ''})")
+        if op_table and (
+            agent or spec.name != "host-cpu" or local_backend != "torch" or threads != 1 or precision != "fp32"
+        ):
+            raise ConfigError(
+                "--op-table times layers inside PyTorch eager networks on this CPU: it needs --target "
+                f"host-cpu, the torch backend, 1 thread and fp32 (not {spec.name}, {local_backend}, "
+                f"{threads} thread(s), {precision}{', --agent' if agent else ''})"
+            )
         if agent:  # the agent builds architectures from JSON: calibrate on the search spaces' networks
             client = AgentClient(agent)
             info = client.info()  # an unreachable board fails here, after bounded retries
@@ -283,14 +338,23 @@ def calibrate_command(
         with Progress(console=err_console, transient=True) as progress:
             task = progress.add_task(f"measuring on {spec.name}", total=len(cases) * rounds)
             cal, _ = calib.measure_and_fit(
-                spec.name, cases, measure, precision=precision, runtime=runtime, cal_id=cal_id, op_table=op_table,
-                rounds=rounds, progress=lambda name: progress.update(task, advance=1, description=name),
+                spec.name,
+                cases,
+                measure,
+                precision=precision,
+                runtime=runtime,
+                cal_id=cal_id,
+                op_table=op_table,
+                rounds=rounds,
+                progress=lambda name: progress.update(task, advance=1, description=name),
             )
         path = cal.save(out or USER_CALIBRATIONS_DIR / f"{spec.name}-{precision}.json")
     if as_json:
         print_json({"path": str(path), **cal.to_dict()})
         return
-    table = Table(title=f"calibration {cal.id} ({len(cases)} cases x {rounds} rounds, fit MAPE {cal.fitted_on['fit_mape_percent']} %)")
+    table = Table(
+        title=f"calibration {cal.id} ({len(cases)} cases x {rounds} rounds, fit MAPE {cal.fitted_on['fit_mape_percent']} %)"
+    )
     for column in ("op class", "efficiency"):
         table.add_column(column)
     if cal.optable is None:

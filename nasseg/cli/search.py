@@ -47,8 +47,15 @@ def _front_table(results: StudyResults) -> Table:
         table.add_column(col, justify="right" if col not in ("baseline", "latency from") else "left")
     for number in results.pareto:
         t = rows[number]
-        table.add_row(str(number), t.baseline or "", _fmt(t.miou, ".4f"), _fmt(t.latency_ms, ".2f"),
-                      t.latency_kind or "", f"{(t.params or 0) / 1e6:.2f} M", f"{(t.macs or 0) / 1e9:.2f}")
+        table.add_row(
+            str(number),
+            t.baseline or "",
+            _fmt(t.miou, ".4f"),
+            _fmt(t.latency_ms, ".2f"),
+            t.latency_kind or "",
+            f"{(t.params or 0) / 1e6:.2f} M",
+            f"{(t.macs or 0) / 1e9:.2f}",
+        )
     return table
 
 
@@ -59,9 +66,14 @@ def _baseline_table(results: StudyResults) -> Table:
         table.add_column(col)
     for t in results.baseline_rows():
         doms = results.dominated_by.get(t.baseline or "")
-        text = (t.outcome() if not t.scored else
-                ", ".join(f"#{n} ({_fmt(rows[n].miou, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or [])
-                or "nothing found")
+        text = (
+            t.outcome()
+            if not t.scored
+            else ", ".join(
+                f"#{n} ({_fmt(rows[n].miou, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or []
+            )
+            or "nothing found"
+        )
         table.add_row(t.baseline, str(t.number), _fmt(t.miou, ".4f"), _fmt(t.latency_ms, ".2f"), text)
     return table
 
@@ -87,8 +99,15 @@ class _Display:
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.progress = Progress(
-            TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
-            TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err_console, disable=not enabled,
+            TextColumn("search"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=err_console,
+            disable=not enabled,
         )
         self.task = self.progress.add_task("search", total=total, info="")
         self.front: list[tuple[float, float]] = []
@@ -103,42 +122,87 @@ class _Display:
         what = "" if record is None else f"last: {record.baseline or record.arch_hash[:8]} {record.status}"
         best = max(self.front, default=None)
         self.progress.update(
-            self.task, completed=state.baselines + state.sampled, total=state.baselines + state.sampled + state.slots,
+            self.task,
+            completed=state.baselines + state.sampled,
+            total=state.baselines + state.sampled + state.slots,
             info=f"front {len(self.front)}" + (f", best mIoU {best[0]:.3f}" if best else "") + f"; {what}",
         )
 
 
 def search_command(
-    study_file: Path | None = typer.Argument(None, help="A study file (studies/<name>.yaml); flags override its fields."),
+    study_file: Path | None = typer.Argument(
+        None, help="A study file (studies/<name>.yaml); flags override its fields."
+    ),
     space: str | None = typer.Option(None, "--space", help="The search space: see `nasseg spaces`."),
     target: str | None = typer.Option(None, "--target", "-t", help="The latency target: see `nasseg targets`."),
-    budget: int | None = typer.Option(None, "--budget", min=0, help="Sampled architectures to evaluate, beside the baselines."),
-    data: str | None = typer.Option(None, "--data", help="Dataset URI (default synthetic): synthetic, camvid:PATH, cityscapes:PATH."),
-    schedule: str | None = typer.Option(None, "--schedule", help="Training schedule per trial (default short): tiny, short, paper."),
+    budget: int | None = typer.Option(
+        None, "--budget", min=0, help="Sampled architectures to evaluate, beside the baselines."
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="Dataset URI (default synthetic): synthetic, camvid:PATH, cityscapes:PATH."
+    ),
+    schedule: str | None = typer.Option(
+        None, "--schedule", help="Training schedule per trial (default short): tiny, short, paper."
+    ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the schedule's length."),
     max_latency: float | None = typer.Option(None, "--max-latency", help="Constraint: latency in ms at most this."),
     max_params: int | None = typer.Option(None, "--max-params", help="Constraint: parameters at most this."),
     sampler: str | None = typer.Option(None, "--sampler", help=f"{' | '.join(SAMPLERS)} (default tpe)."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of the sampler and of every trial's training (default 0)."),
-    input_size: str | None = typer.Option(None, "--input", help="Latency input HxW (default: the space's search input)."),
-    latency_backend: str | None = typer.Option(None, "--latency-backend", help="predictor, torch, onnxruntime, tensorrt (default: the predictor for a Jetson)."),
-    agent: str | None = typer.Option(None, "--agent", help="URL of the board's `nasseg agent`: latency measured there."),
-    early_stopping: bool | None = typer.Option(None, "--early-stopping/--no-early-stopping", help="Stop hopeless trials early (default off)."),
-    baselines: bool | None = typer.Option(None, "--baselines/--no-baselines", help="Evaluate the space's published baselines first (default on)."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed of the sampler and of every trial's training (default 0)."
+    ),
+    input_size: str | None = typer.Option(
+        None, "--input", help="Latency input HxW (default: the space's search input)."
+    ),
+    latency_backend: str | None = typer.Option(
+        None, "--latency-backend", help="predictor, torch, onnxruntime, tensorrt (default: the predictor for a Jetson)."
+    ),
+    agent: str | None = typer.Option(
+        None, "--agent", help="URL of the board's `nasseg agent`: latency measured there."
+    ),
+    early_stopping: bool | None = typer.Option(
+        None, "--early-stopping/--no-early-stopping", help="Stop hopeless trials early (default off)."
+    ),
+    baselines: bool | None = typer.Option(
+        None, "--baselines/--no-baselines", help="Evaluate the space's published baselines first (default on)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda for training."),
-    name: str | None = typer.Option(None, "--study", help="The study's name (default: <space>-<target>, or the study file's name)."),
-    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in studies/<name>/)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Concurrent trials (processes, or Ray tasks with --backend ray)."),
-    backend: str = typer.Option("local", "--backend", help="local (processes here) or ray (a local Ray instance, or RAY_ADDRESS)."),
+    name: str | None = typer.Option(
+        None, "--study", help="The study's name (default: <space>-<target>, or the study file's name)."
+    ),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL (default: sqlite in studies/<name>/)."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, help="Concurrent trials (processes, or Ray tasks with --backend ray)."
+    ),
+    backend: str = typer.Option(
+        "local", "--backend", help="local (processes here) or ray (a local Ray instance, or RAY_ADDRESS)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="At the end, print the results as one JSON object."),
 ) -> None:
     """Search a space: every trial trained with the schedule and timed on the target; the Pareto front at the end."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress display says what Optuna would log per trial
     with user_errors():
-        flags = dict(space=space, target=target, budget=budget, data=data, schedule=schedule, steps=steps,
-                     max_latency_ms=max_latency, max_params=max_params, sampler=sampler, seed=seed,
-                     input=parse_hw(input_size) if input_size else None, backend=latency_backend, agent=agent,
-                     early_stopping=early_stopping, baselines=baselines, device=device, name=name)
+        flags = dict(
+            space=space,
+            target=target,
+            budget=budget,
+            data=data,
+            schedule=schedule,
+            steps=steps,
+            max_latency_ms=max_latency,
+            max_params=max_params,
+            sampler=sampler,
+            seed=seed,
+            input=parse_hw(input_size) if input_size else None,
+            backend=latency_backend,
+            agent=agent,
+            early_stopping=early_stopping,
+            baselines=baselines,
+            device=device,
+            name=name,
+        )
         spec = _spec_from(study_file, flags)
         base = study_file.parent if study_file is not None else None
         study = Study(spec, storage, base)  # settings checked, baselines enqueued: before any display
@@ -146,27 +210,34 @@ def search_command(
         started = time.perf_counter()
         try:
             with display.progress:
-                state = run_search(spec, storage=storage, base=base, workers=workers, backend=backend,
-                                   on_trial=display, study=study)
+                state = run_search(
+                    spec, storage=storage, base=base, workers=workers, backend=backend, on_trial=display, study=study
+                )
         except KeyboardInterrupt:
             err_console.print("interrupted: every finished trial is in the study; run the same command to continue")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         stored, settings = load_study(spec.study_name, storage, base)
         results = study_results(stored, settings)
     if display.trials == 0:
-        err_console.print(f"study {spec.study_name} already has its budget of {spec.budget} sampled architectures: "
-                          "nothing to run (raise --budget to continue it)")
+        err_console.print(
+            f"study {spec.study_name} already has its budget of {spec.budget} sampled architectures: "
+            "nothing to run (raise --budget to continue it)"
+        )
     if as_json:
         print_json(results.to_dict())
         return
     print_results(results)
-    console.print(f"{state.baselines} baselines and {state.sampled} sampled architectures in the study "
-                  f"({time.perf_counter() - started:.0f} s this run); `nasseg results {spec.study_name}` shows them again")
+    console.print(
+        f"{state.baselines} baselines and {state.sampled} sampled architectures in the study "
+        f"({time.perf_counter() - started:.0f} s this run); `nasseg results {spec.study_name}` shows them again"
+    )
 
 
 def results_command(
     study: str = typer.Argument(..., help="A study name (stored in studies/<name>/) or a study file."),
-    storage: str | None = typer.Option(None, "--storage", help="Optuna storage URL (default: sqlite in studies/<name>/)."),
+    storage: str | None = typer.Option(
+        None, "--storage", help="Optuna storage URL (default: sqlite in studies/<name>/)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     csv: Path | None = typer.Option(None, "--csv", help="Also write every trial as a CSV row."),
 ) -> None:
@@ -184,8 +255,15 @@ def results_command(
 def _write_csv(rows: list[TrialRow], path: Path) -> None:
     import pandas as pd
 
-    frame = pd.DataFrame([{**{k: v for k, v in vars(r).items() if k != "per_class_iou"},
-                            "config": None if r.config is None else r.config["params"]} for r in rows])
+    frame = pd.DataFrame(
+        [
+            {
+                **{k: v for k, v in vars(r).items() if k != "per_class_iou"},
+                "config": None if r.config is None else r.config["params"],
+            }
+            for r in rows
+        ]
+    )
     frame.to_csv(path, index=False)
 
 

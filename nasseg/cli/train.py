@@ -41,8 +41,13 @@ def _iou_table(title: str, per_class: dict[str, float | None], miou: float | Non
 
 def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     run = metrics["run"]
-    console.print(_iou_table(f"{run['name']} on {run['data']} val @ {run['eval_hw'][0]}x{run['eval_hw'][1]}",
-                             metrics["per_class_iou"], metrics["miou"]))
+    console.print(
+        _iou_table(
+            f"{run['name']} on {run['data']} val @ {run['eval_hw'][0]}x{run['eval_hw'][1]}",
+            metrics["per_class_iou"],
+            metrics["miou"],
+        )
+    )
     console.print(
         f"{metrics['steps']} steps ({metrics['stopped']}) in {metrics['train_seconds']:.1f} s, "
         f"{metrics['images_per_second']:.1f} images/s, {metrics['forward_backward_fraction']:.0%} of step time in "
@@ -112,13 +117,21 @@ def evaluate_command(
         check_device(device)
         hw = parse_hw(input_size) if input_size else None
         run, result, hw = evaluate_run(checkpoint, data, split, hw, device)
-        report = {"run": run.to_dict(), "data": data or run.data, "split": split, "input_hw": list(hw),
-                  **result.to_dict()}
+        report = {
+            "run": run.to_dict(),
+            "data": data or run.data,
+            "split": split,
+            "input_hw": list(hw),
+            **result.to_dict(),
+        }
         if as_json:
             print_json(report)
         else:
-            console.print(_iou_table(f"{run.name} on {report['data']} {split} @ {hw[0]}x{hw[1]}",
-                                     report["per_class_iou"], report["miou"]))
+            console.print(
+                _iou_table(
+                    f"{run.name} on {report['data']} {split} @ {hw[0]}x{hw[1]}", report["per_class_iou"], report["miou"]
+                )
+            )
 
 
 def register(app: typer.Typer) -> None:

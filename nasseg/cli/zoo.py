@@ -57,7 +57,11 @@ def _space_summary(space: SearchSpace) -> dict[str, Any]:
             for name, p in space.parameters.items()
         },
         "baselines": {
-            name: {"num_classes": b.num_classes, "params": b.params, "published": b.published.model_dump(exclude_none=True)}
+            name: {
+                "num_classes": b.num_classes,
+                "params": b.params,
+                "published": b.published.model_dump(exclude_none=True),
+            }
             for name, b in space.baselines.items()
         },
         "decisions": [d.model_dump() for d in space.spec.decisions],
@@ -81,7 +85,12 @@ def _print_space(space: SearchSpace) -> None:
         params.add_column(col, overflow="fold")
     for name, p in space.parameters.items():
         when = ", ".join(f"{k} ∈ {v}" for k, v in (p.when or {}).items())
-        params.add_row(name, p.describe(), when, p.doc.strip() + (f"\n[dim]decision: {p.decision.strip()}[/]" if p.decision else ""))
+        params.add_row(
+            name,
+            p.describe(),
+            when,
+            p.doc.strip() + (f"\n[dim]decision: {p.decision.strip()}[/]" if p.decision else ""),
+        )
     console.print(params)
     h, w = space.spec.search_input
     console.print(
@@ -94,7 +103,9 @@ def _print_space(space: SearchSpace) -> None:
         baselines.add_column(col, overflow="fold")
     for name, b in space.baselines.items():
         pub = b.published
-        macs = f"{pub.macs / 1e9:.3f} G @ {pub.macs_input[0]}x{pub.macs_input[1]}" if pub.macs and pub.macs_input else "—"
+        macs = (
+            f"{pub.macs / 1e9:.3f} G @ {pub.macs_input[0]}x{pub.macs_input[1]}" if pub.macs and pub.macs_input else "—"
+        )
         baselines.add_row(name, str(b.num_classes), _fmt_count(pub.params), macs, pub.source)
     console.print(baselines)
     if space.spec.decisions:
@@ -146,8 +157,14 @@ def reproduce_report(
         rb = space.baselines[row]
         rparams = params if row == name else count_params(build(space.baseline(row, config.num_classes)))
         published = rb.published.params if config.num_classes == rb.num_classes else None
-        rows.append({"baseline": row, "params": rparams, "published_params": rb.published.params,
-                     "rel_diff": _rel(rparams, published)})
+        rows.append(
+            {
+                "baseline": row,
+                "params": rparams,
+                "published_params": rb.published.params,
+                "rel_diff": _rel(rparams, published),
+            }
+        )
     return {
         "baseline": name,
         "space": space.name,
@@ -195,14 +212,23 @@ def _print_report(report: dict[str, Any]) -> None:
     for col in ("figure", "ours", "published", "Δ", "official code", "Δ"):
         table.add_column(col, justify="right")
     p, m = report["params"], report["macs"]
-    table.add_row("params", _fmt_count(p["ours"]), _fmt_count(p["published"]), _fmt_rel(p["rel_diff"]),
-                  _fmt_count(p["official_code"]), _fmt_rel(p["rel_diff_official"]))
+    table.add_row(
+        "params",
+        _fmt_count(p["ours"]),
+        _fmt_count(p["published"]),
+        _fmt_rel(p["rel_diff"]),
+        _fmt_count(p["official_code"]),
+        _fmt_rel(p["rel_diff_official"]),
+    )
     kind = "conv MACs" if m["kind"] == "conv" else "MACs"
     pub_in = m["published_input"]
     table.add_row(
-        f"G{kind} @ {h}x{w}", _fmt_count(m["ours"], 1e9),
+        f"G{kind} @ {h}x{w}",
+        _fmt_count(m["ours"], 1e9),
         _fmt_count(m["published"], 1e9) + (f" @ {pub_in[0]}x{pub_in[1]}" if pub_in else ""),
-        _fmt_rel(m["rel_diff"]), "", "",
+        _fmt_rel(m["rel_diff"]),
+        "",
+        "",
     )
     table.add_row("peak activations (MiB)", f"{report['peak_activation_bytes'] / 2**20:,.1f}", "—", "", "", "")
     console.print(table)
@@ -213,7 +239,9 @@ def _print_report(report: dict[str, Any]) -> None:
     if m["uncounted_ops"]:
         console.print(f"[yellow]fvcore skipped ops that may carry arithmetic:[/] {m['uncounted_ops']}")
     for fig in pub.get("miou", []):
-        console.print(f"published mIoU {fig['value']} on {fig['dataset']} {fig['split']} ({fig.get('source', pub['source'])})")
+        console.print(
+            f"published mIoU {fig['value']} on {fig['dataset']} {fig['split']} ({fig.get('source', pub['source'])})"
+        )
     for fig in pub.get("fps", []):
         size = "x".join(str(v) for v in fig["input"])
         console.print(
@@ -224,8 +252,12 @@ def _print_report(report: dict[str, Any]) -> None:
         for col in ("row", "ours params", "published", "Δ"):
             ablation.add_column(col, justify="right")
         for row in report["ablation"]:
-            ablation.add_row(row["baseline"], _fmt_count(row["params"]), _fmt_count(row["published_params"]),
-                             _fmt_rel(row["rel_diff"]))
+            ablation.add_row(
+                row["baseline"],
+                _fmt_count(row["params"]),
+                _fmt_count(row["published_params"]),
+                _fmt_rel(row["rel_diff"]),
+            )
         console.print(ablation)
 
 
@@ -239,10 +271,24 @@ def reproduce_training(
     run = make_run(name, space.baseline(name), data, schedule, seed)
     out = out or Path("runs") / f"reproduce-{name}-{schedule.name}-s{seed}"
     metrics = run_training(run, out, overwrite=True, progress=progress)
-    keep = ("miou", "per_class_iou", "pixel_accuracy", "steps", "stopped", "train_seconds", "images_per_second",
-            "degenerate_at_train_input")
-    return {**{k: metrics[k] for k in keep}, "data": data, "train_hw": list(run.train_hw), "eval_hw": list(run.eval_hw),
-            "schedule": schedule.name, "run_dir": str(out)}
+    keep = (
+        "miou",
+        "per_class_iou",
+        "pixel_accuracy",
+        "steps",
+        "stopped",
+        "train_seconds",
+        "images_per_second",
+        "degenerate_at_train_input",
+    )
+    return {
+        **{k: metrics[k] for k in keep},
+        "data": data,
+        "train_hw": list(run.train_hw),
+        "eval_hw": list(run.eval_hw),
+        "schedule": schedule.name,
+        "run_dir": str(out),
+    }
 
 
 def _print_training(report: dict[str, Any]) -> None:
@@ -290,5 +336,3 @@ def reproduce(
 def register(app: typer.Typer) -> None:
     app.command()(spaces)
     app.command()(reproduce)
-
-

@@ -17,11 +17,23 @@ from nasseg.data import camvid, cityscapes, synthetic
 from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit
 from nasseg.errors import DatasetError
 
-__all__ = ["IGNORE_INDEX", "DatasetError", "DatasetInfo", "SegmentationSplit", "SCHEMES", "load_split",
-           "dataset_info", "parse_uri", "clear_cache"]
+__all__ = [
+    "IGNORE_INDEX",
+    "DatasetError",
+    "DatasetInfo",
+    "SegmentationSplit",
+    "SCHEMES",
+    "load_split",
+    "dataset_info",
+    "parse_uri",
+    "clear_cache",
+]
 
-SCHEMES = {"camvid": "camvid:PATH", "cityscapes": "cityscapes:PATH",
-           "synthetic": "synthetic or synthetic:seed=N,train=N,val=N,test=N"}
+SCHEMES = {
+    "camvid": "camvid:PATH",
+    "cityscapes": "cityscapes:PATH",
+    "synthetic": "synthetic or synthetic:seed=N,train=N,val=N,test=N",
+}
 CACHE_SIZE = 6  # a CamVid train split at 360x480 is ~250 MB: keep a few, not every resolution ever used
 
 _cache: OrderedDict[tuple[str, str, tuple[int, int] | None], SegmentationSplit] = OrderedDict()

@@ -46,8 +46,9 @@ class Augmentation:
     so padded pixels never count in the loss.
     """
 
-    def __init__(self, crop_hw: tuple[int, int] | None, scale_range: tuple[float, float] = (0.5, 2.0),
-                 hflip: bool = True) -> None:
+    def __init__(
+        self, crop_hw: tuple[int, int] | None, scale_range: tuple[float, float] = (0.5, 2.0), hflip: bool = True
+    ) -> None:
         low, high = scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
@@ -59,20 +60,21 @@ class Augmentation:
 
     eval_batch = staticmethod(eval_batch)
 
-    def batch(self, split: SegmentationSplit, indices: torch.Tensor,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, split: SegmentationSplit, indices: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Augmented batch: float32 images (N, 3, h, w) normalised, int64 labels (N, h, w)."""
         indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         out_hw = self.crop_hw or split.hw
         pairs = [self._one(split.images[i], split.labels[i], out_hw, generator) for i in indices.tolist()]
         if not pairs:
-            return (torch.empty((0, 3, *out_hw), dtype=torch.float32),
-                    torch.empty((0, *out_hw), dtype=torch.long))
+            return (torch.empty((0, 3, *out_hw), dtype=torch.float32), torch.empty((0, *out_hw), dtype=torch.long))
         images, labels = zip(*pairs)
         return torch.stack(images), torch.stack(labels)
 
-    def _one(self, image: torch.Tensor, label: torch.Tensor, out_hw: tuple[int, int],
-             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _one(
+        self, image: torch.Tensor, label: torch.Tensor, out_hw: tuple[int, int], generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         # Draw every random number first, in a fixed order, so the stream does not depend on sizes.
         scale = _uniform(generator, *self.scale_range)
         flip = self.hflip and bool(torch.rand((), generator=generator) < 0.5)
@@ -90,8 +92,9 @@ class Augmentation:
         return img.contiguous(), lab.contiguous()
 
     @staticmethod
-    def _crop(img: torch.Tensor, lab: torch.Tensor, out_hw: tuple[int, int], fy: float, fx: float
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _crop(
+        img: torch.Tensor, lab: torch.Tensor, out_hw: tuple[int, int], fy: float, fx: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pad to at least ``out_hw`` (bottom/right), then cut a window at the fractional offset."""
         oh, ow = out_hw
         h, w = lab.shape
@@ -102,4 +105,4 @@ class Augmentation:
             h, w = lab.shape
         y0, x0 = int(fy * (h - oh + 1)), int(fx * (w - ow + 1))
         y0, x0 = min(y0, h - oh), min(x0, w - ow)
-        return img[:, y0:y0 + oh, x0:x0 + ow], lab[y0:y0 + oh, x0:x0 + ow]
+        return img[:, y0 : y0 + oh, x0 : x0 + ow], lab[y0 : y0 + oh, x0 : x0 + ow]

@@ -79,8 +79,9 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _decode_one(
+    image_path: Path, label_path: Path, hw: tuple[int, int], lut: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     # Missing or unreadable file: name it, not PIL's internals. Each file is read in its own block
     # because a truncated PNG fails while decoding, where PIL's error carries no filename.
     try:
@@ -96,8 +97,10 @@ def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np
     if label.ndim != 2:
         raise DatasetError(f"label map {label_path} is not single-channel (shape {label.shape})")
     if label.shape != (image.height, image.width):
-        raise DatasetError(f"label map {label_path} is {label.shape[1]}x{label.shape[0]} (WxH) but its "
-                           f"image {image_path} is {image.width}x{image.height}")
+        raise DatasetError(
+            f"label map {label_path} is {label.shape[1]}x{label.shape[0]} (WxH) but its "
+            f"image {image_path} is {image.width}x{image.height}"
+        )
     if label.dtype != np.uint8:  # 16/32-bit PNGs: anything above 255 is out of range anyway
         if label.min() < 0 or label.max() > 255:
             bad = np.unique(label[(label < 0) | (label > 255)])[:10]
@@ -107,8 +110,10 @@ def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np
     if (mapped < 0).any():
         bad = np.unique(label[mapped < 0])[:10]
         allowed = np.flatnonzero(lut >= 0)
-        raise DatasetError(f"label map {label_path} holds values outside the class range "
-                           f"{allowed.min()}..{allowed.max()}: {bad.tolist()}")
+        raise DatasetError(
+            f"label map {label_path} holds values outside the class range "
+            f"{allowed.min()}..{allowed.max()}: {bad.tolist()}"
+        )
     label_im = Image.fromarray(mapped.astype(np.uint8), mode="L")
     h, w = hw
     if (image.height, image.width) != (h, w):
@@ -117,8 +122,9 @@ def _decode_one(image_path: Path, label_path: Path, hw: tuple[int, int], lut: np
     return np.asarray(image), np.asarray(label_im)
 
 
-def decode_pairs(info: DatasetInfo, split: str, pairs: Sequence[tuple[Path, Path]],
-                 hw: tuple[int, int], lut: np.ndarray) -> SegmentationSplit:
+def decode_pairs(
+    info: DatasetInfo, split: str, pairs: Sequence[tuple[Path, Path]], hw: tuple[int, int], lut: np.ndarray
+) -> SegmentationSplit:
     """Decode (image, label) file pairs into one split at ``hw``, labels mapped through ``lut``.
 
     A thread pool overlaps the PNG decoding and resizing: PIL releases the GIL there, so even two

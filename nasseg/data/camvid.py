@@ -15,11 +15,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit, check_root, check_split, decode_pairs, label_lut
+from nasseg.data.base import (
+    IGNORE_INDEX,
+    DatasetInfo,
+    SegmentationSplit,
+    check_root,
+    check_split,
+    decode_pairs,
+    label_lut,
+)
 from nasseg.errors import DatasetError
 
-CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-               "Pedestrian", "Bicyclist")
+CLASS_NAMES = (
+    "Sky",
+    "Building",
+    "Pole",
+    "Road",
+    "Pavement",
+    "Tree",
+    "SignSymbol",
+    "Fence",
+    "Car",
+    "Pedestrian",
+    "Bicyclist",
+)
 SPLITS = ("train", "val", "test")
 NATIVE_HW = (360, 480)
 VOID = 11
@@ -37,7 +56,7 @@ def _resolve(root: Path, listed: str) -> Path:
     the ``CamVid/`` component and resolve it under the dataset root."""
     parts = Path(listed).parts
     if "CamVid" in parts:
-        parts = parts[len(parts) - parts[::-1].index("CamVid"):]
+        parts = parts[len(parts) - parts[::-1].index("CamVid") :]
     else:  # a relative or foreign path: strip any anchor and take it as relative to the root
         parts = tuple(p for p in parts if p not in ("/", "\\") and not p.endswith(":\\"))
     return root.joinpath(*parts)
@@ -54,8 +73,10 @@ def _pairs_from_list(root: Path, list_file: Path) -> list[tuple[Path, Path]]:
         image, label = (_resolve(root, f) for f in fields)
         missing = [str(p) for p in (image, label) if not p.is_file()]
         if missing:
-            raise DatasetError(f"{list_file} line {number}: missing file(s) {', '.join(missing)} "
-                               f"(listed as {line.strip()!r}, resolved under {root})")
+            raise DatasetError(
+                f"{list_file} line {number}: missing file(s) {', '.join(missing)} "
+                f"(listed as {line.strip()!r}, resolved under {root})"
+            )
         pairs.append((image, label))
     return pairs
 
@@ -65,8 +86,10 @@ def _folder_dirs(root: Path, split: str) -> tuple[Path, Path]:
     for images, labels in candidates:
         if images.is_dir() or labels.is_dir():
             return images, labels
-    raise DatasetError(f"split {split!r} has no images: no {split}.txt in {root}, and neither "
-                       f"{candidates[0][0]} nor {candidates[1][0]} exists")
+    raise DatasetError(
+        f"split {split!r} has no images: no {split}.txt in {root}, and neither "
+        f"{candidates[0][0]} nor {candidates[1][0]} exists"
+    )
 
 
 def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:

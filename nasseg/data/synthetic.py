@@ -41,15 +41,26 @@ DEFAULTS = {"seed": 0, "train": 300, "val": 60, "test": 60}
 
 # Shared palettes: the same colours appear on several classes on purpose.
 GREYS = [(0.45, 0.45, 0.46), (0.55, 0.55, 0.53), (0.62, 0.62, 0.64), (0.35, 0.36, 0.38), (0.70, 0.69, 0.66)]
-PAINTS = GREYS + [(0.75, 0.75, 0.75), (0.12, 0.12, 0.13), (0.60, 0.12, 0.10), (0.15, 0.22, 0.50),
-                  (0.85, 0.85, 0.82), (0.25, 0.35, 0.25), (0.55, 0.45, 0.30)]
-FACADES = GREYS + [(0.62, 0.50, 0.40), (0.55, 0.33, 0.25), (0.78, 0.72, 0.60), (0.70, 0.66, 0.62),
-                   (0.48, 0.42, 0.38)]
+PAINTS = GREYS + [
+    (0.75, 0.75, 0.75),
+    (0.12, 0.12, 0.13),
+    (0.60, 0.12, 0.10),
+    (0.15, 0.22, 0.50),
+    (0.85, 0.85, 0.82),
+    (0.25, 0.35, 0.25),
+    (0.55, 0.45, 0.30),
+]
+FACADES = GREYS + [(0.62, 0.50, 0.40), (0.55, 0.33, 0.25), (0.78, 0.72, 0.60), (0.70, 0.66, 0.62), (0.48, 0.42, 0.38)]
 CLOTHES = PAINTS + [(0.70, 0.55, 0.20), (0.20, 0.20, 0.35), (0.45, 0.10, 0.30)]
-FOLIAGE = [(0.20, 0.35, 0.12), (0.30, 0.42, 0.18), (0.38, 0.40, 0.20), (0.45, 0.35, 0.15),
-           (0.25, 0.30, 0.22)]
-SIGN_COLOURS = [(0.80, 0.10, 0.10), (0.10, 0.25, 0.70), (0.90, 0.90, 0.88), (0.90, 0.75, 0.10),
-                (0.10, 0.45, 0.25), (0.15, 0.15, 0.15)]
+FOLIAGE = [(0.20, 0.35, 0.12), (0.30, 0.42, 0.18), (0.38, 0.40, 0.20), (0.45, 0.35, 0.15), (0.25, 0.30, 0.22)]
+SIGN_COLOURS = [
+    (0.80, 0.10, 0.10),
+    (0.10, 0.25, 0.70),
+    (0.90, 0.90, 0.88),
+    (0.90, 0.75, 0.10),
+    (0.10, 0.45, 0.25),
+    (0.15, 0.15, 0.15),
+]
 
 
 def info(uri: str) -> DatasetInfo:
@@ -62,8 +73,7 @@ def parse_options(options: str) -> dict[str, int]:
     for item in filter(None, (p.strip() for p in options.split(","))):
         key, sep, raw = item.partition("=")
         if not sep or key not in DEFAULTS:
-            raise DatasetError(f"synthetic option {item!r} is not key=value with a key among "
-                               f"{', '.join(DEFAULTS)}")
+            raise DatasetError(f"synthetic option {item!r} is not key=value with a key among {', '.join(DEFAULTS)}")
         try:
             values[key] = int(raw)
         except ValueError:
@@ -74,6 +84,7 @@ def parse_options(options: str) -> dict[str, int]:
 
 
 # --- the canvas: an RGB float image, its label map, and drawing in normalised coordinates -----
+
 
 @dataclass
 class Canvas:
@@ -169,11 +180,15 @@ def _pick(rng: np.random.Generator, palette) -> np.ndarray:
 
 # --- background: sky, buildings, road, pavement -----------------------------------------------
 
+
 def draw_sky(c: Canvas, sc: Scene, rng: np.random.Generator) -> None:
     """Blue to overcast white-grey, lighter towards the horizon, with soft clouds."""
     overcast = rng.random()
-    top = ((1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78])).astype(
-        np.float32).reshape(3, 1, 1)
+    top = (
+        ((1 - overcast) * np.array([0.35, 0.52, 0.85]) + overcast * np.array([0.72, 0.74, 0.78]))
+        .astype(np.float32)
+        .reshape(3, 1, 1)
+    )
     where, ys, _ = c.region(0, 1, 0, 1)
     t = np.clip(ys / max(sc.hz, 1e-3), 0, 1)
     colour = top * (1 - 0.35 * t) + 0.35 * 0.92 * t
@@ -264,7 +279,7 @@ def draw_facade(c: Canvas, sc: Scene, rng: np.random.Generator, side: int) -> No
     seg_len = rng.uniform(0.6, 1.6)
     heights = np.append(rng.uniform(0.25, 1.1, segments) * (1 - sc.hz) / 0.6, 0.0).astype(np.float32)
     heights[:segments][rng.random(segments) < 0.12] = 0.0  # an empty lot
-    heights[int(rng.integers(3, segments)):] = 0.0  # the row ends somewhere
+    heights[int(rng.integers(3, segments)) :] = 0.0  # the row ends somewhere
     colours = np.array([_pick(rng, FACADES).reshape(3) for _ in range(segments + 1)], np.float32)
     light = rng.uniform(0.7, 1.0) if side < 0 else rng.uniform(0.85, 1.15)  # sunlit vs shaded side
     cols, rows = rng.uniform(2.0, 5.0), rng.uniform(4.0, 8.0)
@@ -288,11 +303,12 @@ def draw_facade(c: Canvas, sc: Scene, rng: np.random.Generator, side: int) -> No
     c.paint(where, mask, colour, BUILDING)
     # Windows: periodic in depth and in height above the ground, none on the ground floor.
     height = (base_y - ys) / (s_col * (1 - sc.hz))
-    windows = ((np.mod(depth * cols, 1.0) < fill_u) & (np.mod(height * rows, 1.0) < fill_v) & (height > 0.2))
+    windows = (np.mod(depth * cols, 1.0) < fill_u) & (np.mod(height * rows, 1.0) < fill_v) & (height > 0.2)
     c.paint(where, mask & windows & (ys < base_y - 0.002), glass * light, BUILDING)
 
 
 # --- objects, placed on the ground in perspective ---------------------------------------------
+
 
 def draw_tree(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float) -> None:
     """A trunk and a crown of a few overlapping blobs, filled with high-frequency leaf texture."""
@@ -313,7 +329,7 @@ def draw_tree(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float
     for _ in range(rng.integers(3, 6)):
         bx, by = x + rng.uniform(-r, r) / aspect, cy + rng.uniform(-r, 0.5 * r)
         br = r * rng.uniform(0.5, 0.9)
-        mask |= ((xs - bx) * aspect) ** 2 + (ys - by) ** 2 < br ** 2
+        mask |= ((xs - bx) * aspect) ** 2 + (ys - by) ** 2 < br**2
     leaves = c.noise(mask.shape, (max(2, ys.size // 2), max(2, xs.size // 2)))
     colour = _pick(rng, FOLIAGE) * (1 + 0.35 * leaves) + c.grain(where, 0.04)
     c.paint(where, mask, colour, TREE)
@@ -346,13 +362,13 @@ def draw_sign(c: Canvas, rng: np.random.Generator, x: float, top: float, s: floa
     if rng.random() < 0.25:  # traffic light: a tall dark box
         v = (ys - top) / (2 * r) * 2 - 1
         mask = (np.abs(u) < 0.5) & (np.abs(v) < 1.0)
-        lamp = (u ** 2 + (np.mod(v + 1, 2 / 3) * 3 - 1) ** 2 < 0.5) & (np.abs(u) < 0.5)
+        lamp = (u**2 + (np.mod(v + 1, 2 / 3) * 3 - 1) ** 2 < 0.5) & (np.abs(u) < 0.5)
         c.paint(where, mask, _jitter(rng, (0.12, 0.12, 0.12)), SIGN)
         c.paint(where, mask & lamp, SIGN_COLOURS[rng.integers(0, 5)], SIGN)
         return
     shape = rng.integers(3)
     if shape == 0:
-        dist = np.sqrt(u ** 2 + v ** 2)
+        dist = np.sqrt(u**2 + v**2)
     elif shape == 1:
         dist = np.maximum(np.abs(u), np.abs(v))
     else:  # triangle, apex up: inside when v < 1 and |u| < (v + 1) / 2
@@ -398,12 +414,16 @@ def draw_car(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: float)
     v = (y - ys) / height  # 0 at the ground, 1 at the roof
     body = (np.abs(u) <= 1) & (v >= 0.12) & (v <= 0.55)
     cabin = (np.abs(u) <= 0.82 - 0.25 * (v - 0.55) / 0.45) & (v > 0.55) & (v <= 1)
-    wheels = ((np.abs(np.abs(u) - 0.7) < 0.2) & (v >= -0.02) & (v < 0.2))
+    wheels = (np.abs(np.abs(u) - 0.7) < 0.2) & (v >= -0.02) & (v < 0.2)
     paint = _pick(rng, PAINTS)
     shade = 0.8 + 0.3 * np.clip(v, 0, 1)
     c.paint(where, body | cabin, paint * shade + c.grain(where, 0.02), CAR)
-    c.paint(where, cabin & (np.abs(u) < 0.7 - 0.25 * (v - 0.55) / 0.45) & (v < 0.93),
-            _jitter(rng, (0.12, 0.14, 0.18), 0.04), CAR)
+    c.paint(
+        where,
+        cabin & (np.abs(u) < 0.7 - 0.25 * (v - 0.55) / 0.45) & (v < 0.93),
+        _jitter(rng, (0.12, 0.14, 0.18), 0.04),
+        CAR,
+    )
     c.paint(where, wheels, (0.06, 0.06, 0.06), CAR)
     lamps = (np.abs(np.abs(u) - 0.78) < 0.14) & (np.abs(v - 0.45) < 0.05)
     c.paint(where, lamps, (0.8, 0.1, 0.08) if rng.random() < 0.6 else (0.9, 0.9, 0.8), CAR)
@@ -417,10 +437,10 @@ def _person(c: Canvas, rng: np.random.Generator, x: float, y: float, height: flo
         return None
     where, ys, xs = found
     u, v = (xs - x) / half, (y - ys) / height  # v: 0 at the feet, 1 at the top of the head
-    head = (u * 0.14) ** 2 + (v - 0.92) ** 2 < 0.07 ** 2  # a circle in pixels
+    head = (u * 0.14) ** 2 + (v - 0.92) ** 2 < 0.07**2  # a circle in pixels
     torso = (np.abs(u) < 0.9 - 0.2 * (0.82 - v) / 0.35) & (v > 0.47) & (v < 0.84)
     stride = rng.uniform(0.0, 0.5)
-    legs = ((np.abs(np.abs(u) - 0.35 - stride * (0.47 - v)) < 0.28) & (v <= 0.47) & (v >= 0))
+    legs = (np.abs(np.abs(u) - 0.35 - stride * (0.47 - v)) < 0.28) & (v <= 0.47) & (v >= 0)
     return where, head, torso, legs
 
 
@@ -462,6 +482,7 @@ def draw_bicyclist(c: Canvas, sc: Scene, rng: np.random.Generator, x: float, s: 
 
 # --- the scene ------------------------------------------------------------------------------
 
+
 def _place_objects(sc: Scene, rng: np.random.Generator) -> list[tuple[float, str, float]]:
     """(scale, kind, column) for every object; scales are drawn so that far objects are common."""
     objects = []
@@ -477,8 +498,13 @@ def _place_objects(sc: Scene, rng: np.random.Generator) -> list[tuple[float, str
             t = 1 - t
         return sc.at(sc.road_l + (sc.road_r - sc.road_l) * t, s)
 
-    counts = {"tree": rng.integers(0, 9), "pole": rng.integers(1, 7), "car": rng.integers(0, 6),
-              "pedestrian": rng.integers(0, 6), "bicyclist": rng.integers(0, 3)}
+    counts = {
+        "tree": rng.integers(0, 9),
+        "pole": rng.integers(1, 7),
+        "car": rng.integers(0, 6),
+        "pedestrian": rng.integers(0, 6),
+        "bicyclist": rng.integers(0, 3),
+    }
     for kind, n in counts.items():
         for _ in range(int(n)):
             s = float(rng.uniform(0.08, 1.0) ** 1.5)
@@ -487,8 +513,13 @@ def _place_objects(sc: Scene, rng: np.random.Generator) -> list[tuple[float, str
     return sorted(objects)  # painter's order: far (small s) first
 
 
-DRAW = {"tree": draw_tree, "pole": draw_pole, "car": draw_car, "pedestrian": draw_pedestrian,
-        "bicyclist": draw_bicyclist}
+DRAW = {
+    "tree": draw_tree,
+    "pole": draw_pole,
+    "car": draw_car,
+    "pedestrian": draw_pedestrian,
+    "bicyclist": draw_bicyclist,
+}
 
 
 def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
@@ -524,12 +555,16 @@ def _lighting(c: Canvas, sc: Scene, rng: np.random.Generator) -> np.ndarray:
 def render(seed_key: tuple[int, ...], hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """One image (3, H, W) uint8 and its labels (H, W) uint8, deterministic in ``seed_key``."""
     layout = np.random.default_rng(list(seed_key) + [0])
-    c = Canvas(np.zeros((3, *hw), np.float32), np.zeros(hw, np.uint8),
-               np.random.default_rng(list(seed_key) + [1]))
+    c = Canvas(np.zeros((3, *hw), np.float32), np.zeros(hw, np.uint8), np.random.default_rng(list(seed_key) + [1]))
     vx = layout.uniform(0.35, 0.65)
-    sc = Scene(hz=layout.uniform(0.35, 0.5), vx=vx, road_l=layout.uniform(-0.35, 0.2),
-               road_r=layout.uniform(0.8, 1.35), walk_l=layout.uniform(-1.0, -0.3),
-               walk_r=layout.uniform(1.3, 2.0))
+    sc = Scene(
+        hz=layout.uniform(0.35, 0.5),
+        vx=vx,
+        road_l=layout.uniform(-0.35, 0.2),
+        road_r=layout.uniform(0.8, 1.35),
+        walk_l=layout.uniform(-1.0, -0.3),
+        walk_r=layout.uniform(1.3, 2.0),
+    )
     draw_sky(c, sc, layout)
     draw_skyline(c, sc, layout)
     draw_pavement(c, sc, layout)  # the facades then cover the ground beyond the building lines
@@ -559,7 +594,10 @@ def load(uri: str, options: dict[str, int], split: str, hw: tuple[int, int] | No
     # numpy releases the GIL inside its larger array operations, so threads still overlap some work
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         list(pool.map(work, range(n)))
-    return SegmentationSplit(info=info(uri), split=split,
-                             images=torch.from_numpy(images),
-                             labels=torch.from_numpy(labels),
-                             files=tuple(f"synthetic/{split}/{i:05d}" for i in range(n)))
+    return SegmentationSplit(
+        info=info(uri),
+        split=split,
+        images=torch.from_numpy(images),
+        labels=torch.from_numpy(labels),
+        files=tuple(f"synthetic/{split}/{i:05d}" for i in range(n)),
+    )

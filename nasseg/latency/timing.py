@@ -100,8 +100,9 @@ def in_passes(n_cases: int, rounds: int) -> Iterator[tuple[int, int]]:
             yield done, i
 
 
-def host_slowdown(ms: dict[str, list[float]], at: dict[str, list[float]], neighbours: int = 4,
-                  max_gap_s: float = 60.0) -> dict[str, list[float]]:
+def host_slowdown(
+    ms: dict[str, list[float]], at: dict[str, list[float]], neighbours: int = 4, max_gap_s: float = 60.0
+) -> dict[str, list[float]]:
     """How much slower than usual the host ran at each measurement of cases measured in passes.
 
     ``ms`` and ``at`` hold each case's measurements and when each was taken (seconds). A measurement's
@@ -113,14 +114,18 @@ def host_slowdown(ms: dict[str, list[float]], at: dict[str, list[float]], neighb
     A case measured only once, a measurement with no neighbour near it, and one without a time (None:
     from before times were kept) count 1.0.
     """
-    entries = sorted((t, case, i) for case, times in at.items() for i, t in enumerate(times[:len(ms[case])])
-                     if t is not None)
+    entries = sorted(
+        (t, case, i) for case, times in at.items() for i, t in enumerate(times[: len(ms[case])]) if t is not None
+    )
     usual = {case: statistics.median(values) for case, values in ms.items() if values}
     deviation = [math.log(ms[case][i] / usual[case]) for _, case, i in entries]
     slowdown = {case: [1.0] * len(ms[case]) for case in at}
     for j, (t, case, i) in enumerate(entries):
-        near = [deviation[k] for k in range(max(0, j - neighbours), min(len(entries), j + neighbours + 1))
-                if k != j and abs(entries[k][0] - t) <= max_gap_s]
+        near = [
+            deviation[k]
+            for k in range(max(0, j - neighbours), min(len(entries), j + neighbours + 1))
+            if k != j and abs(entries[k][0] - t) <= max_gap_s
+        ]
         if near:
             slowdown[case][i] = math.exp(statistics.median(near))
     return slowdown
@@ -191,7 +196,9 @@ def keep_freed_memory() -> str | None:
         mallopt = libc.mallopt if libc is not None else None
     except (OSError, AttributeError):
         return None
-    if mallopt is None or not (mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)):
+    if mallopt is None or not (
+        mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) and mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+    ):
         return None
     return "glibc malloc keeps freed memory (no trim, mmap above 32 MiB)"
 

@@ -120,7 +120,9 @@ class EJPNetSpec:
             final_upsample=get("final_upsample", "bilinear"),
         )
         if spec.jpu_head not in JPU_HEADS:
-            raise ConfigError(f"ejpnet: jpu_head={spec.jpu_head!r} is not allowed; jpu_head is one of {', '.join(JPU_HEADS)}")
+            raise ConfigError(
+                f"ejpnet: jpu_head={spec.jpu_head!r} is not allowed; jpu_head is one of {', '.join(JPU_HEADS)}"
+            )
         if spec.final_upsample not in UPSAMPLING:
             raise ConfigError(
                 f"ejpnet: final_upsample={spec.final_upsample!r} is not allowed; it is one of {', '.join(UPSAMPLING)}"
@@ -157,7 +159,9 @@ class EESPEncoder(nn.Module):
             self.downsamplers.append(
                 EESPDownsampler(c_in, c_out, down_dilations, spec.eesp_groups, spec.reinforce_channels)
             )
-            self.stages.append(nn.Sequential(*(EESP(c_out, c_out, dilations, spec.eesp_groups) for _ in range(repeats))))
+            self.stages.append(
+                nn.Sequential(*(EESP(c_out, c_out, dilations, spec.eesp_groups) for _ in range(repeats)))
+            )
         self.out_channels = widths
 
     def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
@@ -202,9 +206,7 @@ class ESPNetv2Head(nn.Module):
         self.first = EfficientPyrPool(widths[3], proj, planes[0])
         self.skips = nn.ModuleList(EfficientPWConv(widths[2 - i], planes[i]) for i in range(3))
         self.norms = nn.ModuleList(BNAct(planes[i], "prelu") for i in range(3))
-        self.stages = nn.ModuleList(
-            EfficientPyrPool(planes[i], proj, planes[i + 1], last=i == 2) for i in range(3)
-        )
+        self.stages = nn.ModuleList(EfficientPyrPool(planes[i], proj, planes[i + 1], last=i == 2) for i in range(3))
 
     def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         out = self.first(feats[3])
@@ -269,9 +271,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
 @register_family(
     "ejpnet",
     check=check,
-    doc=(
-        "EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head."
-    ),
+    doc=("EJPNet (ESPNetv2/EESP encoder + FastFCN JPU decoder) and the EdgeNets ESPNetv2 segmentation head."),
 )
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     spec = EJPNetSpec.parse(params)

@@ -145,8 +145,18 @@ class ESPNet(nn.Module):
 
         def repeat(width: int, times: int) -> nn.Sequential:
             return nn.Sequential(
-                *(ESP(width, width, dil, reduce_kernel=cfg.reduce_kernel, residual=cfg.esp_residual, act=act,
-                      bn_eps=BN_EPS) for _ in range(times))
+                *(
+                    ESP(
+                        width,
+                        width,
+                        dil,
+                        reduce_kernel=cfg.reduce_kernel,
+                        residual=cfg.esp_residual,
+                        act=act,
+                        bn_eps=BN_EPS,
+                    )
+                    for _ in range(times)
+                )
             )
 
         # Level 1 (1/2): a standard strided convolution; with input reinforcement, the pooled image
@@ -209,8 +219,9 @@ class LightDecoder(nn.Module):
         self.bn8 = nn.BatchNorm2d(c, eps=BN_EPS)  # BN without activation, as in the code
         self.up8 = nn.ConvTranspose2d(c, c, 2, stride=2, bias=False)
         self.project2 = conv(level2_ch, c, 1)
-        self.merge4 = nn.Sequential(BNAct(2 * c, act, BN_EPS), ESP(2 * c, c, dilations, residual=False, act=act,
-                                                                   bn_eps=BN_EPS))
+        self.merge4 = nn.Sequential(
+            BNAct(2 * c, act, BN_EPS), ESP(2 * c, c, dilations, residual=False, act=act, bn_eps=BN_EPS)
+        )
         self.up4 = nn.Sequential(nn.ConvTranspose2d(c, c, 2, stride=2, bias=False), BNAct(c, act, BN_EPS))
         self.merge2 = ConvBNAct(level1_ch + c, c, 3, act=act, bn_eps=BN_EPS)
         self.up2 = nn.ConvTranspose2d(c, c, 2, stride=2, bias=False)
@@ -244,21 +255,20 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     side = max(sizes[3])
     too_large = [d for d in cfg.dilations if d >= side]
     if too_large:
-        return Findings(degenerate=[
-            f"dilations_k{cfg.width_divider_k}={list(cfg.dilations)}: dilation(s) {too_large} reach past the "
-            f"{sizes[3][0]}x{sizes[3][1]} level-3 feature map at input {h}x{w} (they read only padding there; "
-            f"dilations < {side} do not)"
-        ])
+        return Findings(
+            degenerate=[
+                f"dilations_k{cfg.width_divider_k}={list(cfg.dilations)}: dilation(s) {too_large} reach past the "
+                f"{sizes[3][0]}x{sizes[3][1]} level-3 feature map at input {h}x{w} (they read only padding there; "
+                f"dilations < {side} do not)"
+            ]
+        )
     return Findings()
 
 
 @register_family(
     "espnet",
     check=check,
-    doc=(
-        "ESPNet (Mehta et al., ECCV 2018): ESP modules (reduce, dilated pyramid, HFF); "
-        "variants A, B, C, ESPNet."
-    ),
+    doc=("ESPNet (Mehta et al., ECCV 2018): ESP modules (reduce, dilated pyramid, HFF); variants A, B, C, ESPNet."),
 )
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     """The network for these parameter values (ConfigError for values it cannot build)."""

@@ -131,8 +131,7 @@ class FASSDConfig:
             top = self.transition_widths[-1] if self.encoder_blocks in (2, 3, 4, 5) else 1
             if self.dapf_alpha < 1 or top // self.dapf_alpha < 1:
                 reasons.append(
-                    f"dapf_alpha={self.dapf_alpha} leaves no channel per branch on {top} channels; "
-                    f"allowed: 1 to {top}"
+                    f"dapf_alpha={self.dapf_alpha} leaves no channel per branch on {top} channels; allowed: 1 to {top}"
                 )
         if self.context == "aspp":
             if not self.aspp_rates or any(r < 1 for r in self.aspp_rates):
@@ -173,9 +172,7 @@ class Stem(nn.Sequential):
 class DecoderStage(nn.Module):
     """Up-sample to the skip's size, concat, 1x1 fuse to half the width, optional MDA, then a block."""
 
-    def __init__(
-        self, up_ch: int, skip_ch: int, block: nn.Module, mda: MDA | None, fused_ch: int
-    ) -> None:
+    def __init__(self, up_ch: int, skip_ch: int, block: nn.Module, mda: MDA | None, fused_ch: int) -> None:
         super().__init__()
         self.fuse = ConvBNAct(up_ch + skip_ch, fused_ch, 1)
         self.mda = mda if mda is not None else nn.Identity()
@@ -261,12 +258,14 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     # The deepest map must keep at least 2x2 pixels: at 1 pixel the context module and the deepest
     # decoder stage see no spatial structure, and any smaller input would pool the map away entirely.
     if min(sizes[-1]) < MIN_DEEPEST_SIDE:
-        stride = cfg.stem_strides[0] * cfg.stem_strides[1] * 2 ** cfg.encoder_blocks
-        return Findings(infeasible=[
-            f"input {h}x{w} is too small for stem_strides={list(cfg.stem_strides)} and encoder_blocks="
-            f"{cfg.encoder_blocks} (output stride {stride}): the deepest map would be "
-            f"{sizes[-1][0]}x{sizes[-1][1]}; allowed: at least {MIN_DEEPEST_SIDE}x{MIN_DEEPEST_SIDE}"
-        ])
+        stride = cfg.stem_strides[0] * cfg.stem_strides[1] * 2**cfg.encoder_blocks
+        return Findings(
+            infeasible=[
+                f"input {h}x{w} is too small for stem_strides={list(cfg.stem_strides)} and encoder_blocks="
+                f"{cfg.encoder_blocks} (output stride {stride}): the deepest map would be "
+                f"{sizes[-1][0]}x{sizes[-1][1]}; allowed: at least {MIN_DEEPEST_SIDE}x{MIN_DEEPEST_SIDE}"
+            ]
+        )
     degenerate: list[str] = []
     # A dilated kernel whose rate reaches past the map reads only zero padding but for its centre tap.
     deepest = sizes[-1]
@@ -292,10 +291,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
 @register_family(
     "fassd",
     check=check,
-    doc=(
-        "FASSD-Net (Rosas-Arias et al. 2022): HarDNet U-Net with DAPF context and MDA decoder fusion; "
-        "FC-HarDNet-70."
-    ),
+    doc=("FASSD-Net (Rosas-Arias et al. 2022): HarDNet U-Net with DAPF context and MDA decoder fusion; FC-HarDNet-70."),
 )
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     """The network for these parameter values (ConfigError for values it cannot build)."""

@@ -103,7 +103,9 @@ def _choice(params: Mapping[str, Any], name: str, allowed: Sequence[Any]) -> Any
 def _kernels(params: Mapping[str, Any], name: str) -> tuple[str, ...]:
     value = _get(params, name)
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        raise ConfigError(f"jetseg: {name} must be a non-empty list of kernels such as ['3x3', '5x1+1x5'], got {value!r}")
+        raise ConfigError(
+            f"jetseg: {name} must be a non-empty list of kernels such as ['3x3', '5x1+1x5'], got {value!r}"
+        )
     for entry in value:
         try:
             parse_kernel(str(entry))
@@ -202,9 +204,7 @@ class JetSeg(nn.Module):
         first = layout.blocks[0]
         blocks: list[nn.Module] = [JetInputBlock(3, first.out_ch, first.kernels, first.stride, **common)]
         for b in layout.blocks[1:]:
-            blocks.append(
-                JetBlock(b.in_ch, b.exp_ch, b.out_ch, b.kernels, b.stride, b.residual, b.attention, **common)
-            )
+            blocks.append(JetBlock(b.in_ch, b.exp_ch, b.out_ch, b.kernels, b.stride, b.residual, b.attention, **common))
         self.encoder = nn.ModuleList(blocks)
         deep, mid, shallow = layout.taps
         self.taps = layout.taps
@@ -275,9 +275,7 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
 @register_family(
     "jetseg",
     check=check,
-    doc=(
-        "JetSeg: JetNet encoder of JetBlocks (JetConv, channel shuffle, CBAM/SAM/ECA) + RegSeg-style decoder"
-    ),
+    doc=("JetSeg: JetNet encoder of JetBlocks (JetConv, channel shuffle, CBAM/SAM/ECA) + RegSeg-style decoder"),
 )
 def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
     return JetSeg(params, num_classes)

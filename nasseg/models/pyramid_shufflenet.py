@@ -157,7 +157,10 @@ class PyramidShuffleNet(nn.Module):
         head_in = w3
         if cfg.vortex != "none":
             self.vortex = VortexPooling(
-                w3, cfg.vortex_width, cfg.vortex_rates, separable=cfg.vortex == "efficient",
+                w3,
+                cfg.vortex_width,
+                cfg.vortex_rates,
+                separable=cfg.vortex == "efficient",
                 projection=cfg.vortex_projection,
             )
             head_in = self.vortex.out_channels
@@ -191,9 +194,11 @@ def check(params: Mapping[str, Any], input_hw: tuple[int, int]) -> Findings:
     h, w = input_hw
     stride = 16 * cfg.stage3_stride
     if h < stride or w < stride:
-        return Findings(infeasible=[
-            f"input {h}x{w} is smaller than the encoder's output stride {stride} (stage3_stride={cfg.stage3_stride})"
-        ])
+        return Findings(
+            infeasible=[
+                f"input {h}x{w} is smaller than the encoder's output stride {stride} (stage3_stride={cfg.stage3_stride})"
+            ]
+        )
     reasons: list[str] = []
     sizes = feature_sizes(cfg, input_hw)
     s2 = sizes["stage2"]
@@ -240,6 +245,7 @@ def build(params: Mapping[str, Any], num_classes: int) -> nn.Module:
 
 def feature_sizes(cfg: PyramidShuffleNetConfig, input_hw: tuple[int, int]) -> dict[str, tuple[int, int]]:
     """Spatial size after the stem pool and after each stage (all odd kernels with 'same' padding)."""
+
     def down(hw: tuple[int, int], stride: int) -> tuple[int, int]:
         return tuple(conv_out_size(s, 3, stride) for s in hw)  # type: ignore[return-value]
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from nasseg.errors import ConfigError, InfeasibleArchitecture
 
+
 @dataclass(frozen=True)
 class Findings:
     """What an input size does to an architecture.

@@ -6,5 +6,15 @@ from nasseg.search.spec import StudySpec, load_study_file
 from nasseg.search.study import Study, load_study
 from nasseg.search.trial import TrialPlan, TrialRecord, evaluate_architecture
 
-__all__ = ["Study", "StudyResults", "StudySpec", "TrialPlan", "TrialRecord", "evaluate_architecture", "load_study",
-           "load_study_file", "run_search", "study_results"]
+__all__ = [
+    "Study",
+    "StudyResults",
+    "StudySpec",
+    "TrialPlan",
+    "TrialRecord",
+    "evaluate_architecture",
+    "load_study",
+    "load_study_file",
+    "run_search",
+    "study_results",
+]

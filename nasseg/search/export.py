@@ -17,7 +17,11 @@ from nasseg.search.study import record_of
 
 
 def export_trials(
-    study: optuna.Study, results: StudyResults, numbers: list[int], out: Path, onnx: bool = True,
+    study: optuna.Study,
+    results: StudyResults,
+    numbers: list[int],
+    out: Path,
+    onnx: bool = True,
 ) -> list[Path]:
     """Write ``trial-<n>.yaml`` (and ``trial-<n>.onnx``) into ``out`` for each trial number."""
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -39,5 +43,7 @@ def export_trials(
             hw = record.latency.input_hw if record.latency else input_hw
             if not hw:
                 raise ConfigError(f"trial {number} was never timed ({record.status}): no input to export its ONNX at")
-            written.append(export_onnx(build(record.config), (int(hw[0]), int(hw[1])), stem.with_suffix(".onnx"), opset))
+            written.append(
+                export_onnx(build(record.config), (int(hw[0]), int(hw[1])), stem.with_suffix(".onnx"), opset)
+            )
     return written

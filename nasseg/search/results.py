@@ -35,12 +35,19 @@ class TrialRow:
         record: TrialRecord | None = record_of(trial)
         latency = record.latency if record else None
         return cls(
-            number=trial.number, state=trial.state.name, status=record.status if record else None,
-            baseline=trial.user_attrs.get(BASELINE_ATTR), miou=record.miou if record else None,
-            latency_ms=latency.median_ms if latency else None, latency_kind=latency.kind if latency else None,
-            latency_label=latency.label() if latency else None, params=record.params if record else None,
-            macs=record.macs if record else None, config=record.config.to_dict() if record else None,
-            failure=record.failure if record else None, train_seconds=record.train_seconds if record else None,
+            number=trial.number,
+            state=trial.state.name,
+            status=record.status if record else None,
+            baseline=trial.user_attrs.get(BASELINE_ATTR),
+            miou=record.miou if record else None,
+            latency_ms=latency.median_ms if latency else None,
+            latency_kind=latency.kind if latency else None,
+            latency_label=latency.label() if latency else None,
+            params=record.params if record else None,
+            macs=record.macs if record else None,
+            config=record.config.to_dict() if record else None,
+            failure=record.failure if record else None,
+            train_seconds=record.train_seconds if record else None,
             wall_seconds=record.wall_seconds if record else None,
             per_class_iou=dict(record.per_class_iou) if record and record.per_class_iou else None,
         )
@@ -76,8 +83,10 @@ def pareto_front(rows: list[TrialRow]) -> list[TrialRow]:
 def hypervolume(front: list[TrialRow], reference_ms: float) -> float:
     """Area (mIoU x ms) dominated by the front and bounded by mIoU 0 and ``reference_ms``."""
     area, best = 0.0, 0.0
-    points = sorted((r for r in front if r.latency_ms is not None and r.latency_ms < reference_ms),
-                    key=lambda r: r.latency_ms or 0.0)
+    points = sorted(
+        (r for r in front if r.latency_ms is not None and r.latency_ms < reference_ms),
+        key=lambda r: r.latency_ms or 0.0,
+    )
     edges = [r.latency_ms for r in points[1:]] + [reference_ms]
     for row, right in zip(points, edges):
         best = max(best, row.miou or 0.0)
@@ -107,12 +116,27 @@ class StudyResults:
         return list(chosen.values())
 
     def to_dict(self) -> dict[str, Any]:
-        keep = ("number", "state", "status", "baseline", "miou", "latency_ms", "latency_kind", "params", "macs",
-                "config", "failure")
+        keep = (
+            "number",
+            "state",
+            "status",
+            "baseline",
+            "miou",
+            "latency_ms",
+            "latency_kind",
+            "params",
+            "macs",
+            "config",
+            "failure",
+        )
         return {
-            "study": self.study, "space": self.space, "target": self.target,
+            "study": self.study,
+            "space": self.space,
+            "target": self.target,
             "trials": [{k: asdict(t)[k] for k in keep} for t in self.trials],
-            "pareto": self.pareto, "hypervolume": self.hypervolume, "hypervolume_reference_ms": self.reference_ms,
+            "pareto": self.pareto,
+            "hypervolume": self.hypervolume,
+            "hypervolume_reference_ms": self.reference_ms,
             "dominated_by": self.dominated_by,
         }
 
@@ -130,12 +154,15 @@ def study_results(study: optuna.Study, settings: dict[str, Any]) -> StudyResults
     front = pareto_front(rows)
     reference = reference_latency(settings, rows)
     found = [r for r in rows if r.scored and r.baseline is None]
-    dominated_by = {
-        r.baseline: [f.number for f in found if dominates(f, r)] for r in rows if r.baseline and r.scored
-    }
+    dominated_by = {r.baseline: [f.number for f in found if dominates(f, r)] for r in rows if r.baseline and r.scored}
     return StudyResults(
-        study=study.study_name, space=settings.get("space"), target=settings.get("target"), settings=settings,
-        trials=rows, pareto=[r.number for r in front],
-        hypervolume=hypervolume(front, reference) if reference else 0.0, reference_ms=reference,
+        study=study.study_name,
+        space=settings.get("space"),
+        target=settings.get("target"),
+        settings=settings,
+        trials=rows,
+        pareto=[r.number for r in front],
+        hypervolume=hypervolume(front, reference) if reference else 0.0,
+        reference_ms=reference,
         dominated_by=dominated_by,
     )

@@ -60,8 +60,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _worker_main(spec_json: str, storage: str | None, base: str | None, threads: int, heartbeat_s: int,
-                 worker: int) -> None:
+def _worker_main(
+    spec_json: str, storage: str | None, base: str | None, threads: int, heartbeat_s: int, worker: int
+) -> None:
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = StudySpec.model_validate_json(spec_json)
@@ -73,9 +74,16 @@ def _worker_main(spec_json: str, storage: str | None, base: str | None, threads:
 
 
 def run_search(
-    spec: StudySpec, *, storage: str | None = None, base: Path | None = None, workers: int = 1,
-    backend: str = "local", on_trial: OnTrial | None = None, ray_resources: RayResources | None = None,
-    heartbeat_s: int = HEARTBEAT_S, study: Study | None = None,
+    spec: StudySpec,
+    *,
+    storage: str | None = None,
+    base: Path | None = None,
+    workers: int = 1,
+    backend: str = "local",
+    on_trial: OnTrial | None = None,
+    ray_resources: RayResources | None = None,
+    heartbeat_s: int = HEARTBEAT_S,
+    study: Study | None = None,
 ) -> Progress:
     """Run ``spec``'s study until its budget is spent; return where it stands. ``study`` is this
     process's handle when the caller opened it already (``Study`` checks the settings and enqueues
@@ -87,8 +95,15 @@ def run_search(
 
 
 def _run(
-    spec: StudySpec, storage: str | None, base: Path | None, workers: int, backend: str, on_trial: OnTrial | None,
-    ray_resources: RayResources | None, heartbeat_s: int, study: Study | None,
+    spec: StudySpec,
+    storage: str | None,
+    base: Path | None,
+    workers: int,
+    backend: str,
+    on_trial: OnTrial | None,
+    ray_resources: RayResources | None,
+    heartbeat_s: int,
+    study: Study | None,
 ) -> Progress:
     study = study or Study(spec, storage, base, heartbeat_s)
     if backend == "ray":
@@ -100,8 +115,11 @@ def _run(
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch or SQLite state
     others = [
-        context.Process(target=_worker_main, args=(spec.model_dump_json(), storage, str(base) if base else None,
-                                                   threads, heartbeat_s, worker), daemon=True)
+        context.Process(
+            target=_worker_main,
+            args=(spec.model_dump_json(), storage, str(base) if base else None, threads, heartbeat_s, worker),
+            daemon=True,
+        )
         for worker in range(1, workers)
     ]
     for process in others:
@@ -119,13 +137,20 @@ def _run(
             process.join()
     failed = [p.exitcode for p in others if p.exitcode]
     if failed:
-        raise InfrastructureFailed(f"{len(failed)} worker process(es) exited with codes {failed}; the study keeps what "
-                          "they finished: run the same command again to continue")
+        raise InfrastructureFailed(
+            f"{len(failed)} worker process(es) exited with codes {failed}; the study keeps what "
+            "they finished: run the same command again to continue"
+        )
     return study.progress() if state is None else state
 
 
 def _run_on_ray(
-    spec: StudySpec, study: Study, workers: int, on_trial: OnTrial | None, resources: RayResources, heartbeat_s: int,
+    spec: StudySpec,
+    study: Study,
+    workers: int,
+    on_trial: OnTrial | None,
+    resources: RayResources,
+    heartbeat_s: int,
 ) -> Progress:
     try:
         import ray
@@ -152,8 +177,9 @@ def _run_on_ray(
         except BaseException as exc:  # noqa: BLE001 (handed to the main thread, which raises it)
             errors.append(exc)
 
-    handles = [study] + [Study(spec, study.storage_url, study.directory.parent, heartbeat_s, worker)
-                         for worker in range(1, workers)]
+    handles = [study] + [
+        Study(spec, study.storage_url, study.directory.parent, heartbeat_s, worker) for worker in range(1, workers)
+    ]
     threads = [threading.Thread(target=thread_main, args=(h,), daemon=True) for h in handles]
     for thread in threads:
         thread.start()

@@ -38,9 +38,13 @@ class StudySpec(BaseModel):
     max_params: int | None = Field(default=None, ge=1)
     sampler: SamplerName = "tpe"
     seed: int = 0
-    input: tuple[int, int] | None = Field(default=None, description="latency input H, W; default: the space's search input")
-    backend: str | None = Field(default=None, description="latency backend; default: the predictor for a Jetson "
-                                "without an agent, torch on this machine")
+    input: tuple[int, int] | None = Field(
+        default=None, description="latency input H, W; default: the space's search input"
+    )
+    backend: str | None = Field(
+        default=None,
+        description="latency backend; default: the predictor for a Jetson without an agent, torch on this machine",
+    )
     agent: str | None = Field(default=None, description="URL of the board's nasseg agent")
     precision: str | None = None
     baselines: bool = True
@@ -53,8 +57,19 @@ class StudySpec(BaseModel):
 
     def identity(self) -> dict[str, Any]:
         """The settings every trial of a study must share for its trials to be comparable."""
-        keys = ("space", "target", "data", "schedule", "steps", "max_latency_ms", "max_params", "seed", "input",
-                "precision", "device")
+        keys = (
+            "space",
+            "target",
+            "data",
+            "schedule",
+            "steps",
+            "max_latency_ms",
+            "max_params",
+            "seed",
+            "input",
+            "precision",
+            "device",
+        )
         identity = {key: getattr(self, key) for key in keys}
         identity["input"] = list(self.input) if self.input else None
         measured = self.agent or latency_backend(self.target, self.backend, self.agent) != PREDICTOR

@@ -93,8 +93,10 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> RDBStorage:
             _create_sqlite(path)
         with _stable_enough():
             return RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-                heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                url,
+                engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+                heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
     except Exception as exc:  # SQLAlchemy and drivers raise their own types: say which URL and why
@@ -162,8 +164,14 @@ def progress_of(study: optuna.Study, budget: int) -> Progress:
 class Study:
     """One worker's handle on a study: its spec, space, plan and storage."""
 
-    def __init__(self, spec: StudySpec, storage: str | None = None, base: Path | None = None,
-                 heartbeat_s: int = HEARTBEAT_S, worker: int = 0) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        storage: str | None = None,
+        base: Path | None = None,
+        heartbeat_s: int = HEARTBEAT_S,
+        worker: int = 0,
+    ) -> None:
         get_target(spec.target)  # an unknown target lists the valid ones before anything is created
         check_device(spec.device)
         self.spec = spec
@@ -174,14 +182,24 @@ class Study:
         schedule = resolve_schedule(spec.schedule, self.space.spec.family, spec.steps)
         input_hw = tuple(spec.input or self.space.spec.search_input)
         self.plan = TrialPlan(
-            data=spec.data, schedule=schedule, seed=spec.seed, input_hw=(int(input_hw[0]), int(input_hw[1])),
-            target=spec.target, backend=latency_backend(spec.target, spec.backend, spec.agent),
-            precision=spec.precision, agent=spec.agent, max_latency_ms=spec.max_latency_ms,
-            max_params=spec.max_params, device=spec.device,
+            data=spec.data,
+            schedule=schedule,
+            seed=spec.seed,
+            input_hw=(int(input_hw[0]), int(input_hw[1])),
+            target=spec.target,
+            backend=latency_backend(spec.target, spec.backend, spec.agent),
+            precision=spec.precision,
+            agent=spec.agent,
+            max_latency_ms=spec.max_latency_ms,
+            max_params=spec.max_params,
+            device=spec.device,
         )
         self.storage = open_storage(self.storage_url, heartbeat_s)
         self.study = optuna.create_study(
-            storage=self.storage, study_name=spec.study_name, directions=list(DIRECTIONS), load_if_exists=True,
+            storage=self.storage,
+            study_name=spec.study_name,
+            directions=list(DIRECTIONS),
+            load_if_exists=True,
         )
         # A seeded sampler replays its draws from the start: one that continues a study, or runs beside
         # another worker, takes a stream of its own. A fresh study's first worker keeps the study's seed,
@@ -209,8 +227,10 @@ class Study:
             differs = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
             if differs:
                 what = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differs.items())
-                raise ConfigError(f"study {self.spec.study_name!r} in {self.storage_url} was created with other "
-                                  f"settings ({what}); choose another --study name")
+                raise ConfigError(
+                    f"study {self.spec.study_name!r} in {self.storage_url} was created with other "
+                    f"settings ({what}); choose another --study name"
+                )
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -242,8 +262,11 @@ class Study:
             self._latency = LatencySource(self.plan, cache)
         return self._latency
 
-    def run_worker(self, on_trial: Callable[[TrialRecord | None, Progress], None] | None = None,
-                   evaluate: Callable[..., TrialRecord] | None = None) -> Progress:
+    def run_worker(
+        self,
+        on_trial: Callable[[TrialRecord | None, Progress], None] | None = None,
+        evaluate: Callable[..., TrialRecord] | None = None,
+    ) -> Progress:
         """Take trials until the budget is spent and no trial is left running; return where it stands.
 
         ``evaluate`` replaces ``evaluate_architecture`` (same arguments), e.g. to run it on Ray.
@@ -267,9 +290,11 @@ class Study:
             if on_trial is not None:
                 on_trial(record, self.progress())
             if rejected_in_a_row >= MAX_REJECTED_IN_A_ROW:
-                raise ConfigError(f"space {self.space.name}: {rejected_in_a_row} sampled architectures in a row cannot "
-                                  f"run at {self.plan.input_hw[0]}x{self.plan.input_hw[1]} or were evaluated before: the "
-                                  "space is exhausted, or its domains do not fit the input")
+                raise ConfigError(
+                    f"space {self.space.name}: {rejected_in_a_row} sampled architectures in a row cannot "
+                    f"run at {self.plan.input_hw[0]}x{self.plan.input_hw[1]} or were evaluated before: the "
+                    "space is exhausted, or its domains do not fit the input"
+                )
 
     def _one_trial(self, evaluate: Callable[..., TrialRecord]) -> TrialRecord | None:
         """Run one trial; the lock held by the caller is released once the trial exists."""
@@ -322,7 +347,6 @@ class Study:
         return (record.miou or 0.0) if record.status == "complete" else 0.0, record.latency.median_ms
 
 
-
 class EarlyStop:
     """``keep_training`` for a trial: False once a finished trial of no higher latency was clearly
     better at the same step (it would dominate this one). Holds only the storage URL, so it travels
@@ -333,7 +357,9 @@ class EarlyStop:
 
     def __call__(self, step: int, miou: float, latency_ms: float) -> bool:
         study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
-        finished = [t.user_attrs.get(RECORD_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        finished = [
+            t.user_attrs.get(RECORD_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        ]
         return not hopeless(step, miou, latency_ms, [r for r in finished if r])
 
 
@@ -353,8 +379,10 @@ def load_study(name: str, storage: str | None = None, base: Path | None = None) 
     """An existing study and its stored settings, for reading results; a missing one lists those there."""
     url = storage or default_storage((base if base is not None else Path("studies")) / name)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ConfigError(f"no study {name!r}: {url.removeprefix('sqlite:///')} does not exist (give --storage URL "
-                          "for a study stored elsewhere)")
+        raise ConfigError(
+            f"no study {name!r}: {url.removeprefix('sqlite:///')} does not exist (give --storage URL "
+            "for a study stored elsewhere)"
+        )
     storage_obj = open_storage(url)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage_obj)]
     if name not in names:

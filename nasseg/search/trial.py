@@ -121,8 +121,9 @@ class LatencySource:
         if plan.backend == PREDICTOR and self.agent is None:
             return estimate(model, plan.input_hw, plan.target, precision=plan.precision)
         backend = None if self.agent is not None else plan.backend
-        return measure_config(config, plan.input_hw, plan.target, backend, plan.precision, agent=self.agent,
-                              cache=self.cache, model=model)
+        return measure_config(
+            config, plan.input_hw, plan.target, backend, plan.precision, agent=self.agent, cache=self.cache, model=model
+        )
 
 
 def _violations(plan: TrialPlan, params: int, latency_ms: float) -> list[str]:
@@ -154,7 +155,9 @@ def evaluate_architecture(
     started = time.perf_counter()
     record = TrialRecord(config=config, status="complete", baseline=baseline)
     try:
-        record.degenerate = space.check(config, plan.input_hw, degenerate="accept" if baseline else space.spec.degenerate)
+        record.degenerate = space.check(
+            config, plan.input_hw, degenerate="accept" if baseline else space.spec.degenerate
+        )
     except InfeasibleArchitecture as exc:
         record.status, record.failure = "rejected", "; ".join(exc.reasons)
         return _finish(record, started)
@@ -172,8 +175,11 @@ def evaluate_architecture(
 
 
 def _score(
-    record: TrialRecord, plan: TrialPlan, latency: LatencySource,
-    on_timed: Callable[[TrialRecord], None] | None, keep_training: Callable[[int, float, float], bool] | None,
+    record: TrialRecord,
+    plan: TrialPlan,
+    latency: LatencySource,
+    on_timed: Callable[[TrialRecord], None] | None,
+    keep_training: Callable[[int, float, float], bool] | None,
 ) -> None:
     run = make_run(record.baseline or f"trial-{record.arch_hash}", record.config, plan.data, plan.schedule, plan.seed)
     model = build_seeded(run.config, run.seed)  # built once: profiled, timed and trained as the same module

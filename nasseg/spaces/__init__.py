@@ -14,6 +14,14 @@ from nasseg.spaces.space import (
 )
 
 __all__ = [
-    "SPACES_DIR", "Draw", "SearchSpace", "all_spaces", "config_from_dict", "find_baseline", "load_architecture", "load_space",
-    "space_names", "validate_config",
+    "SPACES_DIR",
+    "Draw",
+    "SearchSpace",
+    "all_spaces",
+    "config_from_dict",
+    "find_baseline",
+    "load_architecture",
+    "load_space",
+    "space_names",
+    "validate_config",
 ]

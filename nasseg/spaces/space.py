@@ -152,9 +152,7 @@ class SearchSpace:
             is_active = self.active(point, name)
             if not is_active:
                 if name in params:
-                    raise ConfigError(
-                        f"{self.path.name}: parameter {name!r} only exists when {_fmt_when(spec.when)}"
-                    )
+                    raise ConfigError(f"{self.path.name}: parameter {name!r} only exists when {_fmt_when(spec.when)}")
                 continue
             if name not in params:
                 raise ConfigError(f"{self.path.name}: parameter {name!r} is missing; it is {spec.describe()}")
@@ -255,9 +253,7 @@ class SearchSpace:
     # ----- baselines -----------------------------------------------------------------------
     def baseline(self, name: str, num_classes: int | None = None) -> ArchConfig:
         if name not in self.spec.baselines:
-            raise ConfigError(
-                f"{self.path.name}: no baseline {name!r}; baselines: {', '.join(self.spec.baselines)}"
-            )
+            raise ConfigError(f"{self.path.name}: no baseline {name!r}; baselines: {', '.join(self.spec.baselines)}")
         b = self.spec.baselines[name]
         return ArchConfig(self.spec.family, self.validate(b.params), num_classes or b.num_classes)
 
@@ -282,8 +278,11 @@ class SearchSpace:
 def _same_number(a: Any, b: Any) -> bool:
     numeric = (int, float)
     return (
-        isinstance(a, numeric) and isinstance(b, numeric)
-        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+        isinstance(a, numeric)
+        and isinstance(b, numeric)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
     )
 
 
@@ -310,7 +309,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
 
 def space_names() -> list[str]:
     if not SPACES_DIR.is_dir():
-        raise ConfigError(f"the search-space directory {SPACES_DIR} does not exist (set by NASSEG_SPACES_DIR or the install)")
+        raise ConfigError(
+            f"the search-space directory {SPACES_DIR} does not exist (set by NASSEG_SPACES_DIR or the install)"
+        )
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
@@ -387,6 +388,7 @@ def find_baseline(name: str) -> tuple[SearchSpace, str]:
         known.extend(space.spec.baselines)
     if broken:
         others = f" (and {len(broken) - 1} other space file(s) that do not load)" if len(broken) > 1 else ""
-        raise ConfigError(f"no baseline {name!r} in the space files that load; it may be in one that does not{others}: "
-                          f"{broken[0]}")
+        raise ConfigError(
+            f"no baseline {name!r} in the space files that load; it may be in one that does not{others}: {broken[0]}"
+        )
     raise ConfigError(f"no baseline {name!r}; baselines: {', '.join(known)}")

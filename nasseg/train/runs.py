@@ -44,9 +44,14 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "architecture": self.config.to_dict(), "arch_hash": self.config.arch_hash(),
-            "data": self.data, "train_hw": list(self.train_hw), "eval_hw": list(self.eval_hw),
-            "schedule": self.schedule.to_dict(), "seed": self.seed,
+            "name": self.name,
+            "architecture": self.config.to_dict(),
+            "arch_hash": self.config.arch_hash(),
+            "data": self.data,
+            "train_hw": list(self.train_hw),
+            "eval_hw": list(self.eval_hw),
+            "schedule": self.schedule.to_dict(),
+            "seed": self.seed,
         }
 
     @classmethod
@@ -56,9 +61,13 @@ class RunSpec:
         data = read_yaml(path, "run file", ConfigError)
         try:
             return cls(
-                name=data["name"], config=ArchConfig.from_dict(data["architecture"]), data=data["data"],
-                train_hw=tuple(data["train_hw"]), eval_hw=tuple(data["eval_hw"]),
-                schedule=Schedule.model_validate(data["schedule"]), seed=int(data["seed"]),
+                name=data["name"],
+                config=ArchConfig.from_dict(data["architecture"]),
+                data=data["data"],
+                train_hw=tuple(data["train_hw"]),
+                eval_hw=tuple(data["eval_hw"]),
+                schedule=Schedule.model_validate(data["schedule"]),
+                seed=int(data["seed"]),
             )
         except (KeyError, TypeError, ValueError, OverflowError, pydantic.ValidationError) as exc:
             raise ConfigError(f"{path}: not a nasseg run file: {' '.join(str(exc).split())[:200]}") from None
@@ -69,9 +78,13 @@ def make_run(name: str, config: ArchConfig, data: str, schedule: Schedule, seed:
     schedule's scales of the dataset's native frame size."""
     info = dataset_info(data)
     return RunSpec(
-        name=name, config=config.with_classes(info.num_classes), data=data,
-        train_hw=schedule.input_hw(info.frame_hw()), eval_hw=schedule.eval_hw(info.frame_hw()),
-        schedule=schedule, seed=seed,
+        name=name,
+        config=config.with_classes(info.num_classes),
+        data=data,
+        train_hw=schedule.input_hw(info.frame_hw()),
+        eval_hw=schedule.eval_hw(info.frame_hw()),
+        schedule=schedule,
+        seed=seed,
     )
 
 
@@ -90,25 +103,43 @@ def build_seeded(config: ArchConfig, seed: int) -> nn.Module:
 
 
 def train_run(
-    run: RunSpec, model: nn.Module | None = None, *, checkpoint: Path | None = None, resume: bool = False,
-    budget_s: float | None = None, device: str = "cpu", callback: Callback | None = None, progress: bool = True,
+    run: RunSpec,
+    model: nn.Module | None = None,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    budget_s: float | None = None,
+    device: str = "cpu",
+    callback: Callback | None = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Train ``run``: its splits loaded at its resolutions, its network built under its seed unless
     ``model`` (built by ``build_seeded`` from the same config and seed) is given."""
     train_split = load_split(run.data, "train", run.train_hw)
     val_split = load_split(run.data, "val", run.eval_hw)
     return train(
-        model if model is not None else build_seeded(run.config, run.seed), train_split, val_split, run.schedule,
-        seed=run.seed, device=device, time_budget_s=budget_s, checkpoint=checkpoint, resume=resume,
-        progress=progress, callback=callback,
+        model if model is not None else build_seeded(run.config, run.seed),
+        train_split,
+        val_split,
+        run.schedule,
+        seed=run.seed,
+        device=device,
+        time_budget_s=budget_s,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        callback=callback,
     )
 
 
 def provenance() -> dict[str, Any]:
     """When, where and with what software a result was produced."""
     return {
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": platform.node(),
-        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -125,8 +156,14 @@ def _claim_directory(run: RunSpec, out: Path, resume: bool, overwrite: bool) -> 
 
 
 def run_training(
-    run: RunSpec, out: Path, *, resume: bool = False, overwrite: bool = False, budget_s: float | None = None,
-    device: str = "cpu", progress: bool = True,
+    run: RunSpec,
+    out: Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    budget_s: float | None = None,
+    device: str = "cpu",
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Train one run into ``out`` and return its metrics (also written to ``metrics.json``).
 
@@ -136,22 +173,31 @@ def run_training(
     """
     _claim_directory(run, out, resume, overwrite)
     notes = list(check(run.config, run.train_hw))
-    images = {split: len(load_split(run.data, split, hw)) for split, hw in (("train", run.train_hw), ("val", run.eval_hw))}
+    images = {
+        split: len(load_split(run.data, split, hw)) for split, hw in (("train", run.train_hw), ("val", run.eval_hw))
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / RUN_FILE).write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
     result = train_run(
         run, checkpoint=out / CHECKPOINT_FILE, resume=resume, budget_s=budget_s, device=device, progress=progress
     )
     metrics = {
-        **result.to_dict(), "run": run.to_dict(), "train_images": images["train"], "val_images": images["val"],
-        "degenerate_at_train_input": notes, "provenance": provenance(),
+        **result.to_dict(),
+        "run": run.to_dict(),
+        "train_images": images["train"],
+        "val_images": images["val"],
+        "degenerate_at_train_input": notes,
+        "provenance": provenance(),
     }
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
 def evaluate_run(
-    path: Path, data: str | None = None, split: str = "val", input_hw: tuple[int, int] | None = None,
+    path: Path,
+    data: str | None = None,
+    split: str = "val",
+    input_hw: tuple[int, int] | None = None,
     device: str = "cpu",
 ) -> tuple[RunSpec, EvalResult, tuple[int, int]]:
     """Re-score a checkpoint (or run directory) on a split; the resolution defaults to the run's."""

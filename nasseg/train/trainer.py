@@ -315,7 +315,8 @@ def _train_step(run: _Run, loss_fn: nn.Module, augment: Any, split: Segmentation
     reference = max(state.first_loss, math.log(split.info.num_classes))
     if value > DIVERGENCE_FACTOR * reference:
         raise TrainingDiverged(
-            state.step + 1, value,
+            state.step + 1,
+            value,
             f", over {DIVERGENCE_FACTOR:.0f}x its reference {reference:.4g} (the larger of the first step's loss and "
             f"ln {split.info.num_classes} classes); lower the learning rate",
         )

@@ -30,8 +30,9 @@ class Browser:
 
     driver: Any
 
-    def open_plots(self, page: Path, screenshot: Path, script: str = "return null", timeout_s: float = 180,
-                   full_page: bool = True) -> tuple[Any, list[dict]]:
+    def open_plots(
+        self, page: Path, screenshot: Path, script: str = "return null", timeout_s: float = 180, full_page: bool = True
+    ) -> tuple[Any, list[dict]]:
         """Open ``page``, wait until every plot is drawn, run ``script`` (what to read from the plots) and
         save a screenshot (the whole page, or the window); the script's result and the browser's log
         (SEVERE: a JavaScript error)."""
@@ -63,8 +64,14 @@ def headless_chromium(width: int = 1400, height: int = 1000) -> Iterator[Browser
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     # WebGL (Scattergl, parcoords) through SwiftShader: there is no GPU in CI
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
-                "--use-angle=swiftshader", f"--window-size={width},{height}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--enable-unsafe-swiftshader",
+        "--use-angle=swiftshader",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)

@@ -130,19 +130,47 @@ class Landscape:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "space": self.space, "family": self.family, "input_hw": list(self.input_hw),
-            "num_classes": self.num_classes, "targets": list(self.targets), "samples": self.samples,
-            "found": len(self.sampled), "seed": self.seed, "draws": self.draws, "rejected": self.rejected,
-            "duplicates": self.duplicates, "seconds": round(self.seconds, 3), "workers": self.workers,
-            "meta_traced": self.meta_traced, "left_out": list(self.left_out),
-            "points": [{
-                "name": p.name, "baseline": p.baseline, "arch_hash": p.arch_hash, "config": p.config.to_dict(),
-                "params": p.params, "macs": p.macs, "conv_macs": p.conv_macs,
-                "latency": {t: vars(e) for t, e in p.latency.items()}, "degenerate": list(p.degenerate),
-            } for p in self.points],
-            "effects": {t: [{"parameter": e.parameter, "share": round(e.share, 4), "ratio": round(e.ratio, 4),
-                             "levels": [list(level) for level in e.levels]} for e in effects]
-                        for t, effects in self.effects.items()},
+            "space": self.space,
+            "family": self.family,
+            "input_hw": list(self.input_hw),
+            "num_classes": self.num_classes,
+            "targets": list(self.targets),
+            "samples": self.samples,
+            "found": len(self.sampled),
+            "seed": self.seed,
+            "draws": self.draws,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "seconds": round(self.seconds, 3),
+            "workers": self.workers,
+            "meta_traced": self.meta_traced,
+            "left_out": list(self.left_out),
+            "points": [
+                {
+                    "name": p.name,
+                    "baseline": p.baseline,
+                    "arch_hash": p.arch_hash,
+                    "config": p.config.to_dict(),
+                    "params": p.params,
+                    "macs": p.macs,
+                    "conv_macs": p.conv_macs,
+                    "latency": {t: vars(e) for t, e in p.latency.items()},
+                    "degenerate": list(p.degenerate),
+                }
+                for p in self.points
+            ],
+            "effects": {
+                t: [
+                    {
+                        "parameter": e.parameter,
+                        "share": round(e.share, 4),
+                        "ratio": round(e.ratio, 4),
+                        "levels": [list(level) for level in e.levels],
+                    }
+                    for e in effects
+                ]
+                for t, effects in self.effects.items()
+            },
         }
 
 
@@ -188,7 +216,8 @@ def trace_macs(nodes: list[OpNode]) -> tuple[int, int]:
         elif name in _PER_OUTPUT:
             other += _numel(node.out_shapes[0]) * _PER_OUTPUT[name]
         elif name in ("_adaptive_avg_pool2d", "adaptive_avg_pool2d") or (
-                name == "mean" and node.module_type == "AdaptiveAvgPool2d"):
+            name == "mean" and node.module_type == "AdaptiveAvgPool2d"
+        ):
             other += _numel(node.in_shapes[0])
     return int(round(conv + other)), int(round(conv))
 
@@ -240,7 +269,9 @@ def _untouched(tensor: torch.Tensor, *_args: Any, **_kwargs: Any) -> torch.Tenso
     return tensor
 
 
-def profile_architecture(config: ArchConfig, input_hw: tuple[int, int], calibrations: dict[str, Calibration]) -> Profiled:
+def profile_architecture(
+    config: ArchConfig, input_hw: tuple[int, int], calibrations: dict[str, Calibration]
+) -> Profiled:
     """Params, MACs and the estimate on every target of one architecture, from one trace.
 
     The network is built on the meta device and traced there; a model whose forward pass cannot run on
@@ -331,17 +362,38 @@ def explore(
                     progress(len(results), len(jobs))
 
     points = [
-        ArchPoint(name, is_baseline, config, config.arch_hash(), r.params, r.macs, r.conv_macs,
-                  {t: Estimate.of(res) for t, res in r.latency.items()}, notes)
+        ArchPoint(
+            name,
+            is_baseline,
+            config,
+            config.arch_hash(),
+            r.params,
+            r.macs,
+            r.conv_macs,
+            {t: Estimate.of(res) for t, res in r.latency.items()},
+            notes,
+        )
         for (name, is_baseline, config, notes), r in zip(named, results, strict=True)
     ]
     sampled = [p for p in points if not p.baseline]
     effects = {t: parameter_effects(space, sampled, t) for t in calibrations}
     return Landscape(
-        space=space.name, family=space.spec.family, input_hw=hw, num_classes=space.spec.num_classes,
-        targets=list(calibrations), samples=samples, seed=seed, points=points, draws=drawn.draws,
-        rejected=drawn.rejected, duplicates=drawn.duplicates, effects=effects, seconds=time.perf_counter() - started, workers=workers,
-        meta_traced=sum(r.meta for r in results), left_out=left_out,
+        space=space.name,
+        family=space.spec.family,
+        input_hw=hw,
+        num_classes=space.spec.num_classes,
+        targets=list(calibrations),
+        samples=samples,
+        seed=seed,
+        points=points,
+        draws=drawn.draws,
+        rejected=drawn.rejected,
+        duplicates=drawn.duplicates,
+        effects=effects,
+        seconds=time.perf_counter() - started,
+        workers=workers,
+        meta_traced=sum(r.meta for r in results),
+        left_out=left_out,
     )
 
 
@@ -357,10 +409,13 @@ def _levels(space: SearchSpace, name: str, values: list[Any]) -> tuple[list[str]
 
         def group(v: Any) -> str:
             return bins[min(int(np.searchsorted(edges, float(v), side="right")) - 1, len(bins) - 1)]
+
         order = bins
     else:
+
         def group(v: Any) -> str:
             return json.dumps(v) if isinstance(v, list | dict) else str(v)
+
         choices = (spec.choices or []) if spec.type == "categorical" else sorted(set(active))
         order = [group(c) for c in choices]
     labels = ["inactive" if v is None else group(v) for v in values]
@@ -387,8 +442,14 @@ def parameter_effects(space: SearchSpace, sampled: list[ArchPoint], target: str)
         share = max(0.0, (between - (k - 1) * within_ms) / total) if total > 0 and k > 1 else 0.0
         medians = [float(np.median(y_ms[g])) for g in groups]
         ratio = max(medians) / min(medians) if k > 1 else 1.0
-        effects.append(ParamEffect(name, float(share), float(ratio),
-                                   [(level, int(g.sum()), m) for level, g, m in zip(order, groups, medians, strict=True)]))
+        effects.append(
+            ParamEffect(
+                name,
+                float(share),
+                float(ratio),
+                [(level, int(g.sum()), m) for level, g, m in zip(order, groups, medians, strict=True)],
+            )
+        )
     return sorted(effects, key=lambda e: (-e.share, e.parameter))
 
 
@@ -403,8 +464,10 @@ def _config_text(config: ArchConfig) -> str:
 
 def _hover(point: ArchPoint, target: str) -> str:
     est = point.latency[target]
-    return (f"<b>{html.escape(point.name)}</b> ({point.arch_hash})<br>{est.ms:.2f} ms on {target}, {est.kind}<br>"
-            f"{point.macs / 1e9:.3f} GMACs, {point.params / 1e6:.3f} M params<br>{_config_text(point.config)}")
+    return (
+        f"<b>{html.escape(point.name)}</b> ({point.arch_hash})<br>{est.ms:.2f} ms on {target}, {est.kind}<br>"
+        f"{point.macs / 1e9:.3f} GMACs, {point.params / 1e6:.3f} M params<br>{_config_text(point.config)}"
+    )
 
 
 def _label_positions(points: list[ArchPoint]) -> list[str]:
@@ -423,8 +486,10 @@ def expected_points(landscape: Landscape) -> dict[str, list[dict[str, Any]]]:
     (the trace's ``meta``) and how many points it draws."""
     out: dict[str, list[dict[str, Any]]] = {DIV_LATENCY: [], DIV_IMPORTANCE: []}
     for target in landscape.targets:
-        out[DIV_LATENCY] += [{"name": SAMPLES_NAME, "meta": target, "points": len(landscape.sampled)},
-                             {"name": BASELINES_NAME, "meta": target, "points": len(landscape.baselines)}]
+        out[DIV_LATENCY] += [
+            {"name": SAMPLES_NAME, "meta": target, "points": len(landscape.sampled)},
+            {"name": BASELINES_NAME, "meta": target, "points": len(landscape.baselines)},
+        ]
         out[DIV_IMPORTANCE].append({"name": SHARE_NAME, "meta": target, "points": len(landscape.effects[target])})
     return out
 
@@ -438,49 +503,83 @@ def figures(landscape: Landscape) -> dict[str, Any]:
     targets = landscape.targets
     cols = min(len(targets), 3)
     rows = math.ceil(len(targets) / cols)
-    scatter = make_subplots(rows=rows, cols=cols, subplot_titles=targets, horizontal_spacing=0.07,
-                            vertical_spacing=0.12)
+    scatter = make_subplots(
+        rows=rows, cols=cols, subplot_titles=targets, horizontal_spacing=0.07, vertical_spacing=0.12
+    )
     for i, target in enumerate(targets):
         row, col = i // cols + 1, i % cols + 1
         for is_baseline in (False, True):
             group = landscape.baselines if is_baseline else landscape.sampled
             colour = BASELINE_COLOUR if is_baseline else SAMPLE_COLOUR
-            scatter.add_trace(go.Scatter(
-                x=[p.macs / 1e9 for p in group], y=[p.latency[target].ms for p in group],
-                mode="markers+text" if is_baseline else "markers", meta=target,
-                name=BASELINES_NAME if is_baseline else SAMPLES_NAME,
-                legendgroup="baselines" if is_baseline else "samples", showlegend=i == 0,
-                text=[p.name for p in group] if is_baseline else None, textposition=_label_positions(group),
-                textfont={"size": 9, "color": colour},
-                marker={"color": colour, "size": 10 if is_baseline else 6, "opacity": 1.0 if is_baseline else 0.55,
+            scatter.add_trace(
+                go.Scatter(
+                    x=[p.macs / 1e9 for p in group],
+                    y=[p.latency[target].ms for p in group],
+                    mode="markers+text" if is_baseline else "markers",
+                    meta=target,
+                    name=BASELINES_NAME if is_baseline else SAMPLES_NAME,
+                    legendgroup="baselines" if is_baseline else "samples",
+                    showlegend=i == 0,
+                    text=[p.name for p in group] if is_baseline else None,
+                    textposition=_label_positions(group),
+                    textfont={"size": 9, "color": colour},
+                    marker={
+                        "color": colour,
+                        "size": 10 if is_baseline else 6,
+                        "opacity": 1.0 if is_baseline else 0.55,
                         "symbol": "diamond" if is_baseline else "circle",
-                        "line": {"width": 1, "color": "white"}},
-                hovertext=[_hover(p, target) for p in group], hoverinfo="text",
-            ), row=row, col=col)
+                        "line": {"width": 1, "color": "white"},
+                    },
+                    hovertext=[_hover(p, target) for p in group],
+                    hoverinfo="text",
+                ),
+                row=row,
+                col=col,
+            )
         label = landscape.points[0].latency[target].label if landscape.points else target
         scatter.update_xaxes(title_text="GMACs", type="log", row=row, col=col)
         scatter.update_yaxes(title_text="estimated ms", type="log", row=row, col=col)
         scatter.layout.annotations[i].hovertext = html.escape(label)
-    scatter.update_layout(height=460 * rows, title=(
-        f"Latency against MACs: {landscape.space} at {landscape.input_hw[0]}x{landscape.input_hw[1]}, "
-        f"{len(landscape.sampled)} random samples and {len(landscape.baselines)} baselines"),
-        legend={"orientation": "h", "y": -0.12}, margin={"t": 80})
+    scatter.update_layout(
+        height=460 * rows,
+        title=(
+            f"Latency against MACs: {landscape.space} at {landscape.input_hw[0]}x{landscape.input_hw[1]}, "
+            f"{len(landscape.sampled)} random samples and {len(landscape.baselines)} baselines"
+        ),
+        legend={"orientation": "h", "y": -0.12},
+        margin={"t": 80},
+    )
 
     importance = make_subplots(rows=rows, cols=cols, subplot_titles=targets, horizontal_spacing=0.18)
     for i, target in enumerate(targets):
         row, col = i // cols + 1, i % cols + 1
         effects = list(reversed(landscape.effects[target]))  # largest at the top
-        importance.add_trace(go.Bar(
-            x=[e.share for e in effects], y=[e.parameter for e in effects], orientation="h",
-            name=SHARE_NAME, meta=target, showlegend=False, marker={"color": SAMPLE_COLOUR},
-            hovertext=[f"<b>{e.parameter}</b>: {e.share:.0%} of log-latency variance; slowest/fastest "
-                       f"median {e.ratio:.2f}x<br>" + "<br>".join(
-                           f"{html.escape(level)}: {ms:.2f} ms median of {n}" for level, n, ms in e.levels)
-                       for e in effects], hoverinfo="text",
-        ), row=row, col=col)
+        importance.add_trace(
+            go.Bar(
+                x=[e.share for e in effects],
+                y=[e.parameter for e in effects],
+                orientation="h",
+                name=SHARE_NAME,
+                meta=target,
+                showlegend=False,
+                marker={"color": SAMPLE_COLOUR},
+                hovertext=[
+                    f"<b>{e.parameter}</b>: {e.share:.0%} of log-latency variance; slowest/fastest "
+                    f"median {e.ratio:.2f}x<br>"
+                    + "<br>".join(f"{html.escape(level)}: {ms:.2f} ms median of {n}" for level, n, ms in e.levels)
+                    for e in effects
+                ],
+                hoverinfo="text",
+            ),
+            row=row,
+            col=col,
+        )
         importance.update_xaxes(title_text="share of log-latency variance", range=[0, 1], row=row, col=col)
-    importance.update_layout(height=max(300, 24 * len(landscape.effects[targets[0]]) + 140) * rows,
-                             title="Which parameters move latency (over the random samples)", margin={"t": 80})
+    importance.update_layout(
+        height=max(300, 24 * len(landscape.effects[targets[0]]) + 140) * rows,
+        title="Which parameters move latency (over the random samples)",
+        margin={"t": 80},
+    )
     return {DIV_LATENCY: scatter, DIV_IMPORTANCE: importance}
 
 
@@ -494,8 +593,15 @@ def landscape_html(landscape: Landscape) -> str:
     figs = figures(landscape)
     parts = []
     for i, (div_id, fig) in enumerate(figs.items()):
-        parts.append(pio.to_html(fig, include_plotlyjs=i == 0, full_html=False, div_id=div_id,
-                                 config={"displaylogo": False, "responsive": True}))
+        parts.append(
+            pio.to_html(
+                fig,
+                include_plotlyjs=i == 0,
+                full_html=False,
+                div_id=div_id,
+                config={"displaylogo": False, "responsive": True},
+            )
+        )
     lx = landscape
     labels = sorted({e.label for p in lx.points for e in p.latency.values()})
     summary = [
@@ -504,7 +610,9 @@ def landscape_html(landscape: Landscape) -> str:
         + (f" ({html.escape(', '.join(lx.left_out))} left out: they cannot run at this input)" if lx.left_out else "")
         + f" and {len(lx.sampled)} of {lx.samples} requested random samples (seed {lx.seed}; {lx.draws} draws, "
         f"{lx.rejected} rejected by the space, {lx.duplicates} duplicates), in {lx.seconds:.1f} s.",
-        "Every latency is <b>estimated</b> by the predictor, not measured: " + "; ".join(map(html.escape, labels)) + ".",
+        "Every latency is <b>estimated</b> by the predictor, not measured: "
+        + "; ".join(map(html.escape, labels))
+        + ".",
         "MACs are fvcore's count (convolutions, linear layers, batch norm, resizing), taken from the predictor's trace.",
         "Shares: the part of the variance of log latency over the random samples that a parameter's values "
         "explain (adjusted one-way ANOVA, i.e. its first-order effect); hover a bar for the median latency "
@@ -512,14 +620,14 @@ def landscape_html(landscape: Landscape) -> str:
     ]
     expected = json.dumps(expected_points(lx)).replace("</", "<\\/")  # JSON still; cannot close the script
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>nasseg explore: {html.escape(lx.space)} on {html.escape(', '.join(lx.targets))}</title>\n"
         "<style>body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1500px}"
         "p.note{color:#444;margin:.3em 0}</style>\n</head>\n<body>\n"
         f"<h1>The latency landscape of {html.escape(lx.space)}</h1>\n"
-        + "".join(f"<p class=\"note\">{s}</p>\n" for s in summary)
+        + "".join(f'<p class="note">{s}</p>\n' for s in summary)
         + "\n".join(parts)
-        + f"\n<script id=\"landscape-expected\" type=\"application/json\">{expected}</script>\n"
+        + f'\n<script id="landscape-expected" type="application/json">{expected}</script>\n'
         "</body>\n</html>\n"
     )
 

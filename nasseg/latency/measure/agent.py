@@ -194,8 +194,11 @@ def fits_in_memory(
 
 
 def _parse_hw(value: Any) -> tuple[int, int]:
-    if not (isinstance(value, list | tuple) and len(value) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+    if not (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
         raise AgentError(f"input_hw must be [height, width], two integers, got {value!r}"[:300])
     h, w = value
     if h < 1 or w < 1:
@@ -221,8 +224,14 @@ class AgentClient:
     """
 
     def __init__(
-        self, url: str, *, timeout_s: float = 1800.0, info_timeout_s: float = 10.0, retries: int = 3,
-        backoff_s: float = 1.0, timing: TimingSettings | None = None,
+        self,
+        url: str,
+        *,
+        timeout_s: float = 1800.0,
+        info_timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        timing: TimingSettings | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         if not self.url.startswith(("http://", "https://")):
@@ -238,8 +247,10 @@ class AgentClient:
         if is_board(info):
             info = check_board(self.url, info)
         elif info.get("protocol") != PROTOCOL:
-            raise AgentError(f"agent {self.url} speaks protocol {info.get('protocol')}; this nasseg speaks {PROTOCOL} "
-                             "to a nasseg agent: run the same nasseg on the board and the host")
+            raise AgentError(
+                f"agent {self.url} speaks protocol {info.get('protocol')}; this nasseg speaks {PROTOCOL} "
+                "to a nasseg agent: run the same nasseg on the board and the host"
+            )
         self._info = info
         return info
 

@@ -49,8 +49,9 @@ def check_board(url: str, info: dict[str, Any]) -> dict[str, Any]:
     if declared and model and declared != model:
         raise AgentError(f"board agent {url} was started as {declared}, but the board is a {info['device']} ({model})")
     if not (declared or model):
-        raise AgentError(f"board agent {url}: cannot tell which Jetson {info.get('device')!r} is; "
-                         "start it with --target NAME")
+        raise AgentError(
+            f"board agent {url}: cannot tell which Jetson {info.get('device')!r} is; start it with --target NAME"
+        )
     return {**info, "target": declared or model}
 
 
@@ -62,8 +63,9 @@ def export_opset(target: Target, info: dict[str, Any]) -> int:
     return onnx_opset(tensorrt)
 
 
-def measure_request(model: nn.Module, input_hw: tuple[int, int], precision: str, opset: int,
-                    settings: TimingSettings) -> dict[str, Any]:
+def measure_request(
+    model: nn.Module, input_hw: tuple[int, int], precision: str, opset: int, settings: TimingSettings
+) -> dict[str, Any]:
     """The JSON body of a board measurement: the ONNX file, its checksum and opset, and how long to time."""
     with tempfile.TemporaryDirectory(prefix="nasseg-board-") as tmp:
         data = export_onnx(model, input_hw, Path(tmp) / "model.onnx", opset).read_bytes()
@@ -75,21 +77,40 @@ def measure_request(model: nn.Module, input_hw: tuple[int, int], precision: str,
         "input_hw": list(input_hw),
         "precision": precision,
         # The same budget the tensorrt backend gives trtexec on the board.
-        "timing": {"warmup_ms": int(settings.warmup_s * 1000), "iterations": settings.max_repeats,
-                   "duration_s": int(settings.max_seconds)},
+        "timing": {
+            "warmup_ms": int(settings.warmup_s * 1000),
+            "iterations": settings.max_repeats,
+            "duration_s": int(settings.max_seconds),
+        },
     }
 
 
-def board_result(answer: dict[str, Any], target: Target, input_hw: tuple[int, int], precision: str,
-                 settings: TimingSettings) -> LatencyResult:
+def board_result(
+    answer: dict[str, Any], target: Target, input_hw: tuple[int, int], precision: str, settings: TimingSettings
+) -> LatencyResult:
     """The measured ``LatencyResult`` from a board's answer, its times summarised as every backend's are."""
     board = answer["result"]
     stats = summarise([float(ms) for ms in board["gpu_compute_ms"]], settings.rel_precision)
-    versions = {"tensorrt": board.get("tensorrt") or "unknown", "onnx_opset": str(board.get("opset")),
-                "board_agent_protocol": str(answer.get("protocol"))}
-    read_on_board = {k: board[k] for k in ("engine_build_s", "engine_build_timed", "engine_cached", "clocks", "l4t",
-                                           "onnx_sha256", "int8_scales", "gpu_compute_summary_ms", "command")
-                     if board.get(k) is not None}
+    versions = {
+        "tensorrt": board.get("tensorrt") or "unknown",
+        "onnx_opset": str(board.get("opset")),
+        "board_agent_protocol": str(answer.get("protocol")),
+    }
+    read_on_board = {
+        k: board[k]
+        for k in (
+            "engine_build_s",
+            "engine_build_timed",
+            "engine_cached",
+            "clocks",
+            "l4t",
+            "onnx_sha256",
+            "int8_scales",
+            "gpu_compute_summary_ms",
+            "command",
+        )
+        if board.get(k) is not None
+    }
     return LatencyResult(
         kind="measured",
         median_ms=stats.median_ms,
@@ -103,6 +124,10 @@ def board_result(answer: dict[str, Any], target: Target, input_hw: tuple[int, in
         repeats=stats.kept,
         power_mode=board.get("power_mode"),
         versions=versions,
-        extra={**stats.as_extra(), **read_on_board, "agent": "board",
-               "parity": "not checked: the board agent returns times, not outputs"},
+        extra={
+            **stats.as_extra(),
+            **read_on_board,
+            "agent": "board",
+            "parity": "not checked: the board agent returns times, not outputs",
+        },
     )

@@ -31,10 +31,17 @@ class CacheKey:
 
     @classmethod
     def for_config(
-        cls, config: ArchConfig, input_hw: tuple[int, int], target: str, backend: str, precision: str,
+        cls,
+        config: ArchConfig,
+        input_hw: tuple[int, int],
+        target: str,
+        backend: str,
+        precision: str,
         power_mode: str | None = None,
     ) -> CacheKey:
-        return cls(config.arch_hash(), (int(input_hw[0]), int(input_hw[1])), target, backend, precision, power_mode or "")
+        return cls(
+            config.arch_hash(), (int(input_hw[0]), int(input_hw[1])), target, backend, precision, power_mode or ""
+        )
 
     def columns(self) -> tuple[str, int, int, str, str, str, str]:
         h, w = self.input_hw
@@ -81,7 +88,12 @@ class LatencyCache:
     def put(self, key: CacheKey, result: LatencyResult, config: ArchConfig | None = None) -> None:
         if result.kind != "measured":
             raise ValueError("only measurements are cached; estimates are recomputed from the calibration")
-        row = (*key.columns(), json.dumps(result.to_dict()), json.dumps(config.to_dict()) if config else None, time.time())
+        row = (
+            *key.columns(),
+            json.dumps(result.to_dict()),
+            json.dumps(config.to_dict()) if config else None,
+            time.time(),
+        )
         with self._connect() as db:
             db.execute("INSERT OR REPLACE INTO latency VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
 

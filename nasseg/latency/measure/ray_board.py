@@ -50,7 +50,10 @@ def board_actor(url: str, target: str, **client_options: Any) -> Any:
     """The actor for ``target``'s board: created on first call, looked up by name afterwards."""
     ray = _ray()
     remote = ray.remote(BoardActor).options(
-        name=f"nasseg-board-{target}", get_if_exists=True, num_cpus=0, max_concurrency=1,
+        name=f"nasseg-board-{target}",
+        get_if_exists=True,
+        num_cpus=0,
+        max_concurrency=1,
         resources={board_resource(target): 1},
     )
     return remote.remote(url, client_options)

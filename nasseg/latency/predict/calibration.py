@@ -57,7 +57,9 @@ class Calibration:
     def __post_init__(self) -> None:
         unknown = [e for e in self.effects if e not in EFFECTS]
         if unknown:
-            raise CalibrationError(f"calibration {self.id}: unknown effect(s) {', '.join(unknown)}; known: {', '.join(EFFECTS)}")
+            raise CalibrationError(
+                f"calibration {self.id}: unknown effect(s) {', '.join(unknown)}; known: {', '.join(EFFECTS)}"
+            )
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
         if missing:
             raise CalibrationError(f"calibration {self.id}: no efficiency for op class(es) {', '.join(missing)}")
@@ -107,8 +109,10 @@ class Calibration:
 
     def class_rates(self) -> tuple[np.ndarray, np.ndarray]:
         return class_rates(
-            self.class_peaks(), np.asarray(self.bandwidth, dtype=np.float64),
-            np.array([self.efficiency[c] for c in OP_CLASSES]), np.asarray(self.memory_efficiency, dtype=np.float64),
+            self.class_peaks(),
+            np.asarray(self.bandwidth, dtype=np.float64),
+            np.array([self.efficiency[c] for c in OP_CLASSES]),
+            np.asarray(self.memory_efficiency, dtype=np.float64),
         )
 
 
@@ -156,6 +160,7 @@ def find_calibration(target: str, precision: str | None = None, calibration: str
     what = f"calibration {calibration!r}" if calibration else "a calibration"
     have = ", ".join(f"{c.id} ({c.target}, {c.precision})" for c in known) or "none"
     raise CalibrationError(
-        f"no {what} for target {target!r}" + (f" at {precision}" if precision else "")
+        f"no {what} for target {target!r}"
+        + (f" at {precision}" if precision else "")
         + f"; available: {have}. Fit one with `nasseg calibrate --target {target}`"
     )

@@ -30,42 +30,236 @@ OP_CLASSES = CONV_CLASSES + OTHER_CLASSES
 
 # Views and bookkeeping: no kernel runs.
 _FREE = {
-    "view", "_unsafe_view", "reshape", "transpose", "permute", "t", "expand", "expand_as", "slice", "select",
-    "unsqueeze", "squeeze", "alias", "detach", "split", "split_with_sizes", "chunk", "unbind", "narrow",
-    "as_strided", "flatten", "unflatten", "empty", "empty_like", "empty_strided", "zeros", "ones", "full",
-    "zeros_like", "ones_like", "full_like", "arange", "scalar_tensor", "lift_fresh", "lift_fresh_copy",
-    "_local_scalar_dense", "sym_size", "sym_stride", "sym_numel", "dim", "size", "stride", "numel",
-    "is_same_size", "view_as", "movedim", "squeeze_copy", "new_empty", "new_zeros", "new_ones",
+    "view",
+    "_unsafe_view",
+    "reshape",
+    "transpose",
+    "permute",
+    "t",
+    "expand",
+    "expand_as",
+    "slice",
+    "select",
+    "unsqueeze",
+    "squeeze",
+    "alias",
+    "detach",
+    "split",
+    "split_with_sizes",
+    "chunk",
+    "unbind",
+    "narrow",
+    "as_strided",
+    "flatten",
+    "unflatten",
+    "empty",
+    "empty_like",
+    "empty_strided",
+    "zeros",
+    "ones",
+    "full",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "arange",
+    "scalar_tensor",
+    "lift_fresh",
+    "lift_fresh_copy",
+    "_local_scalar_dense",
+    "sym_size",
+    "sym_stride",
+    "sym_numel",
+    "dim",
+    "size",
+    "stride",
+    "numel",
+    "is_same_size",
+    "view_as",
+    "movedim",
+    "squeeze_copy",
+    "new_empty",
+    "new_zeros",
+    "new_ones",
 }
 _ELEMENTWISE = {
-    "add", "sub", "rsub", "mul", "div", "relu", "relu6", "sigmoid", "tanh", "hardswish", "hardsigmoid", "silu",
-    "gelu", "prelu", "_prelu_kernel", "leaky_relu", "hardtanh", "clamp", "clamp_min", "clamp_max", "exp", "log",
-    "abs", "neg", "pow", "sqrt", "rsqrt", "reciprocal", "where", "gt", "lt", "ge", "le", "eq", "ne", "minimum",
-    "maximum", "elu", "selu", "celu", "softplus", "erf", "mish", "masked_fill", "fill", "sign", "floor", "ceil",
-    "round", "threshold", "addcmul", "addcdiv", "lerp", "native_batch_norm", "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training", "native_layer_norm", "native_group_norm", "sin", "cos",
-    "logical_and", "logical_or", "logical_not", "bitwise_and", "bitwise_or", "_to_copy", "to", "glu",
-    "hardshrink", "softshrink", "log_sigmoid_forward", "log1p", "expm1", "copysign", "fmod", "remainder",
-    "floor_divide", "square", "exp2", "tanh_backward",
+    "add",
+    "sub",
+    "rsub",
+    "mul",
+    "div",
+    "relu",
+    "relu6",
+    "sigmoid",
+    "tanh",
+    "hardswish",
+    "hardsigmoid",
+    "silu",
+    "gelu",
+    "prelu",
+    "_prelu_kernel",
+    "leaky_relu",
+    "hardtanh",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "exp",
+    "log",
+    "abs",
+    "neg",
+    "pow",
+    "sqrt",
+    "rsqrt",
+    "reciprocal",
+    "where",
+    "gt",
+    "lt",
+    "ge",
+    "le",
+    "eq",
+    "ne",
+    "minimum",
+    "maximum",
+    "elu",
+    "selu",
+    "celu",
+    "softplus",
+    "erf",
+    "mish",
+    "masked_fill",
+    "fill",
+    "sign",
+    "floor",
+    "ceil",
+    "round",
+    "threshold",
+    "addcmul",
+    "addcdiv",
+    "lerp",
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "native_layer_norm",
+    "native_group_norm",
+    "sin",
+    "cos",
+    "logical_and",
+    "logical_or",
+    "logical_not",
+    "bitwise_and",
+    "bitwise_or",
+    "_to_copy",
+    "to",
+    "glu",
+    "hardshrink",
+    "softshrink",
+    "log_sigmoid_forward",
+    "log1p",
+    "expm1",
+    "copysign",
+    "fmod",
+    "remainder",
+    "floor_divide",
+    "square",
+    "exp2",
+    "tanh_backward",
 }
-_POOL = {"max_pool2d", "max_pool2d_with_indices", "avg_pool2d", "max_pool1d", "avg_pool1d", "max_pool3d",
-         "avg_pool3d", "max_pool3d_with_indices", "lp_pool2d"}
-_ADAPTIVE_POOL = {"adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_avg_pool1d",
-                  "adaptive_max_pool1d", "adaptive_avg_pool3d", "_adaptive_avg_pool3d"}
-_REDUCE = {"mean", "sum", "amax", "amin", "max", "min", "_softmax", "_safe_softmax", "softmax", "_log_softmax",
-           "log_softmax", "var", "std", "var_mean", "std_mean", "norm", "linalg_vector_norm", "argmax", "argmin",
-           "logsumexp", "prod", "cumsum", "any", "all"}
-_RESIZE = {"upsample_bilinear2d", "upsample_nearest2d", "upsample_bicubic2d", "_upsample_bilinear2d_aa",
-           "_upsample_nearest_exact2d", "upsample_nearest1d", "upsample_linear1d", "grid_sampler_2d",
-           "upsample_trilinear3d", "upsample_nearest3d"}
-_COPY = {"cat", "stack", "clone", "copy", "contiguous", "constant_pad_nd", "reflection_pad2d", "replication_pad2d",
-         "reflection_pad1d", "replication_pad1d", "channel_shuffle", "native_channel_shuffle", "pixel_shuffle",
-         "pixel_unshuffle", "repeat", "index_select", "index", "gather", "flip", "roll", "im2col", "col2im",
-         "tril", "triu", "masked_scatter", "scatter", "slice_scatter", "select_scatter"}
+_POOL = {
+    "max_pool2d",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "max_pool3d",
+    "avg_pool3d",
+    "max_pool3d_with_indices",
+    "lp_pool2d",
+}
+_ADAPTIVE_POOL = {
+    "adaptive_avg_pool2d",
+    "_adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "adaptive_avg_pool1d",
+    "adaptive_max_pool1d",
+    "adaptive_avg_pool3d",
+    "_adaptive_avg_pool3d",
+}
+_REDUCE = {
+    "mean",
+    "sum",
+    "amax",
+    "amin",
+    "max",
+    "min",
+    "_softmax",
+    "_safe_softmax",
+    "softmax",
+    "_log_softmax",
+    "log_softmax",
+    "var",
+    "std",
+    "var_mean",
+    "std_mean",
+    "norm",
+    "linalg_vector_norm",
+    "argmax",
+    "argmin",
+    "logsumexp",
+    "prod",
+    "cumsum",
+    "any",
+    "all",
+}
+_RESIZE = {
+    "upsample_bilinear2d",
+    "upsample_nearest2d",
+    "upsample_bicubic2d",
+    "_upsample_bilinear2d_aa",
+    "_upsample_nearest_exact2d",
+    "upsample_nearest1d",
+    "upsample_linear1d",
+    "grid_sampler_2d",
+    "upsample_trilinear3d",
+    "upsample_nearest3d",
+}
+_COPY = {
+    "cat",
+    "stack",
+    "clone",
+    "copy",
+    "contiguous",
+    "constant_pad_nd",
+    "reflection_pad2d",
+    "replication_pad2d",
+    "reflection_pad1d",
+    "replication_pad1d",
+    "channel_shuffle",
+    "native_channel_shuffle",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "repeat",
+    "index_select",
+    "index",
+    "gather",
+    "flip",
+    "roll",
+    "im2col",
+    "col2im",
+    "tril",
+    "triu",
+    "masked_scatter",
+    "scatter",
+    "slice_scatter",
+    "select_scatter",
+}
 _MATMUL = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "addbmm", "dot", "mv", "einsum"}
-_ATTENTION = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
-              "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-              "scaled_dot_product_attention", "_scaled_dot_product_attention_math"}
+_ATTENTION = {
+    "_scaled_dot_product_flash_attention_for_cpu",
+    "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_efficient_attention",
+    "_scaled_dot_product_cudnn_attention",
+    "scaled_dot_product_attention",
+    "_scaled_dot_product_attention_math",
+}
 # Ops TensorRT folds into the producing convolution / matrix product.
 _FUSABLE = _ELEMENTWISE - {"_to_copy", "to"}
 
@@ -164,8 +358,19 @@ def _conv_geometry(node: OpNode) -> ConvGeometry | None:
     stride, padding, dilation, transposed, output_padding, groups = node.args[-6:]
     out_channels = w_shape[1] * groups if transposed else w_shape[0]
     return ConvGeometry(  # type: ignore[call-arg]  # stride, padding, dilation: two ints each
-        x_shape[1], x_shape[2], x_shape[3], out_channels, w_shape[2], w_shape[3], *stride, *padding, *dilation,
-        groups, bool(transposed), *output_padding, len(node.in_shapes) > 2,
+        x_shape[1],
+        x_shape[2],
+        x_shape[3],
+        out_channels,
+        w_shape[2],
+        w_shape[3],
+        *stride,
+        *padding,
+        *dilation,
+        groups,
+        bool(transposed),
+        *output_padding,
+        len(node.in_shapes) > 2,
     )
 
 
@@ -261,6 +466,7 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
     for node in nodes:
         first = node.producers[0] if node.producers else None
         source[node.index] = node.index if classified[node.index] else source.get(first) if first is not None else None
+
     def kernels_read(node: OpNode) -> set[int]:
         """The kernels whose outputs ``node`` reads (through views)."""
         return {k for p in node.producers if p is not None and (k := source.get(p)) is not None}
@@ -295,7 +501,8 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
             # The fused kernel still reads any other full-size operand (a residual branch).
             out_elems = _numel(node.out_shapes[0])
             extra = sum(
-                _numel(s) for s, weight in zip(node.in_shapes[1:], node.is_weight[1:], strict=False)
+                _numel(s)
+                for s, weight in zip(node.in_shapes[1:], node.is_weight[1:], strict=False)
                 if not weight and _numel(s) == out_elems
             )
             layers.append(Layer(node.index, node.op, op_class, 0.0, extra * bytes_per_element, True, node.where))
@@ -303,12 +510,27 @@ def layers_of(nodes: list[OpNode], bytes_per_element: float, fuse_pointwise: boo
             conv = _conv_geometry(node) if op_class in CONV_CLASSES else None
             shared = 1.0
             if _base_name(node.op) == "cat":
-                sizes = [(_numel(shape), source.get(p) if p is not None else None) for shape, p in zip(node.in_shapes, node.producers, strict=False)]
+                sizes = [
+                    (_numel(shape), source.get(p) if p is not None else None)
+                    for shape, p in zip(node.in_shapes, node.producers, strict=False)
+                ]
                 total = sum(n for n, _ in sizes) or 1
                 # An input from outside the graph (the image) or a kernel read by another concatenation is copied.
                 shared = sum(n for n, p in sizes if p is None or cat_readers.get(p, 0) > 1) / total
-            layers.append(Layer(node.index, node.op, op_class, flops, _bytes(node, bytes_per_element), False, node.where, conv,
-                                _layer_shape(node), shared))
+            layers.append(
+                Layer(
+                    node.index,
+                    node.op,
+                    op_class,
+                    flops,
+                    _bytes(node, bytes_per_element),
+                    False,
+                    node.where,
+                    conv,
+                    _layer_shape(node),
+                    shared,
+                )
+            )
         in_fusable_kernel[node.index] = fused or op_class in CONV_CLASSES or op_class == "matmul"
     return layers
 
@@ -341,8 +563,9 @@ class LayerTable:
             bytes=np.array([layer.bytes for layer in layers], dtype=float),
             launched=np.array([0.0 if layer.fused else 1.0 for layer in layers]),
             sample=np.full(len(layers), sample, dtype=np.int64),
-            conv_rows=np.array([layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers],
-                               dtype=np.int64).reshape(-1, len(GEOMETRY_FIELDS)),
+            conv_rows=np.array(
+                [layer.conv.as_row() if layer.conv else [-1] * len(GEOMETRY_FIELDS) for layer in layers], dtype=np.int64
+            ).reshape(-1, len(GEOMETRY_FIELDS)),
             shape_rows=np.array([layer.shape for layer in layers], dtype=np.int64).reshape(-1, len(SHAPE_FIELDS)),
             op=np.array([layer.op for layer in layers], dtype=object),
             shared=np.array([layer.shared for layer in layers], dtype=float),
@@ -350,9 +573,14 @@ class LayerTable:
 
     @classmethod
     def concat(cls, tables: list[LayerTable]) -> LayerTable:
-        return cls(op_class=np.concatenate([t.op_class for t in tables]), flops=np.concatenate([t.flops for t in tables]),
-                   bytes=np.concatenate([t.bytes for t in tables]), launched=np.concatenate([t.launched for t in tables]),
-                   sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
-                   conv_rows=np.concatenate([t.conv_rows for t in tables]),
-                   shape_rows=np.concatenate([t.shape_rows for t in tables]), op=np.concatenate([t.op for t in tables]),
-                   shared=np.concatenate([t.shared for t in tables]) if all(t.shared is not None for t in tables) else None)
+        return cls(
+            op_class=np.concatenate([t.op_class for t in tables]),
+            flops=np.concatenate([t.flops for t in tables]),
+            bytes=np.concatenate([t.bytes for t in tables]),
+            launched=np.concatenate([t.launched for t in tables]),
+            sample=np.concatenate([np.full(len(t.flops), i, dtype=np.int64) for i, t in enumerate(tables)]),
+            conv_rows=np.concatenate([t.conv_rows for t in tables]),
+            shape_rows=np.concatenate([t.shape_rows for t in tables]),
+            op=np.concatenate([t.op for t in tables]),
+            shared=np.concatenate([t.shared for t in tables]) if all(t.shared is not None for t in tables) else None,
+        )

@@ -20,8 +20,18 @@ from nasseg.latency.predict.costs import GEOMETRY_FIELDS, OP_CLASSES, LayerTable
 
 _CIN, _COUT, _KH, _KW, _SH, _SW, _DH, _DW, _GROUPS, _TRANSPOSED = (
     GEOMETRY_FIELDS.index(f)
-    for f in ("in_channels", "out_channels", "kernel_h", "kernel_w", "stride_h", "stride_w", "dilation_h", "dilation_w",
-              "groups", "transposed")
+    for f in (
+        "in_channels",
+        "out_channels",
+        "kernel_h",
+        "kernel_w",
+        "stride_h",
+        "stride_w",
+        "dilation_h",
+        "dilation_w",
+        "groups",
+        "transposed",
+    )
 )
 _CONV_CLASSES = [OP_CLASSES.index(c) for c in OP_CLASSES if c.startswith("conv")]
 _CONV, _DEPTHWISE, _DILATED = (OP_CLASSES.index(c) for c in ("conv", "conv_depthwise", "conv_dilated"))
@@ -102,8 +112,14 @@ def winograd(table: LayerTable, hw: Hardware) -> np.ndarray:
     if hw.tensor_cores:
         return np.ones(len(table.flops))
     rows = table.conv_rows
-    fast = ((table.op_class == _CONV) & (rows[:, _KH] == 3) & (rows[:, _KW] == 3) & (rows[:, _SH] == 1)
-            & (rows[:, _SW] == 1) & (rows[:, _CIN] > _IMAGE_CHANNELS))
+    fast = (
+        (table.op_class == _CONV)
+        & (rows[:, _KH] == 3)
+        & (rows[:, _KW] == 3)
+        & (rows[:, _SH] == 1)
+        & (rows[:, _SW] == 1)
+        & (rows[:, _CIN] > _IMAGE_CHANNELS)
+    )
     return np.where(fast, 1.0 / WINOGRAD_SAVING, 1.0)
 
 

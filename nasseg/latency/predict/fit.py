@@ -42,9 +42,19 @@ _N_CLASS = len(OP_CLASSES)
 # the 1.2-2.5 ms floors of small nets on Xavier/Orin set the launch overheads' scale.
 JETSON_PRIOR = {
     "efficiency": {
-        "conv": 0.5, "conv1x1": 0.4, "conv_dilated": 0.5, "conv_asym": 0.4, "conv_depthwise": 0.2,
-        "conv_grouped": 0.25, "conv_transposed": 0.3, "matmul": 0.4,
-        "elementwise": 0.5, "pool": 0.5, "reduce": 0.5, "resize": 0.5, "copy": 0.5,
+        "conv": 0.5,
+        "conv1x1": 0.4,
+        "conv_dilated": 0.5,
+        "conv_asym": 0.4,
+        "conv_depthwise": 0.2,
+        "conv_grouped": 0.25,
+        "conv_transposed": 0.3,
+        "matmul": 0.4,
+        "elementwise": 0.5,
+        "pool": 0.5,
+        "reduce": 0.5,
+        "resize": 0.5,
+        "copy": 0.5,
     },
     "memory_efficiency": 0.6,
     "layer_overhead_ms": 0.02,
@@ -108,9 +118,17 @@ def template(
     """A calibration holding the target's specs and the prior's values, ready to be fitted."""
     peak, cuda, bandwidth = target_specs(target, precision)
     return Calibration(
-        id=cal_id, target=target, precision=precision, runtime=runtime, timed=timed,
-        fuse_pointwise=fuse_pointwise, peak_flops=peak, cuda_core_flops=cuda, bandwidth=bandwidth,
-        efficiency=dict(prior["efficiency"]), **{k: prior[k] for k in _EXTRA},
+        id=cal_id,
+        target=target,
+        precision=precision,
+        runtime=runtime,
+        timed=timed,
+        fuse_pointwise=fuse_pointwise,
+        peak_flops=peak,
+        cuda_core_flops=cuda,
+        bandwidth=bandwidth,
+        efficiency=dict(prior["efficiency"]),
+        **{k: prior[k] for k in _EXTRA},
     )
 
 
@@ -125,7 +143,8 @@ def _from_vector(base: Calibration, theta: np.ndarray, fitted_on: dict) -> Calib
     return dataclasses.replace(
         base,
         efficiency={c: float(v) for c, v in zip(OP_CLASSES, values[:_N_CLASS], strict=True)},
-        memory_efficiency=extra["memory_efficiency"], layer_overhead_ms=extra["layer_overhead_ms"],
+        memory_efficiency=extra["memory_efficiency"],
+        layer_overhead_ms=extra["layer_overhead_ms"],
         fixed_overhead_ms=extra["fixed_overhead_ms"],
         fitted_on=fitted_on,
     )
@@ -155,7 +174,9 @@ class _Problem:
         self.targets = list(templates)
         # Each measurement at its own precision's peaks, its kernels as its calibration's effects make them.
         cals = [at_precision(templates[m.target], m.precision) for m in measurements]
-        self.table = LayerTable.concat([apply_effects(m.table, c.effects, c.hardware()) for m, c in zip(measurements, cals, strict=True)])
+        self.table = LayerTable.concat(
+            [apply_effects(m.table, c.effects, c.hardware()) for m, c in zip(measurements, cals, strict=True)]
+        )
         self.measured = np.array([m.ms for m in measurements])
         sample_target = np.array([self.targets.index(m.target) for m in measurements])
         self.sample_target = sample_target
@@ -173,7 +194,9 @@ class _Problem:
         # class_rates, per layer: memory-bound classes stream at their own efficiency, the others at memory_efficiency.
         memory = self.is_memory
         flops = np.where(memory, np.inf, peaks * efficiency)
-        streaming = self.bandwidth[self.layer_target] * np.where(memory, efficiency, values[self.layer_target, _N_CLASS])
+        streaming = self.bandwidth[self.layer_target] * np.where(
+            memory, efficiency, values[self.layer_target, _N_CLASS]
+        )
         times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1], self.overlap)
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
@@ -199,11 +222,13 @@ def fit(
     def residuals(x: np.ndarray) -> np.ndarray:
         shared, deviation = x[:n_params], x[n_params:].reshape(n_targets, n_params)
         predicted = problem.predict(shared + deviation)
-        return np.concatenate([
-            np.log(predicted / problem.measured),
-            weights.deviation * deviation.ravel(),
-            weights.prior * (shared - prior_theta),
-        ])
+        return np.concatenate(
+            [
+                np.log(predicted / problem.measured),
+                weights.deviation * deviation.ravel(),
+                weights.prior * (shared - prior_theta),
+            ]
+        )
 
     x0 = start if start is not None else np.concatenate([prior_theta, np.zeros(n_targets * n_params)])
     solution = least_squares(residuals, x0, method="trf", x_scale=1.0, max_nfev=400)
@@ -213,11 +238,15 @@ def fit(
     for i, target in enumerate(problem.targets):
         mine = problem.sample_target == i
         rel = np.abs(predicted[mine] / problem.measured[mine] - 1)
-        fitted[target] = _from_vector(templates[target], shared + deviation[i], {
-            "points": [m.id for m, keep in zip(measurements, mine, strict=True) if keep],
-            "fit_mape_percent": round(float(rel.mean() * 100), 2) if rel.size else None,
-            "weights": dataclasses.asdict(weights),
-        })
+        fitted[target] = _from_vector(
+            templates[target],
+            shared + deviation[i],
+            {
+                "points": [m.id for m, keep in zip(measurements, mine, strict=True) if keep],
+                "fit_mape_percent": round(float(rel.mean() * 100), 2) if rel.size else None,
+                "weights": dataclasses.asdict(weights),
+            },
+        )
     return fitted, solution.x
 
 
@@ -232,8 +261,12 @@ def predict_measurements(cal_by_target: dict[str, Calibration], measurements: li
 
 
 def leave_groups_out(
-    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, group: Callable[[Measurement], str],
-    weights: FitWeights = FitWeights(), progress: Callable[[int, int], None] | None = None,
+    measurements: list[Measurement],
+    templates: dict[str, Calibration],
+    prior: dict,
+    group: Callable[[Measurement], str],
+    weights: FitWeights = FitWeights(),
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The prediction of every measurement by a fit that saw no measurement of its group.
 
@@ -260,7 +293,10 @@ def leave_groups_out(
 
 
 def leave_one_out(
-    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    measurements: list[Measurement],
+    templates: dict[str, Calibration],
+    prior: dict,
+    weights: FitWeights = FitWeights(),
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The prediction of every measurement by a fit that did not see it."""
@@ -268,7 +304,10 @@ def leave_one_out(
 
 
 def leave_one_network_out(
-    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    measurements: list[Measurement],
+    templates: dict[str, Calibration],
+    prior: dict,
+    weights: FitWeights = FitWeights(),
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The prediction of every measurement by a fit that saw no point of its network (on any board, at any input)."""
@@ -276,7 +315,10 @@ def leave_one_network_out(
 
 
 def leave_one_source_out(
-    measurements: list[Measurement], templates: dict[str, Calibration], prior: dict, weights: FitWeights = FitWeights(),
+    measurements: list[Measurement],
+    templates: dict[str, Calibration],
+    prior: dict,
+    weights: FitWeights = FitWeights(),
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The prediction of every measurement by a fit that saw nothing its source published."""
@@ -285,9 +327,19 @@ def leave_one_source_out(
 
 # Network families, for the bias of each: a name's family is its longest matching prefix here.
 _FAMILY_PREFIXES = {
-    "resnet": "resnet", "resnext": "resnet", "se_resnet": "resnet", "fcn-resnet18": "fcn-resnet18", "vgg": "vgg",
-    "alexnet": "alexnet", "squeezenet": "squeezenet", "mobilenet": "mobilenet", "shufflenet": "shufflenet",
-    "fcn_r50-d8": "mmseg-r50-d8", "pspnet_r50-d8": "mmseg-r50-d8", "deeplabv3plus_r50-d8": "mmseg-r50-d8", "fassd": "fassd-net",
+    "resnet": "resnet",
+    "resnext": "resnet",
+    "se_resnet": "resnet",
+    "fcn-resnet18": "fcn-resnet18",
+    "vgg": "vgg",
+    "alexnet": "alexnet",
+    "squeezenet": "squeezenet",
+    "mobilenet": "mobilenet",
+    "shufflenet": "shufflenet",
+    "fcn_r50-d8": "mmseg-r50-d8",
+    "pspnet_r50-d8": "mmseg-r50-d8",
+    "deeplabv3plus_r50-d8": "mmseg-r50-d8",
+    "fassd": "fassd-net",
 }
 
 
@@ -331,7 +383,8 @@ def jetson_templates(targets: list[str], effects: list[str] | None = None) -> di
     return {
         t: dataclasses.replace(
             template(t, "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, f"{t}/trt-fp16/{JETSON_CAL_VERSION}"),
-            effects=chosen)
+            effects=chosen,
+        )
         for t in targets
     }
 
@@ -363,8 +416,17 @@ def published_measurements(checks: bool = False) -> list[Measurement]:
         if key not in tables:
             probe = template("jetson-nano", precision, "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "probe")
             tables[key] = layer_table(point_network(point), key[2], probe)[1]
-        out.append(Measurement(point["id"], point["target"], tables[key], float(point["ms"]),
-                               "" if precision == "fp16" else precision, point["network"], point["source"]))
+        out.append(
+            Measurement(
+                point["id"],
+                point["target"],
+                tables[key],
+                float(point["ms"]),
+                "" if precision == "fp16" else precision,
+                point["network"],
+                point["source"],
+            )
+        )
     return out
 
 
@@ -421,7 +483,9 @@ def measure_and_fit(
         if progress:
             progress(name)
     measurements = [
-        Measurement(name, target, layer_table(model, input_hw, base)[1], float(np.median([r.median_ms for r in results])))
+        Measurement(
+            name, target, layer_table(model, input_hw, base)[1], float(np.median([r.median_ms for r in results]))
+        )
         for (name, model, input_hw), results in zip(cases, timed, strict=True)
     ]
     first = timed[0][0]
@@ -429,12 +493,22 @@ def measure_and_fit(
     fitted, _ = fit(measurements, {target: base}, prior)
     cal = fitted[target]
     if op_table:
-        table = OpTable.from_timings([
-            (layer_rows[i], np.median(ms, axis=0), m.ms) for i, (ms, m) in enumerate(zip(layer_ms, measurements, strict=True))
-        ], cal.fixed_overhead_ms)
+        table = OpTable.from_timings(
+            [
+                (layer_rows[i], np.median(ms, axis=0), m.ms)
+                for i, (ms, m) in enumerate(zip(layer_ms, measurements, strict=True))
+            ],
+            cal.fixed_overhead_ms,
+        )
         cal = dataclasses.replace(cal, op_table=table.to_dict())
-    provenance = {"device": first.device, "backend": first.backend, "power_mode": first.power_mode,
-                  "versions": first.versions, "rounds": rounds, "measured_ms": [m.ms for m in measurements]}
+    provenance = {
+        "device": first.device,
+        "backend": first.backend,
+        "power_mode": first.power_mode,
+        "versions": first.versions,
+        "rounds": rounds,
+        "measured_ms": [m.ms for m in measurements],
+    }
     return dataclasses.replace(cal, fitted_on={**cal.fitted_on, **provenance}), measurements
 
 

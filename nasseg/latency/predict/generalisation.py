@@ -54,9 +54,11 @@ class PointResult:
 
 
 def evaluate(
-    effects: list[str] | None = None, protocols: tuple[str, ...] = ("loo", "lono", "loso"),
+    effects: list[str] | None = None,
+    protocols: tuple[str, ...] = ("loo", "lono", "loso"),
     progress: Callable[[str, int, int], None] | None = None,
-    measurements: list[Measurement] | None = None, checks: list[Measurement] | None = None,
+    measurements: list[Measurement] | None = None,
+    checks: list[Measurement] | None = None,
 ) -> list[PointResult]:
     """Every published point predicted under each protocol, and the check points by the full fit
     (their ``predicted`` holds the same full-fit value under every protocol: no fit ever sees them)."""
@@ -70,16 +72,36 @@ def evaluate(
     predictions = {"in_sample": predict_measurements(fitted, measurements)}
     for protocol in protocols:
         report = (lambda done, total, p=protocol: progress(p, done, total)) if progress else None
-        predictions[protocol] = leave_groups_out(measurements, templates, JETSON_PRIOR, PROTOCOLS[protocol], progress=report)
+        predictions[protocol] = leave_groups_out(
+            measurements, templates, JETSON_PRIOR, PROTOCOLS[protocol], progress=report
+        )
     checked = predict_measurements(fitted, checks) if checks else np.empty(0)
     rows = [
-        PointResult(m.id, m.target, m.network, network_family(m.network), m.source, m.precision or "fp16", m.ms, False,
-                    {k: float(v[i]) for k, v in predictions.items()})
+        PointResult(
+            m.id,
+            m.target,
+            m.network,
+            network_family(m.network),
+            m.source,
+            m.precision or "fp16",
+            m.ms,
+            False,
+            {k: float(v[i]) for k, v in predictions.items()},
+        )
         for i, m in enumerate(measurements)
     ]
     rows += [
-        PointResult(m.id, m.target, m.network, network_family(m.network), m.source, m.precision or "fp16", m.ms, True,
-                    {k: float(checked[i]) for k in ("in_sample", *protocols)})
+        PointResult(
+            m.id,
+            m.target,
+            m.network,
+            network_family(m.network),
+            m.source,
+            m.precision or "fp16",
+            m.ms,
+            True,
+            {k: float(checked[i]) for k in ("in_sample", *protocols)},
+        )
         for i, m in enumerate(checks)
     ]
     return rows
@@ -99,8 +121,14 @@ class Summary:
     def of(cls, rows: list[PointResult], protocol: str) -> Summary:
         ratios = np.array([r.ratio(protocol) for r in rows])
         err = np.abs(ratios - 1)
-        tau = float(kendalltau([r.predicted[protocol] for r in rows], [r.measured_ms for r in rows])[0]) if len(rows) >= 3 else float("nan")
-        return cls(len(rows), float(err.mean()), float((err <= 0.25).mean()), tau, float(np.exp(np.log(ratios).mean()) - 1))
+        tau = (
+            float(kendalltau([r.predicted[protocol] for r in rows], [r.measured_ms for r in rows])[0])
+            if len(rows) >= 3
+            else float("nan")
+        )
+        return cls(
+            len(rows), float(err.mean()), float((err <= 0.25).mean()), tau, float(np.exp(np.log(ratios).mean()) - 1)
+        )
 
 
 def by(rows: list[PointResult], key: Callable[[PointResult], str]) -> dict[str, list[PointResult]]:
@@ -116,9 +144,13 @@ def to_json(rows: list[PointResult], effects: list[str]) -> dict:
     protocols = [p for p in PROTOCOLS if fitted and p in fitted[0].predicted]
     return {
         "effects": effects,
-        "summary": {p: {"all": asdict(Summary.of(fitted, p)),
-                        "by_target": {t: asdict(Summary.of(g, p)) for t, g in by(fitted, lambda r: r.target).items()},
-                        "by_family": {f: asdict(Summary.of(g, p)) for f, g in by(rows, lambda r: r.family).items()}}
-                    for p in protocols},
+        "summary": {
+            p: {
+                "all": asdict(Summary.of(fitted, p)),
+                "by_target": {t: asdict(Summary.of(g, p)) for t, g in by(fitted, lambda r: r.target).items()},
+                "by_family": {f: asdict(Summary.of(g, p)) for f, g in by(rows, lambda r: r.family).items()},
+            }
+            for p in protocols
+        },
         "points": [asdict(r) for r in rows],
     }

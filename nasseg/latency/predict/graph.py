@@ -48,7 +48,10 @@ class OpNode:
 
 class _Recorder(TorchDispatchMode):
     def __init__(
-        self, module_stack: list[tuple[str, str]], weight_ids: set[int], clock: Callable[[], float] | None = None,
+        self,
+        module_stack: list[tuple[str, str]],
+        weight_ids: set[int],
+        clock: Callable[[], float] | None = None,
         shapes: dict | None = None,
     ) -> None:
         super().__init__()
@@ -208,8 +211,12 @@ def _meta_kernel(func, args: tuple, kwargs: dict) -> Any:  # noqa: ANN001
 
 
 def _record(
-    model: nn.Module, input_hw: tuple[int, int], in_channels: int, clock: Callable[[], float] | None,
-    device: str = "cpu", shapes: dict | None = None,
+    model: nn.Module,
+    input_hw: tuple[int, int],
+    in_channels: int,
+    clock: Callable[[], float] | None,
+    device: str = "cpu",
+    shapes: dict | None = None,
 ) -> list[OpNode]:
     was_training = model.training
     model.eval()
@@ -223,8 +230,11 @@ def _record(
                     model(x)
             except Exception as exc:  # any failure of the user's forward pass, reported by name
                 path, kind = stack[-1]
-                hint = " (the forward pass reads tensor values, e.g. .item(); the predictor needs shapes only)" if (
-                    "DataDependent" in type(exc).__name__) else ""
+                hint = (
+                    " (the forward pass reads tensor values, e.g. .item(); the predictor needs shapes only)"
+                    if ("DataDependent" in type(exc).__name__)
+                    else ""
+                )
                 raise UntraceableModel(
                     f"cannot trace {type(model).__name__} at {input_hw[0]}x{input_hw[1]}: layer "
                     f"{path or '<root>'} ({kind}) failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}{hint}"

@@ -64,8 +64,21 @@ def significant(values: np.ndarray | list[float]) -> list[float]:
 def conv_output_hw(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output height and width of each convolution row (PyTorch's convolution arithmetic)."""
     h, w, kh, kw, sh, sw, ph, pw, dh, dw, tr, oph, opw = _cols(
-        rows, "in_h", "in_w", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
-        "dilation_h", "dilation_w", "transposed", "output_pad_h", "output_pad_w")
+        rows,
+        "in_h",
+        "in_w",
+        "kernel_h",
+        "kernel_w",
+        "stride_h",
+        "stride_w",
+        "pad_h",
+        "pad_w",
+        "dilation_h",
+        "dilation_w",
+        "transposed",
+        "output_pad_h",
+        "output_pad_w",
+    )
     direct_h = np.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh) + 1
     direct_w = np.floor((w + 2 * pw - dw * (kw - 1) - 1) / sw) + 1
     up_h = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
@@ -93,15 +106,36 @@ def features(rows: np.ndarray, n_ops: int) -> np.ndarray:
     one_hot = np.eye(len(OP_CLASSES))[rows[:, 1].astype(np.int64)]
     flops, moved = _cols(rows, "flops", "bytes")
     is_conv = rows[:, _COL["in_channels"]] > 0
-    cin, cout, kh, kw, sh, dh, dw, g, tr = (np.where(is_conv, c, 1.0) for c in _cols(
-        rows, "in_channels", "out_channels", "kernel_h", "kernel_w", "stride_h", "dilation_h", "dilation_w",
-        "groups", "transposed"))
+    cin, cout, kh, kw, sh, dh, dw, g, tr = (
+        np.where(is_conv, c, 1.0)
+        for c in _cols(
+            rows,
+            "in_channels",
+            "out_channels",
+            "kernel_h",
+            "kernel_w",
+            "stride_h",
+            "dilation_h",
+            "dilation_w",
+            "groups",
+            "transposed",
+        )
+    )
     out_h, out_w = (np.where(is_conv, np.maximum(v, 1.0), 1.0) for v in conv_output_hw(rows))
     geometry = np.log2(np.stack([cin / g, cout / g, g, out_h, out_w, kh, kw, sh, dh, dw], axis=1))
     *dims, operands, second = _cols(rows, *SHAPE_FIELDS)
     shapes = np.log2(np.maximum(np.stack([*dims, second + 1], axis=1), 1.0))
-    return np.concatenate([operator, one_hot, np.log2(np.stack([flops + 1, moved + 1], axis=1)), geometry, shapes,
-                           np.stack([is_conv, tr > 0, operands], axis=1).astype(float)], axis=1)
+    return np.concatenate(
+        [
+            operator,
+            one_hot,
+            np.log2(np.stack([flops + 1, moved + 1], axis=1)),
+            geometry,
+            shapes,
+            np.stack([is_conv, tr > 0, operands], axis=1).astype(float),
+        ],
+        axis=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -146,16 +180,27 @@ class OpTable:
 
     def to_dict(self) -> dict[str, Any]:
         rows = [[int(r[0]), int(r[1]), *significant(r[2:4]), *map(int, r[4:])] for r in self.rows]
-        return {"fields": list(ROW_FIELDS), "ops": list(self.ops), "scale": self.scale, "rows": rows,
-                "ms": significant(self.ms)}
+        return {
+            "fields": list(ROW_FIELDS),
+            "ops": list(self.ops),
+            "scale": self.scale,
+            "rows": rows,
+            "ms": significant(self.ms),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OpTable:
         if list(data.get("fields", [])) != list(ROW_FIELDS):
-            raise ValueError(f"op table fields {data.get('fields')} are not {list(ROW_FIELDS)} (a table from an "
-                             "older nasseg: time it again with `nasseg calibrate --target host-cpu --op-table`)")
-        return cls(tuple(data["ops"]), np.array(data["rows"], dtype=float).reshape(-1, len(ROW_FIELDS)),
-                   np.array(data["ms"], dtype=float), float(data["scale"]))
+            raise ValueError(
+                f"op table fields {data.get('fields')} are not {list(ROW_FIELDS)} (a table from an "
+                "older nasseg: time it again with `nasseg calibrate --target host-cpu --op-table`)"
+            )
+        return cls(
+            tuple(data["ops"]),
+            np.array(data["rows"], dtype=float).reshape(-1, len(ROW_FIELDS)),
+            np.array(data["ms"], dtype=float),
+            float(data["scale"]),
+        )
 
     @classmethod
     def from_timings(cls, timed: list[tuple[LayerTable, np.ndarray, float]], fixed_overhead_ms: float = 0.0) -> OpTable:
@@ -168,7 +213,9 @@ class OpTable:
         return cls(ops, rows, ms, scale)
 
 
-def time_layers(model: nn.Module, input_hw: tuple[int, int], passes: int = 3, warmup: int = 1) -> tuple[list[Layer], np.ndarray]:
+def time_layers(
+    model: nn.Module, input_hw: tuple[int, int], passes: int = 3, warmup: int = 1
+) -> tuple[list[Layer], np.ndarray]:
     """Every layer of ``model`` (host CPU, fp32, eager) and its median in-network time over ``passes``
     forward passes, by thread CPU time on one thread, after ``warmup`` untimed ones."""
     clock, _ = host_clock(1)

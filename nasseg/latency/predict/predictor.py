@@ -36,7 +36,10 @@ OP_TABLE_PREDICTOR = "nasseg-optable-v2"  # a calibration with an op table
 
 
 def layer_times_ms(
-    table: LayerTable, flops_per_s: np.ndarray, bytes_per_s: float | np.ndarray, layer_overhead_ms: float | np.ndarray,
+    table: LayerTable,
+    flops_per_s: np.ndarray,
+    bytes_per_s: float | np.ndarray,
+    layer_overhead_ms: float | np.ndarray,
     overlap: bool | np.ndarray = True,
 ) -> np.ndarray:
     """Per-kernel time: roofline of compute (at each layer's effective FLOP/s) and memory traffic,
@@ -53,8 +56,9 @@ def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
         return cal.optable.layer_ms(table) * cal.optable.scale
     table = apply_effects(table, cal.effects, cal.hardware())
     flops_per_s, bytes_per_s = cal.class_rates()
-    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms,
-                          overlaps(cal.effects))
+    return layer_times_ms(
+        table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms, overlaps(cal.effects)
+    )
 
 
 def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:
@@ -62,7 +66,9 @@ def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndar
     return np.bincount(table.sample, weights=_per_layer_times(table, cal), minlength=samples) + cal.fixed_overhead_ms
 
 
-def layer_table(model: nn.Module, input_hw: tuple[int, int], cal: Calibration, in_channels: int = 3) -> tuple[list[Layer], LayerTable]:
+def layer_table(
+    model: nn.Module, input_hw: tuple[int, int], cal: Calibration, in_channels: int = 3
+) -> tuple[list[Layer], LayerTable]:
     return nodes_table(trace(model, input_hw, in_channels), cal)
 
 
@@ -88,7 +94,9 @@ def estimate(
     naming the layer when the model cannot be costed, ``CalibrationError`` when none fits.
     """
     cal = find_calibration(target, precision, calibration)
-    return estimate_trace(trace(model, (int(input_hw[0]), int(input_hw[1])), in_channels), input_hw, target, calibration=cal)
+    return estimate_trace(
+        trace(model, (int(input_hw[0]), int(input_hw[1])), in_channels), input_hw, target, calibration=cal
+    )
 
 
 def estimate_trace(
@@ -105,12 +113,17 @@ def estimate_trace(
     layers, table = nodes_table(nodes, cal)
     total = float(predict_ms(table, cal)[0])
     per_layer = _per_layer_times(table, cal)
-    by_class = {c: round(float(per_layer[table.op_class == i].sum()), 4) for i, c in enumerate(OP_CLASSES) if (table.op_class == i).any()}
+    by_class = {
+        c: round(float(per_layer[table.op_class == i].sum()), 4)
+        for i, c in enumerate(OP_CLASSES)
+        if (table.op_class == i).any()
+    }
     # A fit from measurements names the device they were taken on (timings do not transfer between CPUs).
     provenance = {"calibrated_on": cal.fitted_on["device"]} if cal.fitted_on.get("device") else {}
     if cal.optable is not None:
         provenance["layers_from_op_table"] = (
-            f"{len(layers)} layers predicted from {len(cal.optable.ms)} timed inside networks on that device")
+            f"{len(layers)} layers predicted from {len(cal.optable.ms)} timed inside networks on that device"
+        )
     return LatencyResult(
         kind="estimated",
         median_ms=total,

@@ -20,7 +20,9 @@ from torch import nn
 from nasseg.blocks.ops import channel_shuffle
 
 
-def _cbr(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: type[nn.Module] | None = nn.ReLU) -> nn.Sequential:
+def _cbr(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: type[nn.Module] | None = nn.ReLU
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch),
@@ -154,8 +156,9 @@ class _SqueezeExcite(nn.Module):
 
 
 class _InvertedResidual(nn.Module):
-    def __init__(self, in_ch: int, expanded: int, out_ch: int, kernel: int, stride: int,
-                 act: type[nn.Module], se: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, expanded: int, out_ch: int, kernel: int, stride: int, act: type[nn.Module], se: bool = False
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [] if expanded == in_ch else [_cbr(in_ch, expanded, 1, act=act)]
         layers.append(_cbr(expanded, expanded, kernel, stride, groups=expanded, act=act))
@@ -172,7 +175,15 @@ class _InvertedResidual(nn.Module):
 def mobilenet_v2() -> nn.Module:
     layers: list[nn.Module] = [_cbr(3, 32, 3, 2, act=nn.ReLU6)]
     in_ch = 32
-    for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+    for t, c, n, s in (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ):
         for i in range(n):
             layers.append(_InvertedResidual(in_ch, in_ch * t, c, 3, s if i == 0 else 1, nn.ReLU6))
             in_ch = c
@@ -182,13 +193,33 @@ def mobilenet_v2() -> nn.Module:
 
 # (kernel, expanded, out, squeeze-excite, hard-swish, stride)
 _MNV3_LARGE = [
-    (3, 16, 16, 0, 0, 1), (3, 64, 24, 0, 0, 2), (3, 72, 24, 0, 0, 1), (5, 72, 40, 1, 0, 2), (5, 120, 40, 1, 0, 1),
-    (5, 120, 40, 1, 0, 1), (3, 240, 80, 0, 1, 2), (3, 200, 80, 0, 1, 1), (3, 184, 80, 0, 1, 1), (3, 184, 80, 0, 1, 1),
-    (3, 480, 112, 1, 1, 1), (3, 672, 112, 1, 1, 1), (5, 672, 160, 1, 1, 2), (5, 960, 160, 1, 1, 1), (5, 960, 160, 1, 1, 1),
+    (3, 16, 16, 0, 0, 1),
+    (3, 64, 24, 0, 0, 2),
+    (3, 72, 24, 0, 0, 1),
+    (5, 72, 40, 1, 0, 2),
+    (5, 120, 40, 1, 0, 1),
+    (5, 120, 40, 1, 0, 1),
+    (3, 240, 80, 0, 1, 2),
+    (3, 200, 80, 0, 1, 1),
+    (3, 184, 80, 0, 1, 1),
+    (3, 184, 80, 0, 1, 1),
+    (3, 480, 112, 1, 1, 1),
+    (3, 672, 112, 1, 1, 1),
+    (5, 672, 160, 1, 1, 2),
+    (5, 960, 160, 1, 1, 1),
+    (5, 960, 160, 1, 1, 1),
 ]
 _MNV3_SMALL = [
-    (3, 16, 16, 1, 0, 2), (3, 72, 24, 0, 0, 2), (3, 88, 24, 0, 0, 1), (5, 96, 40, 1, 1, 2), (5, 240, 40, 1, 1, 1),
-    (5, 240, 40, 1, 1, 1), (5, 120, 48, 1, 1, 1), (5, 144, 48, 1, 1, 1), (5, 288, 96, 1, 1, 2), (5, 576, 96, 1, 1, 1),
+    (3, 16, 16, 1, 0, 2),
+    (3, 72, 24, 0, 0, 2),
+    (3, 88, 24, 0, 0, 1),
+    (5, 96, 40, 1, 1, 2),
+    (5, 240, 40, 1, 1, 1),
+    (5, 240, 40, 1, 1, 1),
+    (5, 120, 48, 1, 1, 1),
+    (5, 144, 48, 1, 1, 1),
+    (5, 288, 96, 1, 1, 2),
+    (5, 576, 96, 1, 1, 1),
     (5, 576, 96, 1, 1, 1),
 ]
 
@@ -217,7 +248,8 @@ class _ShuffleUnit(nn.Module):
         )
         self.branch1 = (
             nn.Sequential(_cbr(in_ch, in_ch, 3, stride, groups=in_ch, act=None), _cbr(in_ch, half, 1))
-            if stride > 1 else None
+            if stride > 1
+            else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,8 +261,12 @@ class _ShuffleUnit(nn.Module):
         return channel_shuffle(out, 2)
 
 
-_SHUFFLE_WIDTHS = {"0.5": (48, 96, 192, 1024), "1.0": (116, 232, 464, 1024),
-                   "1.5": (176, 352, 704, 1024), "2.0": (244, 488, 976, 2048)}
+_SHUFFLE_WIDTHS = {
+    "0.5": (48, 96, 192, 1024),
+    "1.0": (116, 232, 464, 1024),
+    "1.5": (176, 352, 704, 1024),
+    "2.0": (244, 488, 976, 2048),
+}
 
 
 def shufflenet_v2(width: str) -> nn.Module:
@@ -249,18 +285,29 @@ def shufflenet_v2(width: str) -> nn.Module:
 class _Bottleneck(nn.Module):
     """ResNet-50-style bottleneck with optional grouping (ResNeXt), squeeze-excitation and dilation."""
 
-    def __init__(self, in_ch: int, mid: int, out_ch: int, stride: int, groups: int = 1, se: bool = False,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, in_ch: int, mid: int, out_ch: int, stride: int, groups: int = 1, se: bool = False, dilation: int = 1
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
             _cbr(in_ch, mid, 1),
             nn.Conv2d(mid, mid, 3, stride, dilation, dilation=dilation, groups=groups, bias=False),
-            nn.BatchNorm2d(mid), nn.ReLU(),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
             _cbr(mid, out_ch, 1, act=None),
         )
         # mmcls' SE layer: ratio 16, 1x1 convolutions with bias, ReLU then sigmoid.
-        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(out_ch, out_ch // 16, 1), nn.ReLU(),
-                                nn.Conv2d(out_ch // 16, out_ch, 1), nn.Sigmoid()) if se else None
+        self.se = (
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(out_ch, out_ch // 16, 1),
+                nn.ReLU(),
+                nn.Conv2d(out_ch // 16, out_ch, 1),
+                nn.Sigmoid(),
+            )
+            if se
+            else None
+        )
         self.shortcut = _cbr(in_ch, out_ch, 1, stride, act=None) if stride != 1 or in_ch != out_ch else nn.Identity()
         self.act = nn.ReLU()
 
@@ -272,17 +319,24 @@ class _Bottleneck(nn.Module):
 
 
 def _bottleneck_stages(
-    in_ch: int, mids: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...], depths: tuple[int, ...],
-    groups: int = 1, se: bool = False,
+    in_ch: int,
+    mids: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilations: tuple[int, ...],
+    depths: tuple[int, ...],
+    groups: int = 1,
+    se: bool = False,
 ) -> tuple[list[nn.Sequential], int]:
     """The four bottleneck stages; a dilated stage's first block takes half its dilation (mmseg's contract_dilation)."""
     stages = []
     for stage, (mid, stride, dilation, depth) in enumerate(zip(mids, strides, dilations, depths, strict=True)):
-        out_ch = 256 * 2 ** stage
+        out_ch = 256 * 2**stage
         blocks = []
         for i in range(depth):
             first = dilation // 2 if dilation > 1 else 1
-            blocks.append(_Bottleneck(in_ch, mid, out_ch, stride if i == 0 else 1, groups, se, first if i == 0 else dilation))
+            blocks.append(
+                _Bottleneck(in_ch, mid, out_ch, stride if i == 0 else 1, groups, se, first if i == 0 else dilation)
+            )
             in_ch = out_ch
         stages.append(nn.Sequential(*blocks))
     return stages, in_ch
@@ -341,7 +395,9 @@ class _R50D8Segmentor(nn.Module):
 def _sep(in_ch: int, out_ch: int, dilation: int) -> nn.Sequential:
     """mmcv's depthwise-separable conv module: depthwise 3x3 (dilated) + BN + ReLU, pointwise + BN + ReLU."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, in_ch, 3, 1, dilation, dilation=dilation, groups=in_ch, bias=False), nn.BatchNorm2d(in_ch), nn.ReLU(),
+        nn.Conv2d(in_ch, in_ch, 3, 1, dilation, dilation=dilation, groups=in_ch, bias=False),
+        nn.BatchNorm2d(in_ch),
+        nn.ReLU(),
         _cbr(in_ch, out_ch, 1),
     )
 

@@ -71,4 +71,6 @@ def measure_model(
         raise ConfigError(f"unknown backend {backend!r}; backends: {', '.join(_BACKEND_MODULES)}")
     require_local(target, backend)
     module = importlib.import_module(_BACKEND_MODULES[backend])
-    return module.measure(model, tuple(input_hw), target, resolve_precision(target, precision), settings or TimingSettings())
+    return module.measure(
+        model, tuple(input_hw), target, resolve_precision(target, precision), settings or TimingSettings()
+    )

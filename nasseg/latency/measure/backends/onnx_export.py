@@ -38,8 +38,14 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: Path, opset: 
             # sizes differ, pool until the feature size) are meant to be frozen: the tracer's warning says just that.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
-                net, (x,), str(path), opset_version=opset, dynamo=False,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
+                net,
+                (x,),
+                str(path),
+                opset_version=opset,
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                do_constant_folding=True,
             )
     except Exception as exc:  # the exporter raises many types; all mean "this model does not export"
         raise MeasurementFailed(f"{type(model).__name__} does not export to ONNX (opset {opset}): {exc}") from exc

@@ -24,7 +24,9 @@ def choose_providers(target: Target, precision: str, available: list[str]) -> li
         return [("CPUExecutionProvider", {})]
     if "TensorrtExecutionProvider" in available:
         # CUDA stays as fallback for any node TensorRT does not take.
-        fallback: list[tuple[str, dict[str, Any]]] = [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
+        fallback: list[tuple[str, dict[str, Any]]] = (
+            [("CUDAExecutionProvider", {})] if "CUDAExecutionProvider" in available else []
+        )
         return [("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}), *fallback]
     if precision == "fp32" and "CUDAExecutionProvider" in available:
         return [("CUDAExecutionProvider", {})]
@@ -76,6 +78,10 @@ def measure(
         repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions("onnxruntime", "onnx"),
-        extra={**stats.as_extra(), "threads": settings.threads, "provider": used,
-               **({"denormals": "flushed to zero"} if on_cpu else {})},
+        extra={
+            **stats.as_extra(),
+            "threads": settings.threads,
+            "provider": used,
+            **({"denormals": "flushed to zero"} if on_cpu else {}),
+        },
     )

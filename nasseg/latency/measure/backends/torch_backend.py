@@ -22,7 +22,9 @@ def _device_for(target: Target) -> torch.device:
     if target.kind == "host-cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise BackendUnavailable("torch", f"a CUDA device for target {target.name} (torch.cuda.is_available() is False)")
+        raise BackendUnavailable(
+            "torch", f"a CUDA device for target {target.name} (torch.cuda.is_available() is False)"
+        )
     return torch.device("cuda")
 
 
