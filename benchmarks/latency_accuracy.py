@@ -5,7 +5,8 @@
    network on any board or input (leave-one-network-out, the headline), none of its source
    (leave-one-source-out), or only not itself (leave-one-out); the check points, which no fit sees,
    by the full fit. Per device: MAPE, share within 25 %, Kendall tau; per network family: the bias.
-   ``--effects-study`` also judges each kernel effect (nasseg.latency.predict.effects) alone.
+   ``--effects-study`` also judges each kernel effect (nasseg.latency.predict.effects) alone, and the
+   shipped set without each of its effects and with each other one.
 2. The papers' own Jetson settings: estimates for the baselines at the device and input each
    paper timed them (some of those timings are withheld from us; a reviewer compares).
 3. Host CPU: architectures sampled from every search space that has landed are measured with the
@@ -56,7 +57,7 @@ from nasseg.latency import estimate
 from nasseg.latency.measure.backends import measure_model
 from nasseg.latency.measure.device import cpu_name
 from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, Calibration
-from nasseg.latency.predict.effects import EFFECTS
+from nasseg.latency.predict.effects import CONCAT_FREE, CONCAT_IN_PLACE, EFFECTS
 from nasseg.latency.predict.fit import (
     HOST_PRIOR,
     JETSON_EFFECTS,
@@ -217,26 +218,57 @@ def print_jetson(rows: list[PointResult]) -> None:
     )
 
 
+# The effects of the previous packaged calibrations (published-v2): the study's "before" row.
+PREVIOUS_JETSON_EFFECTS = ["pad8", "tile32", "concat_in_place"]
+
+
+def effect_candidates(shipped: list[str], previous: list[str] | None = None) -> list[list[str]]:
+    """The effect sets the study judges: none, each alone, the previous shipped set, the shipped set, the
+    shipped set without each of its effects, and with each other effect (concat_free replaces
+    concat_in_place, so it is judged alone only)."""
+    candidates = [[], *[[e] for e in EFFECTS]]
+    if previous:
+        candidates.append(list(previous))
+    if shipped:
+        candidates.append(list(shipped))
+        candidates += [[e for e in shipped if e != dropped] for dropped in shipped]
+        others = [e for e in EFFECTS if e not in shipped and not (e == CONCAT_FREE and CONCAT_IN_PLACE in shipped)]
+        candidates += [[*shipped, e] for e in others]
+    unique: list[list[str]] = []
+    for effects in candidates:
+        if sorted(effects) not in [sorted(u) for u in unique]:
+            unique.append(effects)
+    return unique
+
+
 def effects_study(candidates: list[list[str]], out: Path | None) -> None:
     """Each kernel effect on its own, and the chosen set, judged by leave-one-network-out."""
     print("\n### Jetson: kernel effects, each judged by leave-one-network-out\n")
     measurements, checks = published_measurements(), published_measurements(checks=True)
+    boards = list(dict.fromkeys(m.target for m in measurements))
     record = {}
     print(
-        "| effects | LONO MAPE | LONO within 25 % | worst family bias | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |"
+        "| effects | LONO MAPE | LONO within 25 % | LONO MAPE per board ("
+        + " / ".join(b.removeprefix("jetson-") for b in boards)
+        + ") | worst fitted family (LONO bias) | FASSD-Net TX2 checks (pred / meas) | DeepLabV3+ TX2 check |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for effects in candidates:
         rows = evaluate(effects, protocols=("lono",), measurements=measurements, checks=checks)
         fitted = [r for r in rows if not r.check]
         s = Summary.of(fitted, "lono")
-        families = {f: Summary.of(g, "lono").bias for f, g in by(rows, lambda r: r.family).items()}
+        per_board = by(fitted, lambda r: r.target)
+        board_mape = " / ".join(f"{Summary.of(per_board[b], 'lono').mape:.1%}" for b in boards)
+        families = {f: Summary.of(g, "lono").bias for f, g in by(fitted, lambda r: r.family).items()}
         worst = max(families, key=lambda f: abs(families[f]))
         fassd = [r.ratio("lono") for r in rows if r.check and r.family == "fassd-net"]
         dlv3 = [r.ratio("lono") for r in rows if r.check and r.family == "mmseg-r50-d8"]
         print(
-            f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.1%} | {s.within_25:.0%} | {worst} {families[worst]:+.0%} "
-            f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |"
+            f"| {' + '.join(effects) or 'none (roofline)'} | {s.mape:.2%} | {s.within_25:.0%} "
+            f"| {board_mape} "
+            f"| {worst} {families[worst]:+.0%} "
+            f"| {' / '.join(f'{x:.2f}' for x in fassd)} | {' / '.join(f'{x:.2f}' for x in dlv3)} |",
+            flush=True,
         )
         record["+".join(effects) or "none"] = to_json(rows, effects)["summary"]
     if out is not None:
@@ -883,10 +915,10 @@ def main() -> None:
         effects = None if args.effects is None else [e for e in args.effects.split(",") if e]
         jetson_generalisation(effects, args.jetson_results)
         if args.effects_study:
-            candidates = [[], *[[e] for e in EFFECTS]]
-            if JETSON_EFFECTS and JETSON_EFFECTS not in candidates:
-                candidates.append(list(JETSON_EFFECTS))
-            effects_study(candidates, args.jetson_results.with_name(EFFECTS_RESULTS.name))
+            effects_study(
+                effect_candidates(JETSON_EFFECTS, PREVIOUS_JETSON_EFFECTS),
+                args.jetson_results.with_name(EFFECTS_RESULTS.name),
+            )
         paper_settings()
     if not args.skip_host:
         host(

@@ -439,3 +439,19 @@ def test_the_camvid_study_figures_are_recomputed_from_the_committed_study(name, 
 
     stored = json.loads((STORED / f"{name}.json").read_text())
     assert json.loads(json.dumps(compute(STUDY_FILE))) == stored
+
+
+def test_the_effects_study_judges_each_effect_alone_and_the_shipped_set_without_and_with_each() -> None:
+    shipped = ["pad8", "concat_in_place", "no_overlap"]
+    candidates = latency_accuracy.effect_candidates(shipped, ["pad8"])
+    assert candidates[0] == [] and all([e] in candidates for e in latency_accuracy.EFFECTS)
+    assert (
+        shipped in candidates
+        and ["concat_in_place", "no_overlap"] in candidates
+        and ["pad8", "no_overlap"] in candidates
+    )
+    assert [*shipped, "tile32"] in candidates and [
+        *shipped,
+        "concat_free",
+    ] not in candidates  # concat_free replaces in_place
+    assert len({tuple(sorted(c)) for c in candidates}) == len(candidates)  # ["pad8"] is there once

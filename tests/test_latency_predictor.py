@@ -57,7 +57,8 @@ def test_estimate_is_the_roofline_of_the_calibration() -> None:
     bytes_ = 2 * (3 * 128 * 256 + 64 * 128 * 256 + conv.weight.numel())
     compute = flops / (cal.cuda_core_flops * cal.efficiency["conv_dilated"])  # dilated: no tensor cores
     memory = bytes_ / (cal.bandwidth * cal.memory_efficiency)
-    expected = max(compute, memory) * 1e3 + cal.layer_overhead_ms + cal.fixed_overhead_ms
+    combined = compute + memory if "no_overlap" in cal.effects else max(compute, memory)  # the calibration's rule
+    expected = combined * 1e3 + cal.layer_overhead_ms + cal.fixed_overhead_ms
     assert result.median_ms == pytest.approx(expected, rel=1e-9)
     assert result.kind == "estimated" and result.calibration == cal.id and result.predictor
 

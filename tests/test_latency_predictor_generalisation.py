@@ -190,7 +190,47 @@ def test_effects_change_only_the_layers_they_are_about() -> None:
         "concat_free",
         "concat_in_place",
         "dilated_on_tensor_cores",
+        "winograd",
+        "no_overlap",
     }
+
+
+def test_winograd_counts_fewer_multiplies_only_where_it_runs() -> None:
+    """Without tensor cores a stride-1 3x3 convolution runs as Winograd F(2x2, 3x3): 2.25x fewer
+    multiplies; a strided one, the image-input one and any 1x1 keep theirs, and a tensor-core GPU none."""
+    probe = template("jetson-nano", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "p")
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1),
+        nn.Conv2d(32, 32, 1),
+    )
+    table = layer_table(net, (32, 32), probe)[1]
+    image, plain, strided, pointwise = np.flatnonzero(table.conv_rows[:, 0] > 0)
+    fast = apply_effects(table, ["winograd"], Hardware("fp16", False, 1.0))
+    assert fast.flops[plain] == pytest.approx(table.flops[plain] / 2.25)
+    assert [fast.flops[i] for i in (image, strided, pointwise)] == [table.flops[i] for i in (image, strided, pointwise)]
+    assert np.array_equal(apply_effects(table, ["winograd"], Hardware("fp16", True, 8.0)).flops, table.flops)
+
+
+def test_no_overlap_adds_a_kernels_compute_and_memory_time() -> None:
+    """The roofline takes the larger of a kernel's compute and memory time; without overlap, their sum.
+    Memory-bound kernels have no compute term, so they cost the same either way."""
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.Conv2d(64, 64, 3, padding=1))
+    probe = template("jetson-agx-xavier", "fp16", "tensorrt", JETSON_TIMED, True, JETSON_PRIOR, "p")
+    table = layer_table(net, (64, 64), probe)[1]
+    same = apply_effects(table, ["no_overlap"], Hardware("fp16", True, 8.0))  # a known effect that changes no layer
+    assert np.array_equal(same.flops, table.flops) and np.array_equal(same.bytes, table.bytes)
+    cal = jetson_templates(["jetson-agx-xavier"], effects=[])["jetson-agx-xavier"]
+    flops_per_s, bytes_per_s = cal.class_rates()
+    compute = table.flops / flops_per_s[table.op_class] * 1e3
+    memory = table.bytes / bytes_per_s[table.op_class] * 1e3
+    launch = table.launched.sum() * cal.layer_overhead_ms + cal.fixed_overhead_ms
+    m = Measurement("x", "jetson-agx-xavier", table, 1.0)
+    plain = predict_measurements({"jetson-agx-xavier": cal}, [m])[0]
+    summed = predict_measurements({"jetson-agx-xavier": dataclasses.replace(cal, effects=["no_overlap"])}, [m])[0]
+    assert plain == pytest.approx(np.maximum(compute, memory).sum() + launch)
+    assert summed == pytest.approx((compute + memory).sum() + launch)
 
 
 def test_a_concatenation_is_written_in_place_unless_another_one_reads_its_input() -> None:

@@ -95,16 +95,19 @@ def test_the_same_seed_gives_the_same_study(tmp_path) -> None:
 
 
 def test_a_latency_constraint_is_respected_and_not_trained_past(tmp_path) -> None:
-    run_search(tiny(budget=4, baselines=True, max_latency_ms=20.0), base=tmp_path)
+    # Inside the range of the espnet baselines' Nano estimates (published-v3: 21.8 to 63.1 ms), so that some
+    # trials keep to it and some do not, whatever the sampler draws.
+    limit_ms = 25.0
+    run_search(tiny(budget=4, baselines=True, max_latency_ms=limit_ms), base=tmp_path)
     study, settings = load_study("espnet-jetson-nano", base=tmp_path)
     records = done_records(study)
-    over = [r for r in records if r.latency_ms > 20.0]
+    over = [r for r in records if r.latency_ms > limit_ms]
     assert over and all(r.status == "constrained" and r.miou is None and r.steps is None for r in over)
-    assert all(r.status == "complete" for r in records if r.latency_ms <= 20.0)
+    assert all(r.status == "complete" for r in records if r.latency_ms <= limit_ms)
     results = study_results(study, settings)
     rows = {t.number: t for t in results.trials}
-    assert results.pareto and all(rows[n].latency_ms <= 20.0 for n in results.pareto)
-    assert results.reference_ms == 20.0
+    assert results.pareto and all(rows[n].latency_ms <= limit_ms for n in results.pareto)
+    assert results.reference_ms == limit_ms
     constraints = [t.constraints for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert any(c["latency_ms"] > 0 for c in constraints)  # the samplers are told, through Optuna's constraints
 

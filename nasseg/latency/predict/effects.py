@@ -1,7 +1,8 @@
 """What the plain roofline misses on a Jetson: kernel effects a calibration may switch on.
 
 Each effect rewrites a layer table before it is costed (more effective work, or no kernel at all),
-so it needs no fitted parameter of its own: the fit's efficiencies absorb what stays common to
+or, for ``no_overlap``, changes how a kernel's arithmetic and memory traffic add up; none needs a
+fitted parameter of its own: the fit's efficiencies absorb what stays common to
 every network, and an effect survives only if it lowers the error on networks the fit never saw
 (leave-one-network-out, ``benchmarks/latency_accuracy.py``). A calibration lists the effects it was
 fitted with (``Calibration.effects``); the packaged ones keep those that passed that test
@@ -17,12 +18,23 @@ import numpy as np
 
 from nasseg.latency.predict.costs import GEOMETRY_FIELDS, OP_CLASSES, LayerTable
 
-_CIN, _COUT, _KH, _KW, _DH, _DW, _GROUPS, _TRANSPOSED = (
+_CIN, _COUT, _KH, _KW, _SH, _SW, _DH, _DW, _GROUPS, _TRANSPOSED = (
     GEOMETRY_FIELDS.index(f)
-    for f in ("in_channels", "out_channels", "kernel_h", "kernel_w", "dilation_h", "dilation_w", "groups", "transposed")
+    for f in (
+        "in_channels",
+        "out_channels",
+        "kernel_h",
+        "kernel_w",
+        "stride_h",
+        "stride_w",
+        "dilation_h",
+        "dilation_w",
+        "groups",
+        "transposed",
+    )
 )
 _CONV_CLASSES = [OP_CLASSES.index(c) for c in OP_CLASSES if c.startswith("conv")]
-_DEPTHWISE, _DILATED = OP_CLASSES.index("conv_depthwise"), OP_CLASSES.index("conv_dilated")
+_CONV, _DEPTHWISE, _DILATED = (OP_CLASSES.index(c) for c in ("conv", "conv_depthwise", "conv_dilated"))
 # The network's input image: TensorRT reformats it once, in every network alike, so the fit absorbs it.
 _IMAGE_CHANNELS = 4
 
@@ -88,17 +100,50 @@ def dilated_on_tensor_cores(table: LayerTable, hw: Hardware) -> np.ndarray:
     return np.where(table.op_class == _DILATED, 1.0 / hw.peak_over_cuda, 1.0)
 
 
+# Winograd F(2x2, 3x3): 16 multiplies per 2x2 output tile and input channel instead of 36.
+WINOGRAD_SAVING = 36 / 16
+
+
+def winograd(table: LayerTable, hw: Hardware) -> np.ndarray:
+    """Where there are no tensor cores (Nano, TX2), cuDNN/TensorRT run dense, undilated 3x3 convolutions
+    of stride 1 as Winograd F(2x2, 3x3) (jetson.md section 4: Winograd lifts ResNet and VGG there): 2.25x
+    fewer multiplies than a strided, larger-kernel or image-input convolution of the same MACs, which
+    runs as a plain implicit GEMM. Tensor-core GPUs run both as implicit GEMM: no change there."""
+    if hw.tensor_cores:
+        return np.ones(len(table.flops))
+    rows = table.conv_rows
+    fast = (
+        (table.op_class == _CONV)
+        & (rows[:, _KH] == 3)
+        & (rows[:, _KW] == 3)
+        & (rows[:, _SH] == 1)
+        & (rows[:, _SW] == 1)
+        & (rows[:, _CIN] > _IMAGE_CHANNELS)
+    )
+    return np.where(fast, 1.0 / WINOGRAD_SAVING, 1.0)
+
+
 # Effects that scale each layer's arithmetic (effective FLOPs).
 FLOP_EFFECTS: dict[str, Callable[[LayerTable, Hardware], np.ndarray]] = {
     "pad8": pad8,
     "misaligned_off_fp16": misaligned_off_fp16,
     "tile32": tile32,
     "dilated_on_tensor_cores": dilated_on_tensor_cores,
+    "winograd": winograd,
 }
 # Effects that remove kernels: TensorRT writes a concatenation's inputs straight into its output buffer
 # (concat_free: always; concat_in_place: only inputs no other concatenation reads, the rest is copied).
 CONCAT_FREE, CONCAT_IN_PLACE = "concat_free", "concat_in_place"
-EFFECTS = (*FLOP_EFFECTS, CONCAT_FREE, CONCAT_IN_PLACE)
+# A kernel's arithmetic does not hide its memory traffic: its time is the sum of the two, not the larger.
+# The plain roofline's max() is the ideal overlap; with 1-8 SMs and 0.25-4 MB of L2 a Jetson kernel keeps
+# too few warps in flight to stream its operands while it computes. Costing only, no table change.
+NO_OVERLAP = "no_overlap"
+EFFECTS = (*FLOP_EFFECTS, CONCAT_FREE, CONCAT_IN_PLACE, NO_OVERLAP)
+
+
+def overlaps(effects: list[str] | tuple[str, ...]) -> bool:
+    """Whether a kernel's arithmetic hides its memory traffic (the roofline's max) under these effects."""
+    return NO_OVERLAP not in effects
 
 
 def apply_effects(table: LayerTable, effects: list[str] | tuple[str, ...], hw: Hardware) -> LayerTable:

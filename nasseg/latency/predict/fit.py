@@ -22,7 +22,7 @@ from torch import nn
 from nasseg.errors import CalibrationError
 from nasseg.latency.predict.calibration import CALIBRATIONS_DIR, MEMORY_CLASSES, Calibration
 from nasseg.latency.predict.costs import OP_CLASSES, LayerTable
-from nasseg.latency.predict.effects import apply_effects
+from nasseg.latency.predict.effects import apply_effects, overlaps
 from nasseg.latency.predict.optable import OpTable, time_layers
 from nasseg.latency.predict.predictor import layer_table, layer_times_ms, predict_ms
 from nasseg.latency.predict.reference_nets import reference_net
@@ -184,6 +184,7 @@ class _Problem:
         self.sample_peaks = np.array([c.class_peaks() for c in cals]).reshape(len(cals), -1)  # S x C
         self.bandwidth = np.array([templates[t].bandwidth for t in self.targets])
         self.is_memory = np.isin(np.array(OP_CLASSES)[self.table.op_class], MEMORY_CLASSES)
+        self.overlap = np.array([overlaps(c.effects) for c in cals], dtype=bool)[self.table.sample]
 
     def predict(self, theta: np.ndarray) -> np.ndarray:
         """theta: targets x parameters (log)."""
@@ -196,7 +197,7 @@ class _Problem:
         streaming = self.bandwidth[self.layer_target] * np.where(
             memory, efficiency, values[self.layer_target, _N_CLASS]
         )
-        times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1])
+        times = layer_times_ms(self.table, flops, streaming, values[self.layer_target, _N_CLASS + 1], self.overlap)
         per_sample = np.bincount(self.table.sample, weights=times, minlength=len(self.measured))
         return per_sample + values[self.sample_target, _N_CLASS + 2]
 
@@ -372,8 +373,8 @@ JETSON_TIMED = "engine execute + sync, batch 1 (TensorRT; fitted on published en
 
 # The kernel effects the packaged Jetson calibrations are fitted with: those that lowered the
 # leave-one-network-out error on the published points (benchmarks/README.md, "Kernel effects").
-JETSON_EFFECTS: list[str] = ["pad8", "tile32", "concat_in_place"]
-JETSON_CAL_VERSION = "published-v2"
+JETSON_EFFECTS: list[str] = ["pad8", "tile32", "concat_in_place", "winograd", "no_overlap"]
+JETSON_CAL_VERSION = "published-v3"
 
 
 def jetson_templates(targets: list[str], effects: list[str] | None = None) -> dict[str, Calibration]:

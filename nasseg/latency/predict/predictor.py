@@ -6,7 +6,10 @@ Every kernel ``l`` of op class ``c`` takes
 
 for a compute class (convolutions, matrix products), and ``bytes_l / (bandwidth * efficiency_c) +
 layer_overhead`` for a memory-bound class (element-wise, pooling, reductions, resize, copies), whose
-kernels are limited by how well they stream memory rather than by arithmetic. The network takes ``sum(t_l) + fixed_overhead``. ``peak_c`` is the tensor-core peak for the
+kernels are limited by how well they stream memory rather than by arithmetic. A calibration with the
+``no_overlap`` effect adds the two terms of a compute kernel instead of taking the larger (its kernels do
+not hide their memory traffic behind their arithmetic; ``nasseg.latency.predict.effects``). The
+network takes ``sum(t_l) + fixed_overhead``. ``peak_c`` is the tensor-core peak for the
 classes whose kernels use tensor cores and the CUDA-core peak for depthwise and dilated
 convolutions (cuDNN/TensorRT run those without tensor cores; jetson.md section 5). Efficiencies,
 overheads and the fusion rule come from a ``Calibration`` fitted to measurements
@@ -24,7 +27,7 @@ from torch import nn
 
 from nasseg.latency.predict.calibration import Calibration, find_calibration
 from nasseg.latency.predict.costs import BYTES_PER_ELEMENT, OP_CLASSES, Layer, LayerTable, layers_of
-from nasseg.latency.predict.effects import apply_effects
+from nasseg.latency.predict.effects import apply_effects, overlaps
 from nasseg.latency.predict.graph import OpNode, trace
 from nasseg.latency.result import LatencyResult
 
@@ -37,10 +40,14 @@ def layer_times_ms(
     flops_per_s: np.ndarray,
     bytes_per_s: float | np.ndarray,
     layer_overhead_ms: float | np.ndarray,
+    overlap: bool | np.ndarray = True,
 ) -> np.ndarray:
     """Per-kernel time: roofline of compute (at each layer's effective FLOP/s) and memory traffic,
-    plus the launch overhead of launched kernels."""
-    return np.maximum(table.flops / flops_per_s, table.bytes / bytes_per_s) * 1e3 + table.launched * layer_overhead_ms
+    plus the launch overhead of launched kernels. ``overlap`` (per layer, or for all): the larger of the
+    two, as the roofline has it; without, their sum (the ``no_overlap`` effect)."""
+    compute, memory = table.flops / flops_per_s, table.bytes / bytes_per_s
+    combined = np.where(overlap, np.maximum(compute, memory), compute + memory)
+    return combined * 1e3 + table.launched * layer_overhead_ms
 
 
 def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
@@ -49,7 +56,9 @@ def _per_layer_times(table: LayerTable, cal: Calibration) -> np.ndarray:
         return cal.optable.layer_ms(table) * cal.optable.scale
     table = apply_effects(table, cal.effects, cal.hardware())
     flops_per_s, bytes_per_s = cal.class_rates()
-    return layer_times_ms(table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms)
+    return layer_times_ms(
+        table, flops_per_s[table.op_class], bytes_per_s[table.op_class], cal.layer_overhead_ms, overlaps(cal.effects)
+    )
 
 
 def predict_ms(table: LayerTable, cal: Calibration, samples: int = 1) -> np.ndarray:
