@@ -19,73 +19,122 @@ from torch.utils.flop_counter import FlopCounterMode
 # fvcore counts them by default, the published "FLOPs" of our papers do not.
 _NON_MATMUL_OPS = ("batch_norm", "upsample_nearest2d", "upsample_bilinear2d", "adaptive_avg_pool2d", "grid_sampler")
 
-# Ops that move or reshape data, or are element-wise: they have no multiply-accumulates worth
-# counting, so fvcore skipping them is expected. Anything else it skips is reported as a gap.
-_FREE_OPS = {
-    "aten::add",
-    "aten::add_",
-    "aten::sub",
-    "aten::mul",
-    "aten::mul_",
-    "aten::div",
-    "aten::relu",
-    "aten::relu_",
-    "aten::prelu",
-    "aten::sigmoid",
-    "aten::tanh",
-    "aten::exp",
-    "aten::cat",
-    "aten::view",
-    "aten::reshape",
-    "aten::transpose",
-    "aten::contiguous",
-    "aten::slice",
-    "aten::chunk",
-    "aten::split",
-    "aten::split_with_sizes",
-    "aten::avg_pool2d",
-    "aten::max_pool2d",
-    "aten::mean",
-    "aten::amax",
-    "aten::max",
-    "aten::hardswish",
-    "aten::hardswish_",
-    "aten::silu",
-    "aten::silu_",
-    "aten::clamp",
-    "aten::clamp_min",
-    "aten::where",
-    "aten::gt",
-    "aten::dropout",
-    "aten::feature_dropout",
-    "aten::size",
-    "aten::expand_as",
-    "aten::sum",
-    "aten::flatten",
-    "aten::unsqueeze",
-    "aten::squeeze",
-    "aten::permute",
-    "aten::hardtanh",
-    "aten::hardtanh_",
-    "aten::leaky_relu",
-    "aten::constant_pad_nd",
-    "aten::pad",
-    "aten::narrow",
-    "aten::select",
-    "aten::stack",
-    "aten::sigmoid_",
-    "aten::ones_like",
-    "aten::zeros_like",
-    "aten::expand",
-    "aten::repeat",
-    "aten::log",
-    "aten::abs",
-    "aten::softmax",
-    "aten::floor_divide",
-    "aten::Int",
-    "aten::ScalarImplicit",
-    "aten::reflection_pad2d",
+# Two sets of operators by bare ATen name: fvcore's "aten::relu_" and the latency predictor's
+# "aten.relu_" are both "relu" (an in-place variant does what its functional form does).
+#
+# Operators that run no kernel on the device: views and shape queries only relabel memory, and
+# tensors made of constants (zeros, full, arange ...) become constants of an exported engine. The
+# latency predictor (nasseg.latency.predict.costs) leaves them out of the layers it costs.
+NO_KERNEL_OPS = frozenset(
+    {
+        "view",
+        "_unsafe_view",
+        "reshape",
+        "transpose",
+        "permute",
+        "t",
+        "expand",
+        "expand_as",
+        "slice",
+        "select",
+        "unsqueeze",
+        "squeeze",
+        "alias",
+        "detach",
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "unbind",
+        "narrow",
+        "as_strided",
+        "flatten",
+        "unflatten",
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "zeros",
+        "ones",
+        "full",
+        "zeros_like",
+        "ones_like",
+        "full_like",
+        "arange",
+        "scalar_tensor",
+        "lift_fresh",
+        "lift_fresh_copy",
+        "_local_scalar_dense",
+        "sym_size",
+        "sym_stride",
+        "sym_numel",
+        "dim",
+        "size",
+        "stride",
+        "numel",
+        "is_same_size",
+        "view_as",
+        "movedim",
+        "squeeze_copy",
+        "new_empty",
+        "new_zeros",
+        "new_ones",
+    }
+)
+
+# Operators with no multiply-accumulates worth counting, so fvcore skipping them is expected (anything
+# else it skips is reported as a gap): those that run no kernel, and those whose kernel does only
+# element-wise arithmetic, pooling, a reduction or a copy. The latency predictor costs the latter, as
+# they take time on the device though they add no MACs.
+NO_MAC_OPS = NO_KERNEL_OPS | {
+    # element-wise
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "floor_divide",
+    "abs",
+    "exp",
+    "log",
+    "relu",
+    "prelu",
+    "leaky_relu",
+    "sigmoid",
+    "tanh",
+    "hardswish",
+    "hardtanh",
+    "silu",
+    "clamp",
+    "clamp_min",
+    "where",
+    "gt",
+    # pooling and reductions
+    "avg_pool2d",
+    "max_pool2d",
+    "mean",
+    "sum",
+    "amax",
+    "max",
+    "softmax",
+    # copies and padding
+    "cat",
+    "stack",
+    "repeat",
+    "contiguous",
+    "constant_pad_nd",
+    "reflection_pad2d",
+    # only in fvcore's TorchScript trace: the predictor's dispatched graph holds what pad decomposes
+    # into, no dropout (an identity in inference) and no scalar conversions
+    "pad",
+    "dropout",
+    "feature_dropout",
+    "Int",
+    "ScalarImplicit",
 }
+
+
+def _bare_name(op: str) -> str:
+    """'aten::relu_' -> 'relu'."""
+    name = op.split("::", 1)[-1]
+    return name[:-1] if name.endswith("_") else name
 
 
 @dataclass(frozen=True)
@@ -108,8 +157,8 @@ class MacCount:
 
     @property
     def uncounted_ops(self) -> dict[str, int]:
-        """Skipped ops that may carry real arithmetic (not data movement or element-wise)."""
-        return {op: n for op, n in self.skipped_ops.items() if op not in _FREE_OPS}
+        """Skipped ops that may carry multiply-accumulates (any not in ``NO_MAC_OPS``)."""
+        return {op: n for op, n in self.skipped_ops.items() if _bare_name(op) not in NO_MAC_OPS}
 
 
 def count_params(model: nn.Module) -> int:

@@ -9,7 +9,10 @@ runtime, precision and what was timed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # timing imports torch; a result is read and written without it
+    from nasseg.latency.timing import TimingStats
 
 Kind = Literal["measured", "estimated"]
 
@@ -40,6 +43,39 @@ class LatencyResult:
             raise ValueError("a measured latency needs backend, device and what was timed")
         if self.kind == "estimated" and not (self.predictor and self.calibration):
             raise ValueError("an estimated latency needs the predictor and the calibration it came from")
+
+    @classmethod
+    def measured(
+        cls,
+        stats: TimingStats,
+        *,
+        target: str,
+        input_hw: tuple[int, int],
+        precision: str,
+        backend: str,
+        device: str,
+        timed: str,
+        power_mode: str | None,
+        versions: dict[str, str],
+        extra: dict[str, Any] | None = None,
+    ) -> LatencyResult:
+        """A measurement summarised by ``stats``: its median, spread and kept repeats, with the timing
+        statistics first in ``extra`` and then what the backend adds (threads, parity, provider ...)."""
+        return cls(
+            kind="measured",
+            median_ms=stats.median_ms,
+            target=target,
+            input_hw=(int(input_hw[0]), int(input_hw[1])),
+            precision=precision,
+            backend=backend,
+            device=device,
+            timed=timed,
+            spread_ms=stats.iqr_ms,
+            repeats=stats.kept,
+            power_mode=power_mode,
+            versions=versions,
+            extra={**stats.as_extra(), **(extra or {})},
+        )
 
     @property
     def fps(self) -> float:

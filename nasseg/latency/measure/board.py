@@ -111,23 +111,15 @@ def board_result(
         )
         if board.get(k) is not None
     }
-    return LatencyResult(
-        kind="measured",
-        median_ms=stats.median_ms,
+    return LatencyResult.measured(
+        stats,
         target=target.name,
-        input_hw=(int(input_hw[0]), int(input_hw[1])),
+        input_hw=input_hw,
         precision=precision,
         backend="tensorrt",
         device=board.get("device") or target.name,
         timed=TIMED,
-        spread_ms=stats.iqr_ms,
-        repeats=stats.kept,
         power_mode=board.get("power_mode"),
         versions=versions,
-        extra={
-            **stats.as_extra(),
-            **read_on_board,
-            "agent": "board",
-            "parity": "not checked: the board agent returns times, not outputs",
-        },
+        extra={**read_on_board, "agent": "board", "parity": "not checked: the board agent returns times, not outputs"},
     )

@@ -1,8 +1,9 @@
 """What each operator of the layer graph asks of the hardware: its op class, arithmetic and bytes.
 
-Every operator is either free (a view: no kernel runs), or a layer of one op class with its
-floating-point operations and the bytes it reads and writes. An operator that is neither is an
-error naming it and the layer that ran it: nothing is ever silently costed at 0 ms.
+Every operator is either free (it runs no kernel: ``nasseg.profile.NO_KERNEL_OPS``), or a layer
+of one op class with its floating-point operations and the bytes it reads and writes. An operator
+that is neither is an error naming it and the layer that ran it: nothing is ever silently costed
+at 0 ms.
 
 With ``fuse_pointwise`` (TensorRT), element-wise operators that directly follow a convolution
 or matrix product whose output nothing else reads (batch-norm, activation, residual add) run
@@ -20,6 +21,7 @@ import numpy as np
 
 from nasseg.errors import UnsupportedLayer
 from nasseg.latency.predict.graph import OpNode
+from nasseg.profile import NO_KERNEL_OPS
 
 # Op classes. Convolutions split by the shape of their work, because kernels differ (and papers
 # measure them differently): a depthwise conv is memory bound, a dilated one loses Winograd and
@@ -28,59 +30,6 @@ CONV_CLASSES = ("conv", "conv1x1", "conv_dilated", "conv_asym", "conv_depthwise"
 OTHER_CLASSES = ("matmul", "elementwise", "pool", "reduce", "resize", "copy")
 OP_CLASSES = CONV_CLASSES + OTHER_CLASSES
 
-# Views and bookkeeping: no kernel runs.
-_FREE = {
-    "view",
-    "_unsafe_view",
-    "reshape",
-    "transpose",
-    "permute",
-    "t",
-    "expand",
-    "expand_as",
-    "slice",
-    "select",
-    "unsqueeze",
-    "squeeze",
-    "alias",
-    "detach",
-    "split",
-    "split_with_sizes",
-    "chunk",
-    "unbind",
-    "narrow",
-    "as_strided",
-    "flatten",
-    "unflatten",
-    "empty",
-    "empty_like",
-    "empty_strided",
-    "zeros",
-    "ones",
-    "full",
-    "zeros_like",
-    "ones_like",
-    "full_like",
-    "arange",
-    "scalar_tensor",
-    "lift_fresh",
-    "lift_fresh_copy",
-    "_local_scalar_dense",
-    "sym_size",
-    "sym_stride",
-    "sym_numel",
-    "dim",
-    "size",
-    "stride",
-    "numel",
-    "is_same_size",
-    "view_as",
-    "movedim",
-    "squeeze_copy",
-    "new_empty",
-    "new_zeros",
-    "new_ones",
-}
 _ELEMENTWISE = {
     "add",
     "sub",
@@ -295,7 +244,7 @@ class ConvGeometry:
     bias: bool
 
     def as_row(self) -> list[int]:
-        # Not dataclasses.astuple, which deep-copies field by field: it was a tenth of an estimate's time.
+        # Not dataclasses.astuple, which deep-copies field by field: that takes a tenth of an estimate's time.
         return [int(getattr(self, f.name)) for f in dataclasses.fields(self)]
 
     @classmethod
@@ -312,7 +261,7 @@ GEOMETRY_FIELDS = tuple(f.name for f in dataclasses.fields(ConvGeometry))
 # input and its first output as (channels, height, width), how many activation operands it reads, and
 # the size of the second (a multiply by a (C, 1, 1) attention map is not one by a whole tensor). An
 # upsampling of 960 channels from 6x8 to 48x64 and one of 11 channels from 48x64 to 192x256 have the
-# same FLOPs and bytes within 20 %, yet took 13.6 and 1.3 ns per output element on the dev CPU.
+# same FLOPs and bytes within 20 %, yet take 13.6 and 1.3 ns per output element on the development CPU.
 SHAPE_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "operands", "second_numel")
 
 
@@ -431,7 +380,7 @@ def _classify(node: OpNode) -> tuple[str, float] | None:
     """(op class, FLOPs), or None for a free op. Raises for an op with no cost model."""
     name = _base_name(node.op)
     out_elems = float(sum(_numel(s) for s in node.out_shapes))
-    if name in _FREE:
+    if name in NO_KERNEL_OPS:
         return None
     if name == "convolution" or name == "_convolution":
         return _conv_class(node)

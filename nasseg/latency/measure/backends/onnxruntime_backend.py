@@ -65,23 +65,15 @@ def measure(
 
     with denormals_flushed():
         stats = time_repeatedly(run_once, settings)
-    return LatencyResult(
-        kind="measured",
-        median_ms=stats.median_ms,
+    return LatencyResult.measured(
+        stats,
         target=target.name,
         input_hw=input_hw,
         precision=precision,
         backend="onnxruntime",
         device=cpu_device(settings.threads) if on_cpu else f"{target.name} GPU via {used}",
         timed=f"session.run, {clock_name}" + ("" if on_cpu else " (includes host-device copies)"),
-        spread_ms=stats.iqr_ms,
-        repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions("onnxruntime", "onnx"),
-        extra={
-            **stats.as_extra(),
-            "threads": settings.threads,
-            "provider": used,
-            **({"denormals": "flushed to zero"} if on_cpu else {}),
-        },
+        extra={"threads": settings.threads, "provider": used, **({"denormals": "flushed to zero"} if on_cpu else {})},
     )

@@ -145,18 +145,15 @@ def measure(
     versions = software_versions("onnx")
     if summary.tensorrt_version:
         versions["tensorrt"] = summary.tensorrt_version
-    return LatencyResult(
-        kind="measured",
-        median_ms=stats.median_ms,
+    return LatencyResult.measured(
+        stats,
         target=target.name,
         input_hw=input_hw,
         precision=precision,
         backend="tensorrt",
         device=jetson_model() or summary.device or target.name,
         timed="GPU compute time (trtexec, ONNX -> TensorRT engine)",
-        spread_ms=stats.iqr_ms,
-        repeats=stats.kept,
         power_mode=power_mode(),
         versions=versions,
-        extra={**stats.as_extra(), **parity, "trtexec_gpu_compute_ms": summary.gpu_compute_ms},
+        extra={**parity, "trtexec_gpu_compute_ms": summary.gpu_compute_ms},
     )

@@ -43,18 +43,15 @@ def measure(
         engine = convert(net, [x], fp16_mode=precision == "fp16")
         parity = check_parity(net(x).cpu().numpy(), engine(x).float().cpu().numpy(), "torch2trt")
         stats = time_repeatedly(cuda_timer(engine, x), settings)
-    return LatencyResult(
-        kind="measured",
-        median_ms=stats.median_ms,
+    return LatencyResult.measured(
+        stats,
         target=target.name,
         input_hw=input_hw,
         precision=precision,
         backend="torch2trt",
         device=jetson_model() or torch.cuda.get_device_name(),
         timed="engine execute + sync (torch2trt, CUDA events)",
-        spread_ms=stats.iqr_ms,
-        repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions("torch2trt", "tensorrt"),
-        extra={**stats.as_extra(), **parity},
+        extra=parity,
     )

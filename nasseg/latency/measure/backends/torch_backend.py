@@ -73,18 +73,15 @@ def measure(
     else:
         device_name = jetson_model() or torch.cuda.get_device_name(device)
         timed = "forward, CUDA events after synchronize"
-    return LatencyResult(
-        kind="measured",
-        median_ms=stats.median_ms,
+    return LatencyResult.measured(
+        stats,
         target=target.name,
         input_hw=input_hw,
         precision=precision,
         backend="torch",
         device=device_name,
         timed=timed,
-        spread_ms=stats.iqr_ms,
-        repeats=stats.kept,
         power_mode=power_mode(),
         versions=software_versions(),
-        extra={**stats.as_extra(), "threads": threads, **host},
+        extra={"threads": threads, **host},
     )
