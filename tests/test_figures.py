@@ -293,6 +293,29 @@ def test_the_dashboard_speed_quoted_is_that_of_the_stored_run() -> None:
     )
 
 
+def test_the_newcomer_path_quoted_is_that_of_the_stored_run() -> None:
+    (stored,) = sorted((ROOT / "benchmarks" / "results" / "newcomer_path").glob("*.json"))
+    run = json.loads(stored.read_text())
+    step = {s["step"]: s for s in run["steps"]}
+    cpu = sum(s["cpu_s"] for s in run["steps"])
+    loads = [load for s in run["steps"] for load in s["load_before"][:1]]
+    assert min(loads) >= 3 and max(loads) < 9  # "the load average between 3 and 9"
+    quoted(
+        "benchmarks/README.md",
+        f"a fresh clone to an open dashboard in **{run['total_s']:.1f} s** ({round(run['total_s'] / 60)} minutes), "
+        f"of which the install took {step['install']['wall_s']:.1f} s",
+        "python benchmarks/newcomer_path.py report",
+    )
+    quoted(
+        "benchmarks/README.md",
+        f"{step['search']['wall_s']:.1f} s wall, {step['search']['cpu_s']:.1f} s of CPU. The dashboard was written in "
+        f"{step['dashboard']['wall_s']:.1f} s and drawn, {len(run['page']['plots'])} plots, with no JavaScript "
+        f"error. The CPU seconds ({cpu:.1f} in all)",
+        "python benchmarks/newcomer_path.py report",
+    )
+    assert not run["page"]["javascript_errors"]
+
+
 def test_the_landscape_speeds_quoted_are_those_of_the_stored_runs() -> None:
     runs = [json.loads(p.read_text()) for p in sorted(explore_speed.RESULTS.glob("*.json"))]
     runs = [r for r in runs if r["what"].startswith("explore()") and r["workers"] == 2 and r["samples"] == 1000]

@@ -79,10 +79,17 @@ HOW: dict[str, tuple[str, object]] = {
 }
 
 
-def readme_commands() -> list[str]:
-    """Every command line of the README's bash blocks, without its comment."""
+def readme_commands(readme: Path = README, section: str | None = None) -> list[str]:
+    """Every command line of the README's bash blocks, without its comment; with ``section``, only those
+    under the heading ``## <section>`` (benchmarks/newcomer_path.py reads "Start here" of a clone's README)."""
+    text = readme.read_text()
+    if section is not None:
+        found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
+        if found is None:
+            raise ValueError(f"{readme} has no section '## {section}'")
+        text = found.group(1)
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S):
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
             command = line.split(" #", 1)[0].strip()
             if command and not command.startswith("#"):
