@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.cli.search import _baseline_table
+from nasseg.latency.predict import calibration
 from nasseg.search.results import StudyResults, TrialRow, study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec
@@ -344,6 +345,21 @@ def test_a_study_name_reused_with_other_settings_is_refused(tmp_path) -> None:
     run_search(tiny(budget=1), base=tmp_path)
     with pytest.raises(Exception, match=r"created with other settings.*target"):
         run_search(tiny(budget=1, target="jetson-tx2", name="espnet-jetson-nano"), base=tmp_path)
+
+
+def test_an_estimated_study_reopened_under_another_calibration_is_refused(tmp_path, monkeypatch) -> None:
+    # The user's own fit for the board comes before the packaged one: the study's estimates so far
+    # would not compare with those it would now make.
+    run_search(tiny(budget=1), base=tmp_path)
+    packaged = json.loads((Path(calibration.CALIBRATIONS_DIR) / "jetson-nano.json").read_text())
+    mine = tmp_path / "calibrations"
+    mine.mkdir()
+    (mine / "jetson-nano.json").write_text(json.dumps({**packaged, "id": "jetson-nano/trt-fp16/my-fit"}))
+    monkeypatch.setattr(calibration, "USER_CALIBRATIONS_DIR", mine)
+    with pytest.raises(
+        Exception, match=rf"other settings \(calibration: stored '{packaged['id']}', asked '[^']+my-fit'"
+    ):
+        run_search(tiny(budget=2), base=tmp_path)
 
 
 def test_a_study_file_with_an_unknown_field_names_it(tmp_path) -> None:

@@ -2,7 +2,9 @@
 
 ``StudySpec`` is read from a study file (``studies/<name>.yaml``) or built from ``nasseg search``'s
 flags, which are the same fields. ``identity`` is what may not change once a study has trials:
-reopening a name with another space, target, data, schedule or constraint is refused, never mixed.
+reopening a name with another space, target, data, schedule or constraint is refused, never mixed;
+so is reopening an estimated study under another calibration (after an upgrade of nasseg, or a user's
+own ``nasseg calibrate``), whose estimates would not compare with those already recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasseg.errors import ConfigError
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend
+from nasseg.latency.predict.calibration import find_calibration
 from nasseg.yamlio import read_yaml
 
 SamplerName = Literal["tpe", "nsga2", "gp", "random"]
@@ -74,6 +77,8 @@ class StudySpec(BaseModel):
         identity["input"] = list(self.input) if self.input else None
         measured = self.agent or latency_backend(self.target, self.backend, self.agent) != PREDICTOR
         identity["latency"] = "measured" if measured else "estimated"
+        if not measured:
+            identity["calibration"] = find_calibration(self.target, self.precision).id
         return identity
 
 
