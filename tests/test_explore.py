@@ -345,7 +345,12 @@ def test_explore_prints_a_summary_table(tmp_path) -> None:
         env={"COLUMNS": "200"},
     )
     assert done.exit_code == 0, done.output
-    assert "Latency (estimated) by board" in done.stdout and "espnet-a-a3" in done.stdout
+    space = load_space("espnet")
+    hw, classes = tuple(space.spec.search_input), space.spec.num_classes
+    ms = {name: estimate(build(space.baseline(name, classes)), hw, "jetson-tx2").median_ms for name in space.baselines}
+    fastest, slowest = min(ms, key=ms.__getitem__), max(ms, key=ms.__getitem__)
+    assert "Latency (estimated) by board" in done.stdout
+    assert f"{fastest} {ms[fastest]:.2f} ms" in done.stdout and f"{slowest} {ms[slowest]:.2f} ms" in done.stdout
     assert "calibration jetson-tx2/" in done.stdout and str(out) in done.stdout and out.is_file()
 
 
