@@ -316,6 +316,25 @@ def test_the_newcomer_path_quoted_is_that_of_the_stored_run() -> None:
     assert not run["page"]["javascript_errors"]
 
 
+def test_the_suite_memory_quoted_is_that_of_the_stored_runs() -> None:
+    stored = ROOT / "benchmarks" / "results" / "suite_memory"
+    before, after = (json.loads((stored / f"{name}.json").read_text()) for name in ("before", "after"))
+    subset = json.loads((stored / "zoo-jetseg-after.json").read_text())
+    report = "python benchmarks/suite_memory.py report"
+    worst, later = before["top_held"][0], after["top_held"][0]
+    assert worst["nodeid"].endswith("[jetseg-workstation-512x1024]") and "cityscapes" in later["nodeid"]
+    quoted("benchmarks/README.md", f"a peak of **{before['time_v']['max_rss_mib']:.0f} MiB**", report)
+    quoted(
+        "benchmarks/README.md",
+        f"held {worst['held']:.0f} MiB on top of {worst['rss_before']:.0f} MiB already resident",
+        report,
+    )
+    quoted("benchmarks/README.md", f"peak at {subset['time_v']['max_rss_mib']:.0f} MiB", report)
+    quoted("benchmarks/README.md", f"a peak of **{after['time_v']['max_rss_mib']:.0f} MiB**", report)
+    quoted("benchmarks/README.md", f"({later['held']:.0f} MiB held while it runs)", report)
+    quoted("README.md", f"The tests peak at {after['time_v']['max_rss_mib']:.0f} MiB", report)
+
+
 def test_the_landscape_speeds_quoted_are_those_of_the_stored_runs() -> None:
     runs = [json.loads(p.read_text()) for p in sorted(explore_speed.RESULTS.glob("*.json"))]
     runs = [r for r in runs if r["what"].startswith("explore()") and r["workers"] == 2 and r["samples"] == 1000]
