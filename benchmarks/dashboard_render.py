@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import optuna
 
 from nasseg.errors import InfeasibleArchitecture
+from nasseg.latency.measure.device import cpu_name
 from nasseg.latency.result import LatencyResult
 from nasseg.search.results import StudyResults, study_results
 from nasseg.search.study import BASELINE_ATTR, DIRECTIONS, RECORD_ATTR
@@ -224,7 +224,7 @@ def run(trials: int, studies: int, browser: bool, repeats: int) -> dict[str, Any
         + (" --browser" if browser else "")
         + (f" --repeats {repeats}" if repeats != 1 else ""),
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{_cpu()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} (1-minute average, at the end)",
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} (1-minute average, at the end)",
         "trials_per_study": trials,
         "studies": studies,
         "statuses": statuses,
@@ -237,14 +237,6 @@ def run(trials: int, studies: int, browser: bool, repeats: int) -> dict[str, Any
     path.write_text(json.dumps(data, indent=2))
     print(f"stored {path}")
     return data
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def _print(data: dict[str, Any]) -> None:

@@ -47,6 +47,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nasseg.latency.measure.device import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "newcomer_path"
 DASHBOARD = "newcomer-dashboard.html"
@@ -80,14 +82,6 @@ def start_here(readme: Path) -> tuple[str, str]:
     if len(commands) < 3 or not commands[0].startswith("pip install") or not commands[2].startswith("nasseg search"):
         raise SystemExit(f"{readme}: 'Start here' is not install, tests, main command: {commands}")
     return commands[0], commands[2]
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def _load() -> list[float]:
@@ -297,7 +291,7 @@ def run(keep: bool = False, step_timeout_s: float = 4 * 3600) -> tuple[dict[str,
         "date": started_at.isoformat(timespec="minutes"),
         "commit": commit,
         "worktree_dirty": bool(_git("status", "--porcelain")),
-        "machine": {"cpu": _cpu(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
         "load_average_start": load_start,
         "load_average_end": _load(),
         "steps": walk.steps,

@@ -28,7 +28,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -184,14 +183,6 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def _memory_gib() -> float:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
@@ -300,6 +291,8 @@ def _outcome(stdout: str) -> str:
 
 
 def run(name: str, pytest_args: list[str], top: int) -> dict[str, Any]:
+    from nasseg.latency.measure.device import cpu_name  # not at the top: the plugin's own memory stays nasseg-free
+
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(ROOT / "benchmarks"), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory() as tmp:
@@ -331,7 +324,7 @@ def run(name: str, pytest_args: list[str], top: int) -> dict[str, Any]:
         "pytest": "python -m pytest -p suite_memory " + shlex.join(pytest_args),
         "date": started,
         "git_commit": commit,
-        "machine": f"{_cpu()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB; "
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB; "
         f"load {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (1-minute average)",
         "exit_code": proc.returncode,
         "outcome": _outcome(proc.stdout),
