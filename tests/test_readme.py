@@ -41,7 +41,7 @@ HOW: dict[str, tuple[str, object]] = {
         "run",
         ["--samples", "3"],
     ),
-    "nasseg search studies/espnet-nano.yaml --workers 2": ("run", [*SMALL_SEARCH, "--study", "readme-copy"]),
+    "nasseg search studies/espnet-nano.yaml --study my-espnet-nano --workers 2": ("run", SMALL_SEARCH),
     "nasseg search --space espnet --target jetson-tx2 --data synthetic --budget 100 --max-latency 40": (
         "run",
         SMALL_SEARCH,

@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -360,6 +361,16 @@ def test_an_estimated_study_reopened_under_another_calibration_is_refused(tmp_pa
         Exception, match=rf"other settings \(calibration: stored '{packaged['id']}', asked '[^']+my-fit'"
     ):
         run_search(tiny(budget=2), base=tmp_path)
+
+
+def test_the_committed_study_is_not_continued_under_todays_calibration(tmp_path, monkeypatch) -> None:
+    # As the README says: espnet-nano was estimated with published-v1; it is read, never mixed with v3.
+    studies = Path(__file__).resolve().parents[1] / "studies"
+    shutil.copytree(studies, tmp_path / "studies", ignore=shutil.ignore_patterns(".lock"))
+    monkeypatch.chdir(tmp_path)
+    done = runner.invoke(app, ["search", "studies/espnet-nano.yaml"])
+    assert done.exit_code == EXIT_BAD_INPUT, done.output
+    assert "calibration: stored 'jetson-nano/trt-fp16/published-v1', asked 'jetson-nano/trt-fp16/" in done.output
 
 
 def test_a_study_file_with_an_unknown_field_names_it(tmp_path) -> None:
