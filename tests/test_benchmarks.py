@@ -21,6 +21,7 @@ import latency_stability
 import proxy_candidates
 import proxy_fidelity
 import search_efficiency
+import suite_memory
 
 from nasseg.train import get_schedule
 
@@ -455,3 +456,16 @@ def test_the_effects_study_judges_each_effect_alone_and_the_shipped_set_without_
         "concat_free",
     ] not in candidates  # concat_free replaces in_place
     assert len({tuple(sorted(c)) for c in candidates}) == len(candidates)  # ["pad8"] is there once
+
+
+def test_suite_memory_report_prints_every_stored_run_again(capsys: pytest.CaptureFixture[str]) -> None:
+    stored = sorted(suite_memory.RESULTS.glob("*.json"))
+    assert {p.stem for p in stored} >= {"before", "after"}  # the runs benchmarks/README.md quotes
+    suite_memory.report(top=3)
+    out = capsys.readouterr().out
+    for path in stored:
+        run = json.loads(path.read_text())
+        assert f"{run['command']}  ({run['date']}" in out
+        assert f"maximum resident set size {run['time_v']['max_rss_mib']:.0f} MiB" in out
+        worst = run["top_held"][0]
+        assert f"{worst['held']:8.0f}  (RSS {worst['rss_before']:.0f} -> max {worst['sampled_max']:.0f}" in out
