@@ -27,6 +27,9 @@ images, and so about its cost, with twice the updates (``short-600-b4/``); ``--t
 Scores read off stored runs (the mean of ``short``'s last two evaluations) and combinations (``short``
 with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
 that candidate's failure on that architecture (``failed.json``, with the reason), not retried.
+A long run expected to outlast ``--max-hours`` is skipped; a space left with fewer than ``--per-space``
+architectures whose long run fits draws further samples, each judged by a few timed training steps
+(``cost_estimates/``) before anything trains it.
 
     python benchmarks/proxy_fidelity.py --long-seed 1 --threads 1 &
     python benchmarks/proxy_fidelity.py --zero-cost --threads 1
@@ -41,8 +44,9 @@ import functools
 import json
 import math
 import re
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,14 +58,17 @@ from nasseg.data import dataset_info, load_split
 from nasseg.errors import TrialFailed
 from nasseg.models import ArchConfig
 from nasseg.search.spec import StudySpec
-from nasseg.spaces import all_spaces, find_baseline
+from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
 from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, build_seeded, make_run, provenance, run_training
 from nasseg.train.zero_cost import PROXIES, zero_cost_scores
 
+Named = list[tuple[str, ArchConfig]]
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
-LOCK_FILE, FAILED_FILE, ZERO_COST = ".lock", "failed.json", "zero_cost"
+LOCK_FILE, FAILED_FILE, ZERO_COST, COST_ESTIMATES = ".lock", "failed.json", "zero_cost", "cost_estimates"
+PACE_STEPS = 3  # timed training steps behind a cost estimate
+MAX_EXTRA_DRAWS = 8  # further samples a space short of affordable architectures may try
 ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
 BASELINES = [
@@ -112,33 +119,64 @@ def schedules(
     return {proxy.name: proxy, "long": _scaled(short, f"short-x{factor}", factor)}
 
 
-def sampled(count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> list[tuple[str, ArchConfig]]:
-    """``count`` random architectures that their space accepts at its search input and at ``train_hw``
-    (its sampler's rule: every space rejects degenerate points, as the stored runs were drawn), taken
-    from the spaces in turn; space i draws with seed ``seed + i``."""
+def _drawn(space: SearchSpace, index: int, count: int, seed: int, train_hw: tuple[int, int], num_classes: int) -> Named:
+    """The first ``count`` architectures space ``index`` draws with seed ``seed + index`` that it accepts at its
+    search input and at ``train_hw`` (its sampler's rule: every space rejects degenerate points)."""
+    draw = space.sample_feasible(
+        count,
+        seed + index,
+        inputs=[tuple(space.spec.search_input), train_hw],
+        num_classes=num_classes,
+        attempts_per_sample=50,
+    )
+    return [(f"{space.name}-sample-{c.arch_hash()[:6]}", c) for c in draw.configs]
+
+
+def sampled(
+    count: int,
+    seed: int,
+    train_hw: tuple[int, int],
+    num_classes: int,
+    baselines: Sequence[tuple[str, ArchConfig]] = (),
+    affordable: Callable[[str, ArchConfig], bool] | None = None,
+    per_space: int = 0,
+) -> Named:
+    """``count`` random architectures taken from the spaces in turn, then, for a space with fewer than
+    ``per_space`` ``affordable`` architectures (its baselines counted), its next draws in sequence that are
+    affordable, up to ``MAX_EXTRA_DRAWS`` tried (appended at the end, so the first ``count`` never change)."""
     spaces = all_spaces()
     wanted = [count // len(spaces) + (i < count % len(spaces)) for i in range(len(spaces))]
-    drawn = [
-        [
-            (f"{space.name}-sample-{c.arch_hash()[:6]}", c)
-            for c in space.sample_feasible(
-                n,
-                seed + i,
-                inputs=[tuple(space.spec.search_input), train_hw],
-                num_classes=num_classes,
-                attempts_per_sample=50,
-            ).configs
-        ]
-        for i, (space, n) in enumerate(zip(spaces, wanted, strict=True))
-    ]
-    return [named[k] for k in range(max(wanted, default=0)) for named in drawn if k < len(named)]
+    drawn = [_drawn(s, i, n, seed, train_hw, num_classes) for i, (s, n) in enumerate(zip(spaces, wanted, strict=True))]
+    found = [named[k] for k in range(max(wanted, default=0)) for named in drawn if k < len(named)]
+    if affordable is None:
+        return found
+    for i, (space, n) in enumerate(zip(spaces, wanted, strict=True)):
+        own = [a for a in [*baselines, *drawn[i]] if a[1].family == space.spec.family]
+        missing = per_space - sum(affordable(*a) for a in own)
+        if missing <= 0:
+            continue
+        for name, arch in _drawn(space, i, n + MAX_EXTRA_DRAWS, seed, train_hw, num_classes)[n:]:
+            if missing and affordable(name, arch):
+                found.append((name, arch))
+                missing -= 1
+    return found
 
 
-def architectures(data: str, samples: int, seed: int, schedule: Schedule) -> list[tuple[str, ArchConfig]]:
-    """Baselines and sampled points interleaved, so that a partial run already covers both kinds."""
+def architectures(
+    data: str,
+    samples: int,
+    seed: int,
+    schedule: Schedule,
+    affordable: Callable[[str, ArchConfig], bool] | None = None,
+    per_space: int = 0,
+) -> Named:
+    """Baselines and sampled points interleaved, so that a partial run already covers both kinds; a space's
+    extra samples (``sampled``) come last."""
     info = dataset_info(data)
-    found = sampled(samples, seed, schedule.input_hw(info.frame_hw()), info.num_classes)
     baselines = [(name, _baseline(name)) for name in BASELINES]
+    found = sampled(
+        samples, seed, schedule.input_hw(info.frame_hw()), info.num_classes, baselines, affordable, per_space
+    )
     mixed = [arch for pair in zip(baselines, found, strict=False) for arch in pair]
     return mixed + baselines[len(found) :] + found[len(baselines) :]
 
@@ -169,17 +207,56 @@ def training_jobs(
     return jobs + [("long", plans["long"], seed)] if folder == "short" else jobs
 
 
-def too_long(runs: Path, name: str, factor: int, max_hours: float) -> bool:
-    """Whether ``name``'s long run would take over ``max_hours``, judged from its finished ``short`` run
-    (a long run is ``factor`` times its steps): such runs outlast a session of this machine."""
+def long_hours(runs: Path, name: str, arch: ArchConfig, data: str, factor: int) -> float:
+    """How long ``name``'s long run is expected to take, in hours: ``factor`` times its finished ``short`` run,
+    or before that run exists, ``factor`` times ``short``'s steps at the pace of a few timed training steps
+    (kept in cost_estimates/, so a later invocation chooses the same architectures without timing again)."""
     short = runs / "short" / name / METRICS_FILE
-    return short.is_file() and json.loads(short.read_text())["train_seconds"] * factor > max_hours * 3600
+    if short.is_file():
+        return json.loads(short.read_text())["train_seconds"] * factor / 3600
+    stored = runs / COST_ESTIMATES / f"{name}.json"
+    if not stored.is_file():
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(_timed_pace(name, arch, data), indent=2))
+    return json.loads(stored.read_text())["seconds_per_step"] * get_schedule("short").steps * factor / 3600
+
+
+def _timed_pace(name: str, arch: ArchConfig, data: str) -> dict[str, object]:
+    """Seconds per ``short`` training step, from a run of ``PACE_STEPS`` steps (its first step's set-up
+    included, its evaluation not: an estimate on the slow side by the first, on the fast side by the second)."""
+    short = get_schedule("short")
+    probe = short.with_overrides(name="pace", steps=PACE_STEPS, warmup_steps=0, eval_every=None)
+    run = make_run(name, arch, data, probe, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = run_training(run, Path(tmp) / name, progress=False)
+    seconds = probe.batch_size / metrics["images_per_second"]
+    print(f"pace  {name:32s} {seconds:.2f} s per short step ({PACE_STEPS} steps timed)", flush=True)
+    return {
+        "seconds_per_step": seconds,
+        "steps_timed": PACE_STEPS,
+        "threads": torch.get_num_threads(),
+        "arch_hash": run.config.arch_hash(),
+        "provenance": provenance(),
+    }
+
+
+def affordable(args: argparse.Namespace, name: str, arch: ArchConfig) -> bool:
+    """Whether ``name``'s long run is expected within ``--max-hours`` (longer ones outlast a session here)."""
+    return long_hours(args.runs, name, arch, args.data, args.factor) <= args.max_hours
+
+
+def chosen(args: argparse.Namespace, schedule: Schedule) -> Named:
+    """The architectures the benchmark trains: ``--samples`` draws, and more where a space has fewer than
+    ``--per-space`` architectures whose long run is affordable."""
+    return architectures(
+        args.data, args.samples, args.seed, schedule, functools.partial(affordable, args), args.per_space
+    )
 
 
 def run_all(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     plans = schedules(args.factor, args.proxy_steps, args.proxy_batch, args.proxy_ema, args.proxy_eval_scale)
-    archs = architectures(args.data, args.samples, args.seed, plans["long"])
+    archs = chosen(args, plans["long"])
     jobs = training_jobs(plans, args.seed, args.train_seed, args.long_seed)
     candidate = args.long_seed is None and jobs[0][0] != "short"
     for key, schedule, seed in jobs:
@@ -187,7 +264,7 @@ def run_all(args: argparse.Namespace) -> None:
             out = args.runs / key / name
             if candidate and not (args.runs / "long" / name / METRICS_FILE).is_file():
                 continue
-            if key.startswith("long") and too_long(args.runs, name, args.factor, args.max_hours):
+            if key.startswith("long") and not affordable(args, name, arch):
                 continue
             with _claim(out) as claimed:
                 if not claimed or (out / METRICS_FILE).is_file() or (out / FAILED_FILE).is_file():
@@ -208,7 +285,7 @@ def score_zero_cost(args: argparse.Namespace) -> None:
     """Every architecture's zero-cost proxies at ``short``'s training input, one file each in zero_cost/."""
     torch.set_num_threads(args.threads)
     short = get_schedule("short")
-    archs = architectures(args.data, args.samples, args.seed, short)
+    archs = chosen(args, short)
     split = None
     for name, arch in archs:
         out = args.runs / ZERO_COST / f"{name}.json"
@@ -473,8 +550,14 @@ def main() -> None:
     parser.add_argument(
         "--max-hours",
         type=float,
-        default=3.0,
-        help="skip a long run expected (from its short run) to take longer than this",
+        default=1.5,
+        help="skip a long run expected (from its short run, or a few timed steps) to take longer than this",
+    )
+    parser.add_argument(
+        "--per-space",
+        type=int,
+        default=3,
+        help="a space with fewer architectures whose long run fits --max-hours draws more samples",
     )
     # Finished runs' run.yaml and metrics.json are committed there (checkpoints are not), so a later
     # invocation continues the benchmark instead of starting it again.

@@ -23,6 +23,7 @@ import proxy_fidelity
 import search_efficiency
 import suite_memory
 
+from nasseg.data import dataset_info
 from nasseg.train import get_schedule
 
 
@@ -139,12 +140,47 @@ def test_the_report_judges_the_stored_runs_as_scipy_does() -> None:
 
 
 def test_a_long_run_that_would_outlast_a_session_is_skipped(tmp_path: Path) -> None:
+    arch = proxy_fidelity._baseline("fassd-net-l2")
     for name, seconds in (("quick", 600.0), ("slow", 4000.0)):
         (tmp_path / "short" / name).mkdir(parents=True)
         (tmp_path / "short" / name / "metrics.json").write_text(json.dumps({"train_seconds": seconds}))
-    assert not proxy_fidelity.too_long(tmp_path, "quick", 4, 3.0)  # 40 min expected
-    assert proxy_fidelity.too_long(tmp_path, "slow", 4, 3.0)  # 4.4 h expected
-    assert not proxy_fidelity.too_long(tmp_path, "unknown", 4, 3.0)  # no short run yet: nothing to judge by
+    args = SimpleNamespace(runs=tmp_path, data="synthetic:train=16,val=8", factor=4, max_hours=1.5)
+    assert proxy_fidelity.affordable(args, "quick", arch)  # 40 min expected
+    assert not proxy_fidelity.affordable(args, "slow", arch)  # 4.4 h expected
+
+
+def test_without_a_short_run_a_few_timed_steps_estimate_the_long_run_once(tmp_path: Path) -> None:
+    arch = proxy_fidelity._baseline("fassd-net-l2")
+    data = "synthetic:train=16,val=8"
+    hours = proxy_fidelity.long_hours(tmp_path, "unknown", arch, data, 4)
+    stored = tmp_path / "cost_estimates" / "unknown.json"
+    estimate = json.loads(stored.read_text())
+    assert estimate["steps_timed"] == proxy_fidelity.PACE_STEPS and estimate["seconds_per_step"] > 0
+    assert estimate["arch_hash"] == arch.with_classes(dataset_info(data).num_classes).arch_hash()
+    assert hours == pytest.approx(estimate["seconds_per_step"] * get_schedule("short").steps * 4 / 3600)
+    # A later invocation reads the stored estimate instead of timing again, so it chooses the same architectures.
+    stored.write_text(json.dumps({**estimate, "seconds_per_step": 9.0}))
+    assert proxy_fidelity.long_hours(tmp_path, "unknown", arch, data, 4) == pytest.approx(9.0 * 300 * 4 / 3600)
+
+
+def test_a_space_short_of_affordable_architectures_draws_more_and_nothing_else_moves() -> None:
+    hw, classes = (180, 240), 11
+    baselines = [(name, proxy_fidelity._baseline(name)) for name in proxy_fidelity.BASELINES]
+    plain = proxy_fidelity.sampled(5, 0, hw, classes)  # one sample per space
+    jetseg = next(i for i, s in enumerate(proxy_fidelity.all_spaces()) if s.name == "jetseg")
+    further = proxy_fidelity._drawn(proxy_fidelity.all_spaces()[jetseg], jetseg, 4, 0, hw, classes)
+    too_slow = {"jetseg-nano", further[0][0], further[1][0]}  # the baseline, the first sample and the next draw
+    asked: list[str] = []
+
+    def affordable(name: str, arch: object) -> bool:
+        asked.append(name)
+        return name not in too_slow
+
+    topped = proxy_fidelity.sampled(5, 0, hw, classes, baselines, affordable, per_space=2)
+    assert topped[:5] == plain  # the first draws never change
+    assert topped[5:] == further[2:4]  # JetSeg's next two affordable draws, in sequence
+    assert further[1][0] in asked and further[3][0] in asked and len(set(asked)) == len(asked)  # each asked once
+    assert all(a[1].family == "jetseg" for a in topped[5:])
 
 
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
