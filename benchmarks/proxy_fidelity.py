@@ -22,7 +22,8 @@ stretched to 600 steps into ``short-600/``; ``--proxy-steps 600 --proxy-batch 4`
 images, and so about its cost, with twice the updates (``short-600-b4/``); ``--train-seed 1`` trains
 ``short`` again with another seed (``short-seed1/``: its noise, and the mean of two seeds);
 ``--proxy-ema 0.99`` scores a moving average of the weights (``short-ema0.99/``);
-``--proxy-eval-scale 1`` evaluates at CamVid's full 360x480 instead of half (``short-eval1/``);
+``--proxy-eval-scale 1`` evaluates at CamVid's full 360x480 instead of half (``short-eval1/``); a
+``--proxy-ema`` run is also scored with its last weights and at full scale (``rescore``: four candidates);
 ``--zero-cost`` scores every architecture's zero-cost proxies at its initial weights (``zero_cost/``).
 Scores read off stored runs (the mean of ``short``'s last two evaluations) and combinations (``short``
 with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
@@ -60,13 +61,23 @@ from nasseg.models import ArchConfig
 from nasseg.search.spec import StudySpec
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
-from nasseg.train.runs import METRICS_FILE, RUN_FILE, RunSpec, build_seeded, make_run, provenance, run_training
+from nasseg.train.runs import (
+    METRICS_FILE,
+    RUN_FILE,
+    RunSpec,
+    build_seeded,
+    evaluate_run,
+    make_run,
+    provenance,
+    run_training,
+)
 from nasseg.train.zero_cost import PROXIES, zero_cost_scores
 
 Named = list[tuple[str, ArchConfig]]
 ROOT = Path(__file__).resolve().parents[1]
 CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
 LOCK_FILE, FAILED_FILE, ZERO_COST, COST_ESTIMATES = ".lock", "failed.json", "zero_cost", "cost_estimates"
+RESCORED_FILE = "rescored.json"
 PACE_STEPS = 3  # timed training steps behind a cost estimate
 MAX_EXTRA_DRAWS = 8  # further samples a space short of affordable architectures may try
 ZERO_COST_BATCH = 8  # images of one training batch of short
@@ -267,18 +278,44 @@ def run_all(args: argparse.Namespace) -> None:
             if key.startswith("long") and not affordable(args, name, arch):
                 continue
             with _claim(out) as claimed:
-                if not claimed or (out / METRICS_FILE).is_file() or (out / FAILED_FILE).is_file():
+                if not claimed or (out / FAILED_FILE).is_file():
                     continue
-                run = make_run(name, arch, args.data, schedule, seed)
-                try:
-                    metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
-                except TrialFailed as exc:  # a failure of this proxy on this architecture: kept, not retried
-                    (out / FAILED_FILE).write_text(
-                        json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2)
+                if not (out / METRICS_FILE).is_file():
+                    run = make_run(name, arch, args.data, schedule, seed)
+                    try:
+                        metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
+                    except TrialFailed as exc:  # a failure of this proxy on this architecture: kept, not retried
+                        (out / FAILED_FILE).write_text(
+                            json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2)
+                        )
+                        print(f"{key:5s} {name:32s} failed: {exc}", flush=True)
+                        continue
+                    print(
+                        f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True
                     )
-                    print(f"{key:5s} {name:32s} failed: {exc}", flush=True)
-                    continue
-            print(f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
+                if schedule.ema_decay is not None and not (out / RESCORED_FILE).is_file():
+                    rescore(out)
+
+
+def rescore(out: Path) -> dict[str, dict[str, object]]:
+    """A finished run that keeps a moving average, scored four ways from its final checkpoint: the average
+    and the last step's weights (the same as a run without the average: it does not change training), each
+    at the run's evaluation scale and at the full native frames. One training run, four candidates."""
+    run = RunSpec.from_file(out / RUN_FILE)
+    native = dataset_info(run.data).frame_hw()
+    scores: dict[str, dict[str, object]] = {}
+    for weights in ("scored", "last"):
+        for scale in sorted({run.schedule.eval_scale, 1.0}):
+            hw = run.schedule.with_overrides(eval_scale=scale).eval_hw(native)
+            start = time.perf_counter()
+            _, result, _ = evaluate_run(out, input_hw=hw, weights=weights)
+            scores[f"{weights}@{scale:g}"] = {
+                "miou": result.miou,
+                "seconds": time.perf_counter() - start,
+                "input_hw": list(hw),
+            }
+    (out / RESCORED_FILE).write_text(json.dumps({"scores": scores, "provenance": provenance()}, indent=2))
+    return scores
 
 
 def score_zero_cost(args: argparse.Namespace) -> None:
@@ -377,6 +414,7 @@ def candidates(runs: Path) -> list[Candidate]:
         found.append(
             Candidate(folder, {n: m["miou"] for n, m in done.items()}, ratio, "images trained", _failures(runs, folder))
         )
+        found += _rescored(runs, folder, done, short)
     if short:
         found.append(
             Candidate(
@@ -416,6 +454,53 @@ def candidates(runs: Path) -> list[Candidate]:
                     )
                 )
     return found
+
+
+def _rescored(runs: Path, folder: str, done: dict[str, dict], short: dict[str, dict]) -> list[Candidate]:
+    """The candidates a folder's rescored runs add (``rescore``): its average scored at full scale, and its last
+    weights (``short`` trained again) at the run's scale and at full scale. Scoring at full scale costs every
+    evaluation's extra time (median over architectures, relative to ``short``'s run)."""
+    rescored = {
+        p.parent.name: json.loads(p.read_text())["scores"] for p in sorted((runs / folder).glob(f"*/{RESCORED_FILE}"))
+    }
+    if not rescored:
+        return []
+    failures = _failures(runs, folder)
+    again = re.sub(r"-ema[\d.]+", "", folder)
+    native = {n: f"@{done[n]['schedule']['eval_scale']:g}" for n in rescored}
+    found = [
+        Candidate(
+            f"{again}-rerun",
+            {n: r[f"last{native[n]}"]["miou"] for n, r in rescored.items()},
+            1.0,
+            "images trained",
+            failures,
+        )
+    ]
+    for weights, name in (("scored", f"{folder}-eval1"), ("last", f"{again}-eval1")):
+        extra = [
+            _evaluations(done[n]["schedule"])
+            * (r[f"{weights}@1"]["seconds"] - r[f"{weights}{native[n]}"]["seconds"])
+            / short[n]["train_seconds"]
+            for n, r in rescored.items()
+            if n in short
+        ]
+        found.append(
+            Candidate(
+                name,
+                {n: r[f"{weights}@1"]["miou"] for n, r in rescored.items()},
+                1.0 + float(np.median(extra)) if extra else float("nan"),
+                "images trained, plus every evaluation at full scale",
+                failures,
+            )
+        )
+    return found
+
+
+def _evaluations(schedule: dict) -> int:
+    """How many evaluations a run of ``schedule`` makes (every ``eval_every`` steps and at the last)."""
+    steps, every = schedule["steps"], schedule["eval_every"]
+    return steps // every + (steps % every != 0) if every else 1
 
 
 def _rank_mean(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:

@@ -25,6 +25,7 @@ import suite_memory
 
 from nasseg.data import dataset_info
 from nasseg.train import get_schedule
+from nasseg.train.runs import evaluate_run, make_run, run_training
 
 
 def test_proxy_steps_changes_the_candidate_and_never_the_reference() -> None:
@@ -181,6 +182,33 @@ def test_a_space_short_of_affordable_architectures_draws_more_and_nothing_else_m
     assert topped[5:] == further[2:4]  # JetSeg's next two affordable draws, in sequence
     assert further[1][0] in asked and further[3][0] in asked and len(set(asked)) == len(asked)  # each asked once
     assert all(a[1].family == "jetseg" for a in topped[5:])
+
+
+def test_one_averaged_run_is_rescored_into_the_candidates_it_stands_for(tmp_path: Path) -> None:
+    """An --proxy-ema run trains as short does (the average changes only what is scored), so its final
+    checkpoint also scores short again and both at full scale: each candidate recomputed from the weights."""
+    data, arch, seed = "synthetic:train=16,val=8", proxy_fidelity._baseline("fassd-net-l2"), 0
+    short = get_schedule("short").with_overrides(steps=4, eval_every=2, warmup_steps=1)
+    averaged = short.with_overrides(name="short-ema0.99", ema_decay=0.99)
+    plain = run_training(make_run("net", arch, data, short, seed), tmp_path / "short" / "net", progress=False)
+    out = tmp_path / "short-ema0.99" / "net"
+    metrics = run_training(make_run("net", arch, data, averaged, seed), out, progress=False)
+    scores = proxy_fidelity.rescore(out)
+    assert scores["scored@0.5"]["miou"] == metrics["miou"]  # what the run itself scored
+    assert scores["last@0.5"]["miou"] == plain["miou"]  # the same training as a run without the average
+    for key in ("scored@1", "last@1"):
+        weights = key.split("@")[0]
+        full = evaluate_run(out, input_hw=tuple(scores[key]["input_hw"]), weights=weights)[1]  # type: ignore[arg-type]
+        assert scores[key]["miou"] == full.miou
+        assert scores[key]["input_hw"] == list(dataset_info(data).frame_hw())
+    found = {c.name: c for c in proxy_fidelity.candidates(tmp_path)}
+    assert found["short-rerun"].scores == {"net": plain["miou"]}
+    assert found["short-eval1"].scores == {"net": scores["last@1"]["miou"]}
+    assert found["short-ema0.99-eval1"].scores == {"net": scores["scored@1"]["miou"]}
+    assert found["short-ema0.99"].scores == {"net": metrics["miou"]} and found["short-ema0.99"].cost_ratio == 1.0
+    evaluations = 2  # at steps 2 and 4
+    extra = evaluations * (scores["last@1"]["seconds"] - scores["last@0.5"]["seconds"]) / plain["train_seconds"]
+    assert found["short-eval1"].cost_ratio == pytest.approx(1.0 + extra)
 
 
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import torch
@@ -199,8 +199,11 @@ def evaluate_run(
     split: str = "val",
     input_hw: tuple[int, int] | None = None,
     device: str = "cpu",
+    weights: Literal["scored", "last"] = "scored",
 ) -> tuple[RunSpec, EvalResult, tuple[int, int]]:
-    """Re-score a checkpoint (or run directory) on a split; the resolution defaults to the run's."""
+    """Re-score a checkpoint (or run directory) on a split; the resolution defaults to the run's. ``weights``
+    "scored" are those its metrics were measured with (the moving average where the schedule keeps one),
+    "last" the last optimiser step's."""
     checkpoint = path / CHECKPOINT_FILE if path.is_dir() else path
     if not checkpoint.is_file():
         raise ConfigError(f"{checkpoint}: no such checkpoint")
@@ -212,7 +215,8 @@ def evaluate_run(
     hw = input_hw or (run.eval_hw if data == run.data else run.schedule.eval_hw(info.frame_hw()))
     model = build(run.config)
     try:
-        model.load_state_dict(scored_weights(load_checkpoint(checkpoint)))
+        payload = load_checkpoint(checkpoint)
+        model.load_state_dict(scored_weights(payload) if weights == "scored" else payload["model"])
     except (RuntimeError, TypeError, ValueError) as exc:  # the weights of another network
         why = " ".join(str(exc).split())[:200]
         raise ConfigError(f"{checkpoint}: its weights do not fit {run.name}'s architecture ({why})") from None
