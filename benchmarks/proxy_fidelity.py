@@ -79,6 +79,7 @@ CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
 LOCK_FILE, FAILED_FILE, ZERO_COST, COST_ESTIMATES = ".lock", "failed.json", "zero_cost", "cost_estimates"
 RESCORED_FILE = "rescored.json"
 PACE_STEPS = 3  # timed training steps behind a cost estimate
+PROXY_WEIGHTS = (0.01, 0.02, 0.04, 0.08)  # mIoU per standard deviation of a zero-cost score: 1 to 8 points
 MAX_EXTRA_DRAWS = 8  # further samples a space short of affordable architectures may try
 ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
@@ -453,6 +454,18 @@ def candidates(runs: Path) -> list[Candidate]:
                         "short plus the proxy's seconds",
                     )
                 )
+                # A score one trial can compute alone, as a search needs: mIoU plus a weight times the proxy
+                # standardised over these architectures (a fixed mean and spread a study would store).
+                mean, spread = float(np.mean(list(scores.values()))), float(np.std(list(scores.values())))
+                for weight in PROXY_WEIGHTS:
+                    found.append(
+                        Candidate(
+                            f"short+{weight:g}z({proxy})",
+                            {n: short[n]["miou"] + weight * (scores[n] - mean) / spread for n in with_short},
+                            1.0 + ratio,
+                            "short plus the proxy's seconds",
+                        )
+                    )
     return found
 
 

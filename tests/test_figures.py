@@ -265,6 +265,17 @@ def test_the_proxy_fidelity_quoted_is_that_of_the_stored_runs() -> None:
         f"reaches tau {tie['tau']:.2f} (95 % interval {low:.2f} to {high:.2f}) at {tie['cost_ratio']:.2f}x the cost",
         PROXY_REPORT,
     )
+    weighted = [judged[f"short+{w:g}z(synflow)"] for w in proxy_fidelity.PROXY_WEIGHTS]
+    with_ci = [f"{c['tau']:.2f} ({c['tau_ci'][0]:.2f} to {c['tau_ci'][1]:.2f})" for c in weighted[2:]]
+    quoted(
+        "benchmarks/README.md",
+        f"tau {weighted[0]['tau']:.2f}, {weighted[1]['tau']:.2f}, {with_ci[0]} and {with_ci[1]}",
+        PROXY_REPORT,
+    )
+    cv = result["cross_validation"]
+    chosen = ", ".join(f"`{name}` {times}" for name, times in list(cv["chosen"].items())[:3])
+    quoted("benchmarks/README.md", f"chosen {chosen} times", PROXY_REPORT)
+    quoted("benchmarks/README.md", f"held-out tau {cv['held_out_tau']:.2f} (`{PROXY_REPORT}`)", PROXY_REPORT)
 
 
 # ----- the search (docs/search.md) -----------------------------------------------------------------
