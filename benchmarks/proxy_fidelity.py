@@ -426,6 +426,17 @@ def candidates(runs: Path) -> list[Candidate]:
                 _failures(runs, "short"),
             )
         )
+        reference_steps = max((m["steps"] for m in _load(runs, "long").values()), default=0)
+        if reference_steps:  # the curve is carried on to the long runs' length
+            found.append(
+                Candidate(
+                    "short-extrapolated",
+                    {n: _extrapolated(m["history"], reference_steps) for n, m in short.items()},
+                    1.0,
+                    "the short run itself",
+                    _failures(runs, "short"),
+                )
+            )
         second = _load(runs, "short-seed1")
         both = [n for n in short if n in second]
         if both:
@@ -467,6 +478,14 @@ def candidates(runs: Path) -> list[Candidate]:
                         )
                     )
     return found
+
+
+def _extrapolated(history: list[list[float]], steps: int) -> float:
+    """The learning curve carried on to ``steps`` (the long run's length, as its ranking settles late): mIoU
+    linear in log(step), fitted to every evaluation but the first, where the curve is steepest."""
+    points = np.array(history[1:], dtype=float)
+    slope, intercept = np.polyfit(np.log(points[:, 0]), points[:, 1], 1)
+    return float(intercept + slope * np.log(steps))
 
 
 def _rescored(runs: Path, folder: str, done: dict[str, dict], short: dict[str, dict]) -> list[Candidate]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -182,6 +183,12 @@ def test_a_space_short_of_affordable_architectures_draws_more_and_nothing_else_m
     assert topped[5:] == further[2:4]  # JetSeg's next two affordable draws, in sequence
     assert further[1][0] in asked and further[3][0] in asked and len(set(asked)) == len(asked)  # each asked once
     assert all(a[1].family == "jetseg" for a in topped[5:])
+
+
+def test_the_learning_curve_is_carried_on_from_its_later_evaluations() -> None:
+    curve = [[step, 0.1 + 0.05 * math.log(step)] for step in (60, 120, 180, 240, 300)]
+    curve[0][1] = 0.9  # the first evaluation, off the curve, is left out of the fit
+    assert proxy_fidelity._extrapolated(curve, 1200) == pytest.approx(0.1 + 0.05 * math.log(1200))
 
 
 def test_one_averaged_run_is_rescored_into_the_candidates_it_stands_for(tmp_path: Path) -> None:

@@ -272,6 +272,13 @@ def test_the_proxy_fidelity_quoted_is_that_of_the_stored_runs() -> None:
         f"tau {weighted[0]['tau']:.2f}, {weighted[1]['tau']:.2f}, {with_ci[0]} and {with_ci[1]}",
         PROXY_REPORT,
     )
+    curve = judged["short-extrapolated"]
+    quoted(
+        "benchmarks/README.md",
+        f"tau {curve['tau']:.2f} ({curve['tau_ci'][0]:.2f} to {curve['tau_ci'][1]:.2f}), same-space pairs alike "
+        f"{alike(curve)}",
+        PROXY_REPORT,
+    )
     cv = result["cross_validation"]
     chosen = ", ".join(f"`{name}` {times}" for name, times in list(cv["chosen"].items())[:3])
     quoted("benchmarks/README.md", f"chosen {chosen} times", PROXY_REPORT)
