@@ -301,7 +301,7 @@ def run_all(args: argparse.Namespace) -> None:
 def rescore(out: Path) -> dict[str, dict[str, object]]:
     """A finished run that keeps a moving average, scored four ways from its final checkpoint: the average
     and the last step's weights (the same as a run without the average: it does not change training), each
-    at the run's evaluation scale and at the full native frames. One training run, four candidates."""
+    at the run's evaluation scale and at the full native frames, by mIoU and by validation loss."""
     run = RunSpec.from_file(out / RUN_FILE)
     native = dataset_info(run.data).frame_hw()
     scores: dict[str, dict[str, object]] = {}
@@ -312,6 +312,7 @@ def rescore(out: Path) -> dict[str, dict[str, object]]:
             _, result, _ = evaluate_run(out, input_hw=hw, weights=weights)
             scores[f"{weights}@{scale:g}"] = {
                 "miou": result.miou,
+                "loss": result.loss,
                 "seconds": time.perf_counter() - start,
                 "input_hw": list(hw),
             }
@@ -489,9 +490,9 @@ def _extrapolated(history: list[list[float]], steps: int) -> float:
 
 
 def _rescored(runs: Path, folder: str, done: dict[str, dict], short: dict[str, dict]) -> list[Candidate]:
-    """The candidates a folder's rescored runs add (``rescore``): its average scored at full scale, and its last
-    weights (``short`` trained again) at the run's scale and at full scale. Scoring at full scale costs every
-    evaluation's extra time (median over architectures, relative to ``short``'s run)."""
+    """The candidates a folder's rescored runs add (``rescore``): its last weights (``short`` trained again),
+    the validation loss of either weights, and the mIoU of either at full scale. Scoring at full scale costs
+    every evaluation's extra time (median over architectures, relative to ``short``'s run)."""
     rescored = {
         p.parent.name: json.loads(p.read_text())["scores"] for p in sorted((runs / folder).glob(f"*/{RESCORED_FILE}"))
     }
@@ -509,6 +510,9 @@ def _rescored(runs: Path, folder: str, done: dict[str, dict], short: dict[str, d
             failures,
         )
     ]
+    for weights, name in (("scored", f"{folder}-loss"), ("last", f"{again}-loss")):  # the lower, the better
+        scores = {n: -r[f"{weights}{native[n]}"]["loss"] for n, r in rescored.items()}
+        found.append(Candidate(name, scores, 1.0, "images trained", failures))
     for weights, name in (("scored", f"{folder}-eval1"), ("last", f"{again}-eval1")):
         extra = [
             _evaluations(done[n]["schedule"])

@@ -210,6 +210,8 @@ def test_one_averaged_run_is_rescored_into_the_candidates_it_stands_for(tmp_path
         assert scores[key]["input_hw"] == list(dataset_info(data).frame_hw())
     found = {c.name: c for c in proxy_fidelity.candidates(tmp_path)}
     assert found["short-rerun"].scores == {"net": plain["miou"]}
+    assert found["short-loss"].scores == {"net": -scores["last@0.5"]["loss"]}  # lower loss ranks higher
+    assert found["short-ema0.99-loss"].scores == {"net": -scores["scored@0.5"]["loss"]}
     assert found["short-eval1"].scores == {"net": scores["last@1"]["miou"]}
     assert found["short-ema0.99-eval1"].scores == {"net": scores["scored@1"]["miou"]}
     assert found["short-ema0.99"].scores == {"net": metrics["miou"]} and found["short-ema0.99"].cost_ratio == 1.0

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasseg.data.augment import normalize
 from nasseg.data.base import IGNORE_INDEX, DatasetInfo, SegmentationSplit
 from nasseg.errors import NassegError, TrainingDiverged
 from nasseg.train import Schedule, class_weights, evaluate, get_schedule, make_loss, schedule_names, train
@@ -398,7 +399,15 @@ def test_espnet_c_learns_shapes_beyond_majority_class() -> None:
     majority = int(torch.bincount(train_split.labels.reshape(-1).long()).argmax())
     majority_miou = mean_iou(confusion_matrix(torch.full_like(val_split.labels, majority), val_split.labels, 3))
     assert result.miou > majority_miou + 0.15, (result.miou, majority_miou)
-    assert evaluate(model, val_split).miou == pytest.approx(result.miou)
+    scored = evaluate(model, val_split, batch_size=5)
+    assert scored.miou == pytest.approx(result.miou)
+    # The validation loss: cross-entropy over the labelled pixels of the whole split, whatever the batching.
+    model.eval()
+    with torch.no_grad():
+        logits = model(normalize(val_split.images))
+    expected = nn.functional.cross_entropy(logits, val_split.labels.long(), ignore_index=val_split.info.ignore_index)
+    assert scored.loss == pytest.approx(expected.item(), rel=1e-5)
+    assert scored.loss < evaluate(build(space.baseline(name, num_classes=3)), val_split).loss  # it learned
 
 
 CAMVID = Path(__file__).resolve().parents[1].parent / "shared/data/CamVid"

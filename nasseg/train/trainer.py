@@ -82,18 +82,21 @@ def _finite_or_none(value: float) -> float | None:
 
 @dataclass
 class EvalResult:
-    """mIoU over the classes with a defined IoU, per-class IoU (NaN: class absent), pixel accuracy."""
+    """mIoU over the classes with a defined IoU, per-class IoU (NaN: class absent), pixel accuracy, and the
+    mean cross-entropy over labelled pixels (unweighted: a smoother score than mIoU, NaN if none is labelled)."""
 
     miou: float
     per_class_iou: dict[str, float]
     pixel_accuracy: float
     confusion: list[list[int]]
+    loss: float
 
     def to_dict(self) -> dict[str, Any]:
         """JSON types; NaN becomes None."""
         data = asdict(self)
         data["miou"] = _finite_or_none(self.miou)
         data["per_class_iou"] = {name: _finite_or_none(v) for name, v in self.per_class_iou.items()}
+        data["loss"] = _finite_or_none(self.loss)
         return data
 
 
@@ -166,6 +169,7 @@ def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8,
     dev = torch.device(device)
     num_classes = split.info.num_classes
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    loss_sum, labelled = 0.0, 0
     was_training = model.training
     model.eval()
     try:
@@ -176,6 +180,10 @@ def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8,
                 _check_logits(logits, labels, num_classes)
                 pred = logits.argmax(1).cpu()
                 confusion += confusion_matrix(pred, labels, num_classes, split.info.ignore_index)
+                loss_sum += nn.functional.cross_entropy(
+                    logits.float().cpu(), labels, ignore_index=split.info.ignore_index, reduction="sum"
+                ).item()
+                labelled += int((labels != split.info.ignore_index).sum())
     finally:
         model.train(was_training)
     ious = iou_per_class(confusion)
@@ -184,6 +192,7 @@ def evaluate(model: nn.Module, split: SegmentationSplit, *, batch_size: int = 8,
         per_class_iou={name: float(iou) for name, iou in zip(split.info.class_names, ious, strict=False)},
         pixel_accuracy=pixel_accuracy(confusion),
         confusion=confusion.tolist(),
+        loss=loss_sum / labelled if labelled else math.nan,
     )
 
 
