@@ -23,10 +23,10 @@ images, and so about its cost, with twice the updates (``short-600-b4/``); ``--t
 ``short`` again with another seed (``short-seed1/``: its noise, and the mean of two seeds);
 ``--proxy-ema 0.99`` scores a moving average of the weights (``short-ema0.99/``);
 ``--proxy-eval-scale 1`` evaluates at CamVid's full 360x480 instead of half (``short-eval1/``); a
-``--proxy-ema`` run is also scored with its last weights and at full scale (``rescore``: four candidates);
+``--proxy-ema`` run is also scored with its last weights, at full scale and by validation loss (``rescore``);
 ``--zero-cost`` scores every architecture's zero-cost proxies at its initial weights (``zero_cost/``).
-Scores read off stored runs (the mean of ``short``'s last two evaluations) and combinations (``short``
-with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
+Scores read off stored runs (the mean of ``short``'s last two evaluations, its learning curve carried on)
+and combinations (``short`` with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
 that candidate's failure on that architecture (``failed.json``, with the reason), not retried.
 A long run expected to outlast ``--max-hours`` is skipped; a space left with fewer than ``--per-space``
 architectures whose long run fits draws further samples, each judged by a few timed training steps
