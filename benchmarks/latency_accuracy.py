@@ -797,12 +797,12 @@ def print_host_summary(summary: dict) -> None:
         print_host_table(table)
 
 
-def report() -> None:
-    """Print every stored result again: the Jetson evaluation and each replayed host store's tables."""
-    data, rows = stored_jetson_rows()
+def report(jetson_results: Path = JETSON_RESULTS) -> None:
+    """Print every stored result again: the Jetson evaluation (``jetson_results``) and each replayed host store's tables."""
+    data, rows = stored_jetson_rows(jetson_results)
     print(
         f"\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: {', '.join(data['effects']) or 'none'}; "
-        f"{JETSON_RESULTS.name}, {data['date']}, torch {data['torch']})\n"
+        f"{jetson_results.name}, {data['date']}, torch {data['torch']})\n"
     )
     print_jetson(rows)
     for path in sorted(MEASUREMENTS.parent.glob("host_accuracy*.json")):
@@ -893,7 +893,8 @@ def main() -> None:
         "--jetson-results",
         type=Path,
         default=JETSON_RESULTS,
-        help="Jetson: write every prediction here (and the effects study beside it)",
+        help="Jetson: write every prediction here (and the effects study beside it); with --report, print this "
+        "stored evaluation",
     )
     parser.add_argument(
         "--report",
@@ -908,7 +909,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.report:
-        report()
+        report(args.jetson_results)
         return
     more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:

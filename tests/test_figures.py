@@ -103,6 +103,38 @@ def test_the_jetson_accuracy_quoted_is_that_of_the_stored_evaluation() -> None:
     quoted("docs/latency.md", f"FASSD-Net's family bias is {100 * families['fassd-net'][0]:+.0f} %", ACCURACY_REPORT)
 
 
+TRTUTILS_FITTED = latency_accuracy.JETSON_RESULTS.with_name("jetson_generalisation_trtutils_fitted.json")
+TRTUTILS_REPORT = (
+    "python benchmarks/latency_accuracy.py --report --jetson-results "
+    "benchmarks/results/latency_accuracy/jetson_generalisation_trtutils_fitted.json"
+)
+
+
+def test_the_trtutils_fitting_experiment_quoted_is_that_of_its_stored_evaluation() -> None:
+    """The rejected experiment (trtutils' YOLOv8 points fitted) against the stored evaluation with them as checks."""
+    _, shipped = latency_accuracy.stored_jetson_rows()
+    _, tried = latency_accuracy.stored_jetson_rows(TRTUTILS_FITTED)
+    fitted_before = [r for r in shipped if not r.check]
+    same = {r.id for r in fitted_before}
+    fitted_after = [r for r in tried if not r.check]
+    assert {r.id for r in fitted_after} - same == {r.id for r in shipped if r.source == "trtutils"}
+    old_after = [r for r in fitted_after if r.id in same]
+    lono = (Summary.of(fitted_before, "lono").mape, Summary.of(fitted_after, "lono").mape)
+    quoted(
+        "benchmarks/README.md", f"| LONO MAPE, all fitted points | {pct(lono[0])} | {pct(lono[1])} |", TRTUTILS_REPORT
+    )
+    quoted(
+        "benchmarks/README.md",
+        f"| LONO MAPE, the same 95 points | {pct(lono[0], 2)} | {pct(Summary.of(old_after, 'lono').mape, 2)} |",
+        TRTUTILS_REPORT,
+    )
+    yolo_check = Summary.of([r for r in shipped if r.source == "trtutils"], "lono")
+    assert f"{100 * yolo_check.bias:+.0f}" == "-26"  # the text's "-26 %" for the YOLOv8 checks under v3
+    ratios = {r.network: r.ratio("lono") for r in tried if r.check and r.family == "fassd-net"}
+    fassd = " / ".join(f"{ratios[n]:.2f}" for n in ("fassd-net", "fassd-net-l1", "fassd-net-l2"))
+    assert fassd == "1.17 / 1.26 / 1.32", fassd  # quoted in the README's table and docs/latency.md
+
+
 # ----- the latency predictor on the host CPU (replayed from the stored measurements) ---------------
 HOST = latency_accuracy.MEASUREMENTS.parent
 OP_TABLE = "predictor + op table (the calibration architectures' layers, timed inside them)"
@@ -376,6 +408,11 @@ def test_the_landscape_speeds_quoted_are_those_of_the_stored_runs() -> None:
     "module, argv, printed",
     [
         (latency_accuracy, ["--report"], "| all | 95 | **10.5%** | 27.0% | 9.4% |"),
+        (
+            latency_accuracy,
+            ["--report", "--jetson-results", str(TRTUTILS_FITTED)],
+            "| all | 122 | **11.3%** | 20.0% | 9.9% |",
+        ),
         (latency_accuracy, ["--report"], "timed inside them) | 92% | 3.8% | 0.971 | 0.998 |"),
         (proxy_fidelity, ["--report"], "moves by a median 2.4 points between them (at most 9.5)"),
         (search_efficiency, ["report"], "training time saved 60.3%, front members lost 1 of 4"),

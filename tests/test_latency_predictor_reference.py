@@ -25,9 +25,15 @@ PUBLISHED_GMACS = {
     # mmcls model zoo (the networks of mmdeploy's Jetson rows): ResNeXt-50 32x4d 4.27, SE-ResNet-50 4.13 GFLOPs (MACs).
     ("resnext50_32x4d", (224, 224)): 4.27,
     ("se_resnet50", (224, 224)): 4.13,
+    # Ultralytics YOLOv8 n/s/m (trtutils' Jetson rows, jetson.md section 3.3): 8.7 / 28.6 / 78.9 GFLOPs (= 2 x MAC) at 640.
+    ("yolov8n", (640, 640)): 8.7 / 2,
+    ("yolov8s", (640, 640)): 28.6 / 2,
+    ("yolov8m", (640, 640)): 78.9 / 2,
 }
 # Parameters published with them (mmcls model zoo, millions): the layers are the same, not just the MACs.
 PUBLISHED_PARAMS = {"resnext50_32x4d": 25.03, "se_resnet50": 28.09, "resnet50": 25.56}
+# Ultralytics' YOLOv8 model table (millions, one decimal).
+PUBLISHED_YOLO_PARAMS = {"yolov8n": 3.2, "yolov8s": 11.2, "yolov8m": 25.9}
 
 
 @pytest.mark.parametrize(("net", "input_hw"), list(PUBLISHED_GMACS))
@@ -58,3 +64,18 @@ def test_mmseg_segmentors_are_dilated_at_output_stride_8_and_resize_to_the_input
         ]
         assert {layer.conv.in_h for layer in dilated} == {32}, net
         assert layers[-1].op_class == "resize" and layers[-1].shape[4:6] == (256, 512), net
+
+
+@pytest.mark.parametrize("net", list(PUBLISHED_YOLO_PARAMS))
+def test_yolov8_reference_nets_have_the_published_parameter_counts(net: str) -> None:
+    assert count_params(reference_net(net)) / 1e6 == pytest.approx(PUBLISHED_YOLO_PARAMS[net], abs=0.05)
+
+
+def test_yolov8_has_two_nearest_upsamplings_and_the_engines_post_processing() -> None:
+    """The neck up-samples twice (nearest, x2) and concatenates; the head ends in the DFL expectation
+    over 8400 anchors at 640 and one pass over the 80 class scores (EfficientNMS)."""
+    layers = layers_of(trace(reference_net("yolov8n"), (640, 640)), 2.0, False)
+    resizes = [layer for layer in layers if layer.op_class == "resize"]
+    assert [layer.op for layer in resizes] == ["aten.upsample_nearest2d"] * 2
+    assert sum(layer.op_class == "matmul" for layer in layers) == 1
+    assert layers[-2].op_class == "reduce" and layers[-2].flops == 8400 * 80

@@ -340,6 +340,7 @@ _FAMILY_PREFIXES = {
     "pspnet_r50-d8": "mmseg-r50-d8",
     "deeplabv3plus_r50-d8": "mmseg-r50-d8",
     "fassd": "fassd-net",
+    "yolov8": "yolov8",
 }
 
 

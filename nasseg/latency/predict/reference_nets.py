@@ -5,13 +5,16 @@ The predictor is calibrated on published latencies of these networks
 the standard ImageNet definitions (ResNet v1.5 with the stride on the 3x3, VGG without BN, ...),
 FCN-ResNet18 as jetson-inference exports it (no dilation, FCN head, stride-32 logits without
 upsampling), and mmsegmentation's dilated-ResNet-50 segmentors (R50-D8: FCN, PSPNet, DeepLabV3+)
-as mmdeploy times them (decode head only, logits resized to the input). ``tests/test_latency_predictor_reference.py`` checks their MACs against the GMAC
-figures published with the measurements.
+as mmdeploy times them (decode head only, logits resized to the input), and Ultralytics' YOLOv8 n/s/m
+detectors as trtutils' end-to-end engines run them (box decoding and non-maximum suppression inside).
+``tests/test_latency_predictor_reference.py`` checks their MACs against the GMAC figures published with
+the measurements.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import torch
@@ -402,6 +405,124 @@ def _sep(in_ch: int, out_ch: int, dilation: int) -> nn.Sequential:
     )
 
 
+# ----- YOLOv8 detectors (Ultralytics), as trtutils' engines run them ---------------------------------
+def _conv_silu(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
+    """Ultralytics' Conv: convolution (no bias), BN, SiLU."""
+    return _cbr(in_ch, out_ch, kernel, stride, act=nn.SiLU)
+
+
+class _YoloBottleneck(nn.Module):
+    def __init__(self, channels: int, shortcut: bool) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_silu(channels, channels, 3), _conv_silu(channels, channels, 3))
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.shortcut else self.body(x)
+
+
+class _C2f(nn.Module):
+    """C2f: a 1x1 to 2c channels, n bottlenecks on its second half, every output concatenated, a 1x1.
+
+    Written as the end-to-end ONNX export has it (the whole first 1x1 output enters the concatenation,
+    the bottlenecks read a slice of it), which is Ultralytics' split-and-concatenate channel for channel."""
+
+    def __init__(self, in_ch: int, out_ch: int, n: int, shortcut: bool) -> None:
+        super().__init__()
+        self.c = out_ch // 2
+        self.cv1 = _conv_silu(in_ch, 2 * self.c)
+        self.m = nn.ModuleList(_YoloBottleneck(self.c, shortcut) for _ in range(n))
+        self.cv2 = _conv_silu((2 + n) * self.c, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.cv1(x)
+        outs = [first]
+        last = first[:, self.c :]
+        for block in self.m:
+            last = block(last)
+            outs.append(last)
+        return self.cv2(torch.cat(outs, 1))
+
+
+class _SPPF(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.cv1 = _conv_silu(in_ch, in_ch // 2)
+        self.pool = nn.MaxPool2d(5, 1, 2)
+        self.cv2 = _conv_silu(in_ch // 2 * 4, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ys = [self.cv1(x)]
+        for _ in range(3):
+            ys.append(self.pool(ys[-1]))
+        return self.cv2(torch.cat(ys, 1))
+
+
+class _YoloV8(nn.Module):
+    """YOLOv8 detection (Ultralytics' v8 layer graph, 80 classes) with the post-processing its end-to-end
+    engine runs: per level the box (4 x 16 DFL bins) and class branches concatenated, the three levels
+    flattened and concatenated (8400 anchors at 640), sigmoid class scores, the DFL softmax and expectation,
+    the anchor decode, and EfficientNMS, costed as one pass over the class scores (the plugin's sort and
+    suppression of at most 100 boxes are not modelled). Anchor grids are constants TensorRT folds: shapes only.
+    """
+
+    dfl_bins: torch.Tensor  # the DFL expectation's bin values 0..15 (a buffer)
+
+    def __init__(self, depth: float, width: float, max_channels: int, num_classes: int = 80) -> None:
+        super().__init__()
+
+        def ch(c: int) -> int:
+            return math.ceil(min(c, max_channels) * width / 8) * 8
+
+        def rep(n: int) -> int:
+            return max(round(n * depth), 1)
+
+        c1, c2, c3, c4, c5 = ch(64), ch(128), ch(256), ch(512), ch(1024)
+        self.stem = nn.Sequential(_conv_silu(3, c1, 3, 2), _conv_silu(c1, c2, 3, 2), _C2f(c2, c2, rep(3), True))
+        self.p3 = nn.Sequential(_conv_silu(c2, c3, 3, 2), _C2f(c3, c3, rep(6), True))
+        self.p4 = nn.Sequential(_conv_silu(c3, c4, 3, 2), _C2f(c4, c4, rep(6), True))
+        self.p5 = nn.Sequential(_conv_silu(c4, c5, 3, 2), _C2f(c5, c5, rep(3), True), _SPPF(c5, c5))
+        self.up = nn.Upsample(scale_factor=2.0, mode="nearest")
+        self.top_down4 = _C2f(c5 + c4, c4, rep(3), False)
+        self.top_down3 = _C2f(c4 + c3, c3, rep(3), False)
+        self.down3 = _conv_silu(c3, c3, 3, 2)
+        self.bottom_up4 = _C2f(c3 + c4, c4, rep(3), False)
+        self.down4 = _conv_silu(c4, c4, 3, 2)
+        self.bottom_up5 = _C2f(c4 + c5, c5, rep(3), False)
+        self.reg_max, self.num_classes = 16, num_classes
+        box_ch, cls_ch = max(16, c3 // 4, 4 * self.reg_max), max(c3, min(num_classes, 100))
+        self.box = nn.ModuleList(
+            nn.Sequential(
+                _conv_silu(c, box_ch, 3), _conv_silu(box_ch, box_ch, 3), nn.Conv2d(box_ch, 4 * self.reg_max, 1)
+            )
+            for c in (c3, c4, c5)
+        )
+        self.cls = nn.ModuleList(
+            nn.Sequential(_conv_silu(c, cls_ch, 3), _conv_silu(cls_ch, cls_ch, 3), nn.Conv2d(cls_ch, num_classes, 1))
+            for c in (c3, c4, c5)
+        )
+        self.register_buffer("dfl_bins", torch.arange(self.reg_max, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p3 = self.p3(self.stem(x))
+        p4 = self.p4(p3)
+        p5 = self.p5(p4)
+        n4 = self.top_down4(torch.cat([self.up(p5), p4], 1))
+        n3 = self.top_down3(torch.cat([self.up(n4), p3], 1))
+        n4 = self.bottom_up4(torch.cat([self.down3(n3), n4], 1))
+        n5 = self.bottom_up5(torch.cat([self.down4(n4), p5], 1))
+        levels = [torch.cat([box(f), cls(f)], 1) for f, box, cls in zip((n3, n4, n5), self.box, self.cls, strict=True)]
+        y = torch.cat([level.flatten(2) for level in levels], 2)  # 1 x (64 + classes) x anchors
+        anchors = y.shape[2]
+        boxes, scores = y[:, : 4 * self.reg_max], y[:, 4 * self.reg_max :].sigmoid()
+        bins = boxes.view(1, 4, self.reg_max, anchors).permute(0, 1, 3, 2).softmax(-1)
+        dist = bins @ self.dfl_bins  # 1 x 4 x anchors
+        grid, stride = y.new_zeros((1, 4, anchors)), y.new_zeros((1, 1, anchors))  # folded constants
+        decoded = (grid + torch.cat([-dist[:, :2], dist[:, 2:]], 1)) * stride
+        best = scores.transpose(1, 2).amax(-1)  # EfficientNMS: one pass over the scores
+        return torch.cat([decoded, best.unsqueeze(1)], 1)
+
+
 REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
     "resnet18": lambda: resnet((2, 2, 2, 2), bottleneck=False),
     "resnet34": lambda: resnet((3, 4, 6, 3), bottleneck=False),
@@ -425,6 +546,9 @@ REFERENCE_NETS: dict[str, Callable[[], nn.Module]] = {
     "fcn_r50-d8": lambda: _R50D8Segmentor("fcn"),
     "pspnet_r50-d8": lambda: _R50D8Segmentor("psp"),
     "deeplabv3plus_r50-d8": lambda: _R50D8Segmentor("deeplabv3plus"),
+    "yolov8n": lambda: _YoloV8(0.33, 0.25, 1024),
+    "yolov8s": lambda: _YoloV8(0.33, 0.50, 1024),
+    "yolov8m": lambda: _YoloV8(0.67, 0.75, 768),
 }
 
 
