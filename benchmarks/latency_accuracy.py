@@ -43,7 +43,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,10 @@ from nasseg.latency.predict.effects import CONCAT_FREE, CONCAT_IN_PLACE, EFFECTS
 from nasseg.latency.predict.fit import (
     HOST_PRIOR,
     JETSON_EFFECTS,
+    JETSON_PRIOR,
     Measurement,
     fit,
+    jetson_templates,
     predict_measurements,
     published_measurements,
     sampled_architectures,
@@ -133,14 +135,17 @@ def _errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     return np.abs(predicted / measured - 1)
 
 
-def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
+def jetson_generalisation(effects: list[str] | None, out: Path | None, fit_sources: Sequence[str] = ()) -> None:
     """Every published point predicted by fits that did not see it (leave-one-out), its network
     (leave-one-network-out, the headline) or its source (leave-one-source-out); the check points by
-    the full fit. Prints the tables of benchmarks/README.md and keeps every prediction in ``out``."""
+    the full fit. Prints the tables of benchmarks/README.md and keeps every prediction in ``out``, with
+    the full fit's constants. ``fit_sources``: sources whose check points are fitted too (an experiment)."""
     effects = list(JETSON_EFFECTS if effects is None else effects)
+    measurements = published_measurements(fit_sources=fit_sources)
+    checks = published_measurements(checks=True, fit_sources=fit_sources)
     print(
         "\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: "
-        f"{', '.join(effects) or 'none'})\n"
+        f"{', '.join(effects) or 'none'}{''.join(f'; {s} fitted' for s in fit_sources)})\n"
     )
     start = time.perf_counter()
     with Progress(transient=True) as progress:
@@ -151,19 +156,41 @@ def jetson_generalisation(effects: list[str] | None, out: Path | None) -> None:
                 tasks[protocol] = progress.add_task(f"{PROTOCOL_NAMES[protocol]} refits", total=total)
             progress.update(tasks[protocol], completed=done)
 
-        rows = evaluate(effects, progress=report)
+        rows = evaluate(effects, progress=report, measurements=measurements, checks=checks)
+    constants = full_fit_constants(measurements, effects)
     print_jetson(rows)
+    print_constants(constants)
     print(f"\n({time.perf_counter() - start:.0f} s)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps(
-                {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, **to_json(rows, effects)},
-                indent=1,
-            )
-            + "\n"
-        )
+        record = {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "torch": torch.__version__,
+            "fit_sources": list(fit_sources),
+            "full_fit": constants,
+            **to_json(rows, effects),
+        }
+        out.write_text(json.dumps(record, indent=1) + "\n")
         print(f"every prediction: {out}")
+
+
+def full_fit_constants(measurements: list[Measurement], effects: list[str]) -> dict[str, dict[str, float]]:
+    """Each board's constants as the fit on every point sets them: efficiency per op class, memory efficiency."""
+    targets = list(dict.fromkeys(m.target for m in measurements))
+    fitted, _ = fit(measurements, jetson_templates(targets, effects), JETSON_PRIOR)
+    return {t: {**c.efficiency, "memory_efficiency": c.memory_efficiency} for t, c in fitted.items()}
+
+
+def print_constants(constants: dict[str, dict[str, float]]) -> None:
+    """The full fit's constants, a row per board."""
+    if not constants:
+        return
+    names = list(next(iter(constants.values())))
+    print("\nThe full fit's constants (efficiency of each op class's peak; memory efficiency):\n")
+    print("| board | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for target, values in constants.items():
+        print(f"| {target} | " + " | ".join(f"{values[n]:.3f}" for n in names) + " |")
 
 
 def stored_jetson_rows(path: Path = JETSON_RESULTS) -> tuple[dict, list[PointResult]]:
@@ -800,11 +827,13 @@ def print_host_summary(summary: dict) -> None:
 def report(jetson_results: Path = JETSON_RESULTS) -> None:
     """Print every stored result again: the Jetson evaluation (``jetson_results``) and each replayed host store's tables."""
     data, rows = stored_jetson_rows(jetson_results)
+    sources = "".join(f"; {source} fitted" for source in data.get("fit_sources", []))
     print(
         f"\n### Jetson: how the published fit generalises (TensorRT, batch 1; effects: {', '.join(data['effects']) or 'none'}; "
-        f"{jetson_results.name}, {data['date']}, torch {data['torch']})\n"
+        f"{sources}; {jetson_results.name}, {data['date']}, torch {data['torch']})\n"
     )
     print_jetson(rows)
+    print_constants(data.get("full_fit", {}))
     for path in sorted(MEASUREMENTS.parent.glob("host_accuracy*.json")):
         print_host_summary(json.loads(path.read_text()))
 
@@ -878,6 +907,12 @@ def main() -> None:
         "--write-host-calibration", action="store_true", help="save the host fit as the packaged host-cpu calibration"
     )
     parser.add_argument(
+        "--fit-source",
+        action="append",
+        default=[],
+        help="Jetson: fit this source's check points too (an experiment; repeatable), e.g. trtutils",
+    )
+    parser.add_argument(
         "--effects",
         default=None,
         metavar="A,B",
@@ -914,7 +949,7 @@ def main() -> None:
     more = parse_space_counts(args.calibrate_space)
     if not args.skip_jetson:
         effects = None if args.effects is None else [e for e in args.effects.split(",") if e]
-        jetson_generalisation(effects, args.jetson_results)
+        jetson_generalisation(effects, args.jetson_results, args.fit_source)
         if args.effects_study:
             effects_study(
                 effect_candidates(JETSON_EFFECTS, PREVIOUS_JETSON_EFFECTS),

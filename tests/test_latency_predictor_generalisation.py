@@ -124,6 +124,15 @@ def test_check_points_are_never_fitted() -> None:
         assert not checks & set(find_calibration(target).fitted_on["points"]), target
 
 
+def test_an_experiment_can_fit_one_sources_check_points_and_nothing_else() -> None:
+    fitted, checks = published_points(), published_points(checks=True)
+    trial = published_points(fit_sources=["trtutils"])
+    moved = {p["id"] for p in checks if p["source"] == "trtutils"}
+    assert moved and {p["id"] for p in trial} == {p["id"] for p in fitted} | moved
+    left = {p["id"] for p in published_points(checks=True, fit_sources=["trtutils"])}
+    assert left == {p["id"] for p in checks} - moved and "fassd-net-paper/jetson-tx2/fassd-net@512x1024" in left
+
+
 def test_evaluation_fits_never_see_the_check_points(monkeypatch: pytest.MonkeyPatch) -> None:
     points = _hand_made()
     check = dataclasses.replace(points[0], id="check-point", network="checked")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,19 +351,20 @@ def network_family(network: str) -> str:
 
 
 # ----- published Jetson measurements ------------------------------------------------------------
-def published_points(checks: bool = False) -> list[dict]:
+def published_points(checks: bool = False, fit_sources: Collection[str] = ()) -> list[dict]:
     """The published latencies of ``calibrations/published_jetson.json`` with their sources' settings:
     the points the calibrations are fitted on, or (``checks``) those kept as independent checks.
 
     A point's ``use`` and ``precision`` override its source's (one table may hold FP16 and FP32
-    columns, and a few rows kept aside)."""
+    columns, and a few rows kept aside). Every point of a source in ``fit_sources`` is fitted on (an
+    experiment: what fitting a source's checks would do)."""
     data = json.loads(PUBLISHED_JETSON.read_text())
     points = []
     for point in data["points"]:
         source = data["sources"][point["source"]]
         merged = {**point, **{f"source_{k}": v for k, v in source.items()}}
         merged["precision"] = point.get("precision", source["precision"])
-        merged["use"] = point.get("use", source.get("use", "fit"))
+        merged["use"] = "fit" if point["source"] in fit_sources else point.get("use", source.get("use", "fit"))
         merged["network"] = point.get("baseline", point.get("net"))
         points.append(merged)
     return [p for p in points if (p["use"] == "check") == checks]
@@ -404,12 +405,12 @@ def point_network(point: dict) -> nn.Module:
     return reference_net(point["net"])
 
 
-def published_measurements(checks: bool = False) -> list[Measurement]:
+def published_measurements(checks: bool = False, fit_sources: Collection[str] = ()) -> list[Measurement]:
     """Layer tables of the timed networks at the published points (TensorRT FP16, fused): those
-    fitted on, or (``checks``) the independent checks."""
+    fitted on, or (``checks``) the independent checks (``fit_sources``: as ``published_points``)."""
     tables: dict[tuple[str, str, tuple[int, int], str], LayerTable] = {}
     out = []
-    for point in published_points(checks):
+    for point in published_points(checks, fit_sources):
         # Many points time one network at one input on several boards: trace it once per precision.
         kind = "baseline" if "baseline" in point else "net"
         precision = point["precision"]
