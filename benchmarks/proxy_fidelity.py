@@ -467,8 +467,9 @@ def candidates(runs: Path) -> list[Candidate]:
                     )
                 )
                 # A score one trial can compute alone, as a search needs: mIoU plus a weight times the proxy
-                # standardised over these architectures (a fixed mean and spread a study would store).
-                mean, spread = float(np.mean(list(scores.values()))), float(np.std(list(scores.values())))
+                # standardised over the architectures it scores (a fixed mean and spread a study would store).
+                scored = [scores[n] for n in with_short]
+                mean, spread = float(np.mean(scored)), float(np.std(scored))
                 for weight in PROXY_WEIGHTS:
                     found.append(
                         Candidate(
