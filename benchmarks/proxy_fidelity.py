@@ -62,6 +62,7 @@ from nasseg.search.spec import StudySpec
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
 from nasseg.train.runs import (
+    CHECKPOINT_FILE,
     METRICS_FILE,
     RUN_FILE,
     RunSpec,
@@ -295,7 +296,10 @@ def run_all(args: argparse.Namespace) -> None:
                         f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True
                     )
                 if schedule.ema_decay is not None and not (out / RESCORED_FILE).is_file():
-                    rescore(out)
+                    if (out / CHECKPOINT_FILE).is_file():
+                        rescore(out)
+                    else:  # a finished run stored without its weights (a fresh clone): nothing to rescore
+                        print(f"{key:5s} {name:32s} not rescored: no {CHECKPOINT_FILE} beside its metrics", flush=True)
 
 
 def rescore(out: Path) -> dict[str, dict[str, object]]:
