@@ -169,9 +169,11 @@ def sampled(
         if missing <= 0:
             continue
         for name, arch in _drawn(space, i, n + MAX_EXTRA_DRAWS, seed, train_hw, num_classes)[n:]:
-            if missing and affordable(name, arch):
+            if affordable(name, arch):
                 found.append((name, arch))
                 missing -= 1
+                if not missing:
+                    break
     return found
 
 
@@ -282,24 +284,28 @@ def run_all(args: argparse.Namespace) -> None:
             with _claim(out) as claimed:
                 if not claimed or (out / FAILED_FILE).is_file():
                     continue
-                if not (out / METRICS_FILE).is_file():
-                    run = make_run(name, arch, args.data, schedule, seed)
-                    try:
-                        metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
-                    except TrialFailed as exc:  # a failure of this proxy on this architecture: kept, not retried
-                        (out / FAILED_FILE).write_text(
-                            json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2)
-                        )
-                        print(f"{key:5s} {name:32s} failed: {exc}", flush=True)
-                        continue
-                    print(
-                        f"{key:5s} {name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True
-                    )
+                if not (out / METRICS_FILE).is_file() and not _train(
+                    out, key, make_run(name, arch, args.data, schedule, seed)
+                ):
+                    continue
                 if schedule.ema_decay is not None and not (out / RESCORED_FILE).is_file():
                     if (out / CHECKPOINT_FILE).is_file():
                         rescore(out)
                     else:  # a finished run stored without its weights (a fresh clone): nothing to rescore
                         print(f"{key:5s} {name:32s} not rescored: no {CHECKPOINT_FILE} beside its metrics", flush=True)
+
+
+def _train(out: Path, key: str, run: RunSpec) -> bool:
+    """Train (or resume) ``run`` into ``out``; False if it diverged, recorded there as this candidate's
+    failure on this architecture, kept and not retried."""
+    try:
+        metrics = run_training(run, out, resume=(out / RUN_FILE).is_file(), progress=False)
+    except TrialFailed as exc:
+        (out / FAILED_FILE).write_text(json.dumps({"reason": str(exc), "provenance": provenance()}, indent=2))
+        print(f"{key:5s} {run.name:32s} failed: {exc}", flush=True)
+        return False
+    print(f"{key:5s} {run.name:32s} mIoU {metrics['miou']:.4f}  {metrics['train_seconds']:7.1f} s", flush=True)
+    return True
 
 
 def rescore(out: Path) -> dict[str, dict[str, object]]:
