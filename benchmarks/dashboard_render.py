@@ -125,6 +125,7 @@ def synthetic_study(
             macs=macs,
             latency=None if status == "failed" and rng.random() < 0.5 else _latency(ms, target),
             miou=miou,
+            score=miou,  # scored by the mIoU alone (proxy miou)
             per_class_iou={c: max(0.0, min(1.0, (miou or 0) + rng.gauss(0, 0.15))) for c in CLASSES}
             if miou is not None
             else {},

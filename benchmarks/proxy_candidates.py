@@ -4,12 +4,14 @@ A candidate is a score per architecture (higher = expected better after long tra
 per trial relative to ``short``. The reference is the mean mIoU of the long runs over their seeds.
 Each candidate is judged by Kendall tau and Spearman rho against the reference, a bootstrap 95 %
 interval on tau (architectures resampled), the share of same-space pairs it orders as the reference
-does (what a search inside one space decides), and tau within each space. A candidate that failed on
+does (what a search inside one space decides), and tau (with its bootstrap interval: three to six
+architectures give wide ones) and rho within each space. A candidate that failed on
 an architecture (its training diverged) keeps that architecture, scored below every success, as a
 search ranks a failed trial: the failure is listed with its reason.
 
-Choosing by the numbers: among the candidates within the cost limit, the one with the highest tau
-wins; repeated k-fold cross-validation over architectures shows how often that choice is made on part
+Choosing by the numbers: among the candidates within the cost limit that a search can compute one
+trial at a time (a score that needs the whole population, such as a rank mean, is judged but cannot
+win), the one with the highest tau wins; repeated k-fold cross-validation over architectures shows how often that choice is made on part
 of the data and what tau the choice reaches on the architectures it did not see.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 FAILED = -math.inf  # a failed run ranks below every scored one (ties with other failures)
+SPACE_RESAMPLES = 500  # per space: a handful of architectures has few distinct resamples to draw
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Candidate:
     cost_ratio: float
     cost_basis: str
     failures: Mapping[str, str] = field(default_factory=dict)  # architecture -> why it failed
+    per_trial: bool = True  # a score of one architecture alone, which a search can use
 
     def score(self, architecture: str) -> float:
         return FAILED if architecture in self.failures else self.scores[architecture]
@@ -69,6 +73,36 @@ def bootstrap_tau(
         value = tau(list(s[pick]), list(r[pick]))
         if not math.isnan(value):
             values.append(value)
+    if not values:  # every resample repeated one architecture (a space of three can)
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_alike(
+    points: list[tuple[str, float, float]], resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of the share of same-space pairs ordered alike, architectures resampled within each
+    space; an architecture drawn twice forms no pair with itself."""
+    rng = np.random.default_rng(seed)
+    groups: dict[str, list[tuple[str, float, float]]] = {}
+    for point in points:
+        groups.setdefault(point[0], []).append(point)
+    values = []
+    for _ in range(resamples):
+        alike = total = 0
+        for group in groups.values():
+            pick = rng.integers(0, len(group), len(group))
+            for x, i in enumerate(pick):
+                for j in pick[x + 1 :]:
+                    if i != j:
+                        a, b = group[i], group[j]
+                        total += 1
+                        alike += (a[1] - b[1]) * (a[2] - b[2]) > 0
+        if total:
+            values.append(alike / total)
+    if not values:
+        return float("nan"), float("nan")
     low, high = np.percentile(values, [2.5, 97.5])
     return float(low), float(high)
 
@@ -81,11 +115,15 @@ class Judgement:
     tau_ci: tuple[float, float]
     rho: float
     within_space_alike: float
+    within_space_alike_ci: tuple[float, float]
     within_space_pairs: int
     tau_by_space: dict[str, float]
+    tau_ci_by_space: dict[str, tuple[float, float]]
+    rho_by_space: dict[str, float]
     cost_ratio: float
     cost_basis: str
     failures: dict[str, str]
+    per_trial: bool
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -94,12 +132,16 @@ class Judgement:
             "tau_ci": list(self.tau_ci),
             "rho": self.rho,
             "within_space_alike": self.within_space_alike,
+            "within_space_alike_ci": list(self.within_space_alike_ci),
             "within_space_pairs": self.within_space_pairs,
             "tau_by_space": self.tau_by_space,
+            "tau_ci_by_space": {k: list(v) for k, v in self.tau_ci_by_space.items()},
+            "rho_by_space": self.rho_by_space,
             "cost_ratio": self.cost_ratio,
             "cost_basis": self.cost_basis,
             "architectures": self.architectures,
             "failures": self.failures,
+            "per_trial": self.per_trial,
         }
 
 
@@ -109,12 +151,16 @@ def judge(candidate: Candidate, reference: Mapping[str, float], space: Mapping[s
     scores = [candidate.score(n) for n in names]
     ref = [reference[n] for n in names]
     finite = [max(s, -1e300) for s in scores]  # rank statistics need only the order; a failure stays lowest
-    by_space = {}
+    by_space, ci_by_space, rho_by_space = {}, {}, {}
     for group in sorted({space[n] for n in names}):
         mine = [i for i, n in enumerate(names) if space[n] == group]
         if len(mine) >= 3:
-            by_space[group] = tau([finite[i] for i in mine], [ref[i] for i in mine])
-    alike, pairs = pair_agreement([(space[n], s, r) for n, s, r in zip(names, finite, ref, strict=True)])
+            own, own_ref = [finite[i] for i in mine], [ref[i] for i in mine]
+            by_space[group] = tau(own, own_ref)
+            ci_by_space[group] = bootstrap_tau(own, own_ref, resamples=SPACE_RESAMPLES, seed=seed)
+            rho_by_space[group] = float(spearmanr(own, own_ref).statistic)
+    points = [(space[n], s, r) for n, s, r in zip(names, finite, ref, strict=True)]
+    alike, pairs = pair_agreement(points)
     return Judgement(
         name=candidate.name,
         architectures=len(names),
@@ -122,21 +168,25 @@ def judge(candidate: Candidate, reference: Mapping[str, float], space: Mapping[s
         tau_ci=bootstrap_tau(finite, ref, seed=seed) if len(names) >= 3 else (float("nan"), float("nan")),
         rho=float(spearmanr(finite, ref).statistic) if len(names) >= 3 else float("nan"),
         within_space_alike=alike,
+        within_space_alike_ci=bootstrap_alike(points, seed=seed),
         within_space_pairs=pairs,
         tau_by_space=by_space,
+        tau_ci_by_space=ci_by_space,
+        rho_by_space=rho_by_space,
         cost_ratio=candidate.cost_ratio,
         cost_basis=candidate.cost_basis,
         failures={n: why for n, why in candidate.failures.items() if n in reference},
+        per_trial=candidate.per_trial,
     )
 
 
 def choose(candidates: list[Candidate], reference: Mapping[str, float], max_cost: float) -> str | None:
-    """The affordable candidate with the highest tau against ``reference`` among those that score every
-    architecture of it (None if there is none); of equal taus, the one listed first."""
+    """The affordable per-trial candidate with the highest tau against ``reference`` among those that score
+    every architecture of it (None if there is none); of equal taus, the one listed first."""
     judged = []
     names = sorted(reference)
     for i, c in enumerate(candidates):
-        if c.cost_ratio > max_cost or not all(c.covers(n) for n in names):
+        if c.cost_ratio > max_cost or not c.per_trial or not all(c.covers(n) for n in names):
             continue
         value = tau([max(c.score(n), -1e300) for n in names], [reference[n] for n in names])
         if not math.isnan(value):

@@ -58,6 +58,7 @@ from proxy_candidates import Candidate, choose, cross_validate, judge, tau
 from nasseg.data import dataset_info, load_split
 from nasseg.errors import TrialFailed
 from nasseg.models import ArchConfig
+from nasseg.search.proxy import get_proxy
 from nasseg.search.spec import StudySpec
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
@@ -80,7 +81,7 @@ CAMVID = ROOT.parent / "shared" / "data" / "CamVid"
 LOCK_FILE, FAILED_FILE, ZERO_COST, COST_ESTIMATES = ".lock", "failed.json", "zero_cost", "cost_estimates"
 RESCORED_FILE = "rescored.json"
 PACE_STEPS = 3  # timed training steps behind a cost estimate
-PROXY_WEIGHTS = (0.01, 0.02, 0.04, 0.08)  # mIoU per standard deviation of a zero-cost score: 1 to 8 points
+PROXY_WEIGHTS = (0.01, 0.02, 0.04, 0.08, 0.16)  # mIoU per standard deviation of a zero-cost score: 1 to 16 points
 MAX_EXTRA_DRAWS = 8  # further samples a space short of affordable architectures may try
 ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
@@ -474,12 +475,12 @@ def candidates(runs: Path) -> list[Candidate]:
                         _rank_mean({n: short[n]["miou"] for n in with_short}, scores),
                         1.0 + ratio,
                         "short plus the proxy's seconds",
+                        per_trial=False,  # ranks need every architecture's scores at once
                     )
                 )
                 # A score one trial can compute alone, as a search needs: mIoU plus a weight times the proxy
-                # standardised over the architectures it scores (a fixed mean and spread a study would store).
-                scored = [scores[n] for n in with_short]
-                mean, spread = float(np.mean(scored)), float(np.std(scored))
+                # standardised over the architectures it scores (a fixed mean and spread: nasseg.search.proxy).
+                mean, spread, _ = standardisation(runs, proxy)
                 for weight in PROXY_WEIGHTS:
                     found.append(
                         Candidate(
@@ -490,6 +491,32 @@ def candidates(runs: Path) -> list[Candidate]:
                         )
                     )
     return found
+
+
+def standardisation(runs: Path, proxy: str) -> tuple[float, float, int]:
+    """Mean and spread of a zero-cost score over the architectures with a ``short`` run, which the
+    weighted candidates standardise by (and the search's ``nasseg.search.proxy`` holds as constants),
+    and how many architectures that is."""
+    short = _load(runs, "short")
+    scored = [
+        json.loads(p.read_text())["scores"][proxy] for p in sorted((runs / ZERO_COST).glob("*.json")) if p.stem in short
+    ]
+    return float(np.mean(scored)), float(np.std(scored)), len(scored)
+
+
+def search_default() -> str:
+    """The candidate a study scores with unless told (``nasseg search --proxy``), by this benchmark's name."""
+    proxy = get_proxy(StudySpec.model_fields["proxy"].default)
+    schedule = StudySpec.model_fields["schedule"].default
+    return schedule if proxy.zero_cost is None else f"{schedule}+{proxy.weight:g}z({proxy.zero_cost})"
+
+
+def _default_standardisation(runs: Path) -> dict[str, object] | None:
+    proxy = get_proxy(StudySpec.model_fields["proxy"].default)
+    if proxy.zero_cost is None or not (runs / ZERO_COST).is_dir():
+        return None
+    mean, spread, count = standardisation(runs, proxy.zero_cost)
+    return {"zero_cost": proxy.zero_cost, "mean": mean, "spread": spread, "architectures": count}
 
 
 def _extrapolated(history: list[list[float]], steps: int) -> float:
@@ -593,7 +620,8 @@ def summary(runs: Path, seeds: int, max_cost: float) -> dict[str, object]:
             row["short_on_the_same"] = judge(short, mine, space).to_dict()
         rows.append(row)
     return {
-        "default": StudySpec.model_fields["schedule"].default,  # what a study trains with unless told
+        "default": search_default(),
+        "default_standardisation": _default_standardisation(runs),
         "reference": {"seeds": seeds, "architectures": len(ref)},
         "reference_seed_tau": tau([v[0] for v in two], [v[1] for v in two]) if len(two) >= 3 else None,
         "short_seed_noise": seed_noise(runs),
@@ -623,17 +651,24 @@ def report(args: argparse.Namespace) -> None:
         )
     print()
     print(
-        "| candidate | archs | Kendall tau (95 % CI) | Spearman rho | same-space pairs alike | tau per space | cost vs short | failures |"
+        "| candidate | archs | Kendall tau (95 % CI) | Spearman rho | same-space pairs alike (95 % CI) | tau per space (95 % CI);"
+        " rho | cost vs short | failures |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for c in result["candidates"]:
-        spaces = ", ".join(f"{k} {_fmt(v)}" for k, v in c["tau_by_space"].items())
+        spaces = ", ".join(
+            f"{k} {_fmt(v)} ({_fmt(c['tau_ci_by_space'][k][0])} to {_fmt(c['tau_ci_by_space'][k][1])}); "
+            f"{_fmt(c['rho_by_space'][k])}"
+            for k, v in c["tau_by_space"].items()
+        )
         low, high = c["tau_ci"]
+        alike_low, alike_high = c["within_space_alike_ci"]
         print(
-            f"| {c['name']} | {c['architectures']} | {_fmt(c['tau'])} ({_fmt(low)} to {_fmt(high)}) | {_fmt(c['rho'])} "
-            f"| {c['within_space_alike']:.0%} of {c['within_space_pairs']} | {spaces} | {c['cost_ratio']:.2f}x ({c['cost_basis']}) "
+            f"| {c['name']}{'' if c['per_trial'] else ' (not per trial)'} | {c['architectures']} | {_fmt(c['tau'])} ({_fmt(low)} to {_fmt(high)}) | {_fmt(c['rho'])} "
+            f"| {c['within_space_alike']:.0%} of {c['within_space_pairs']} ({alike_low:.0%} to {alike_high:.0%}) | {spaces} | {c['cost_ratio']:.2f}x ({c['cost_basis']}) "
             f"| {len(c['failures'])} |"
         )
+    print("(not per trial: the score needs every architecture's at once, so a search cannot use it and it cannot win)")
     for c in result["candidates"]:
         for name, why in c["failures"].items():
             print(f"{c['name']} failed on {name}: {why}")
@@ -647,6 +682,12 @@ def report(args: argparse.Namespace) -> None:
     print(
         f"\nwinner within {result['max_cost_ratio']}x short's cost: {result['winner']} (the search's default: {result['default']})"
     )
+    if result["default_standardisation"]:
+        z = result["default_standardisation"]
+        print(
+            f"the default standardises {z['zero_cost']} by its mean {z['mean']:.3f} and spread {z['spread']:.3f} over"
+            f" the {z['architectures']} architectures with a short run"
+        )
     if cv:
         print(
             f"cross-validated ({cv['folds']} folds x {cv['repeats']}): chosen {cv['chosen']}, held-out tau {_fmt(cv['held_out_tau'])}"

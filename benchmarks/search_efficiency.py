@@ -101,6 +101,7 @@ def _front_rows(values: list[tuple[float, float]]) -> list[TrialRow]:
             status="complete",
             baseline=None,
             miou=v,
+            score=v,
             latency_ms=ms,
             latency_kind="estimated",
             latency_label=None,

@@ -25,6 +25,7 @@ import search_efficiency
 import suite_memory
 
 from nasseg.data import dataset_info
+from nasseg.search.proxy import DEFAULT_PROXY, get_proxy
 from nasseg.train import get_schedule
 from nasseg.train.runs import evaluate_run, make_run, run_training
 
@@ -100,6 +101,24 @@ def test_a_candidate_is_judged_by_rank_within_each_space_and_failures_rank_last(
     assert judged.failures == {"d": "loss 6.9e11 at step 40"}
 
 
+def test_same_space_pairs_get_an_interval_from_resampling_within_each_space() -> None:
+    ordered = [("a", float(i), float(i)) for i in range(5)] + [("b", float(i), float(i)) for i in range(4)]
+    assert proxy_candidates.bootstrap_alike(ordered) == (1.0, 1.0)  # a copy never pairs with itself
+    reversed_b = ordered[:5] + [("b", -float(i), float(i)) for i in range(4)]
+    low, high = proxy_candidates.bootstrap_alike(reversed_b)
+    assert proxy_candidates.pair_agreement(reversed_b) == (10 / 16, 16)
+    assert 0.0 < low < 10 / 16 < high < 1.0
+    judged = proxy_candidates.judge(
+        proxy_candidates.Candidate("c", {f"n{i}": p[1] for i, p in enumerate(reversed_b)}, 1.0, "test"),
+        {f"n{i}": p[2] for i, p in enumerate(reversed_b)},
+        {f"n{i}": p[0] for i, p in enumerate(reversed_b)},
+    )
+    assert judged.tau_by_space == pytest.approx({"a": 1.0, "b": -1.0})
+    assert judged.rho_by_space == pytest.approx({"a": 1.0, "b": -1.0})
+    assert judged.tau_ci_by_space["a"] == pytest.approx((1.0, 1.0))
+    assert judged.tau_ci_by_space["b"] == pytest.approx((-1.0, -1.0))
+
+
 def test_the_choice_is_the_best_affordable_full_candidate_and_cross_validates() -> None:
     rng = np.random.default_rng(0)
     names = [f"n{i}" for i in range(20)]
@@ -137,8 +156,17 @@ def test_the_report_judges_the_stored_runs_as_scipy_does() -> None:
         kendalltau([short[n] for n in names], [long[n] for n in names]).statistic
     )
     assert judged["short"]["cost_ratio"] == 1.0 and judged["short-600"]["cost_ratio"] == 2.0
-    assert result["default"] == "short" and result["winner"] in judged
+    assert result["default"] in judged and result["winner"] in judged
     assert set(judged["short"]) >= {"name", "tau", "tau_ci", "rho", "within_space_alike", "cost_ratio", "architectures"}
+
+
+def test_the_search_scores_with_the_winner_against_the_two_seed_reference() -> None:
+    """nasseg.search.proxy's default is the candidate the stored runs choose, its standardisation theirs."""
+    runs = Path(proxy_fidelity.__file__).parent / "results" / "proxy_fidelity"
+    result = proxy_fidelity.summary(runs, seeds=2, max_cost=1.5)
+    proxy = get_proxy(DEFAULT_PROXY)
+    assert result["winner"] == result["default"] == f"short+{proxy.weight:g}z({proxy.zero_cost})"
+    assert (proxy.mean, proxy.spread) == pytest.approx(proxy_fidelity.standardisation(runs, "synflow")[:2], abs=1e-4)
 
 
 def test_a_long_run_that_would_outlast_a_session_is_skipped(tmp_path: Path) -> None:

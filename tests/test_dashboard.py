@@ -19,7 +19,7 @@ from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.search.results import StudyResults, study_results
 from nasseg.search.spec import StudySpec
 from nasseg.search.study import BASELINE_ATTR, Study, load_study
-from nasseg.viz.dashboard import UNTRAINED, hypervolume_history, views_of, write_dashboard
+from nasseg.viz.dashboard import UNTRAINED, hypervolume_history, page_notes, pareto_figure, views_of, write_dashboard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import itertools
@@ -50,14 +50,15 @@ def tiny(**fields: object) -> StudySpec:
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """studies/ with four real studies: espnet on the Nano with three published baselines (one over
-    --max-params) and two sampled trials; pyramid_shufflenet on the TX2 (another space, another
-    board); one whose every trial failed (its board unreachable); one with no trial yet."""
+    --max-params) and two sampled trials, scored by the default proxy; pyramid_shufflenet on the TX2
+    (another space, another board, scored by the mIoU alone); one whose every trial failed (its board
+    unreachable); one with no trial yet."""
     base = tmp_path_factory.mktemp("work") / "studies"
     main = Study(tiny(budget=2, max_params=MAX_PARAMS), base=base)
     for name in BASELINES:
         main.study.enqueue_trial(main.space.encode(main.space.baseline(name).params), user_attrs={BASELINE_ATTR: name})
     main.run_worker()
-    Study(tiny(space="pyramid_shufflenet", target="jetson-tx2", budget=2), base=base).run_worker()
+    Study(tiny(space="pyramid_shufflenet", target="jetson-tx2", budget=2, proxy="miou"), base=base).run_worker()
     Study(tiny(target="host-cpu", agent="http://127.0.0.1:9", budget=2, input=(64, 96)), base=base).run_worker()
     Study(tiny(name=EMPTY), base=base)
     return base
@@ -121,7 +122,7 @@ def check_page(plots: list[dict], log: list[dict], results: list[StudyResults]) 
                 timed
             )
         history = by_id["history"]
-        assert points(history, "history-miou", label) == points(history, "history-latency_ms", label) == len(scored)
+        assert points(history, "history-score", label) == points(history, "history-latency_ms", label) == len(scored)
         finished = [r for r in rows if r.status is not None]
         assert points(history, "hypervolume", label) == len(finished)
         last = [t["last"] for t in history["traces"] if t["meta"] == {"kind": "hypervolume", "study": label}]
@@ -229,6 +230,21 @@ def test_hypervolume_history_ends_at_the_study_hypervolume(studies) -> None:
     history = hypervolume_history(results.trials, results.reference_ms)
     assert len(history) == len(results.trials) and history[-1] == pytest.approx(results.hypervolume)
     assert all(b >= a for a, b in itertools.pairwise(history))  # a front only grows
+
+
+def test_each_study_is_drawn_by_its_own_accuracy_objective(studies) -> None:
+    # The main study scores with the default proxy (mIoU + synflow tie-breaker), the other by its mIoU.
+    main, other = results_of(studies, MAIN), results_of(studies, OTHER)
+    assert main.tie_broken and not other.tie_broken
+    assert any(r.score != r.miou for r in main.trials if r.scored)
+    assert all(r.score == r.miou for r in other.trials if r.scored)
+    for results, title in ((main, "score: mIoU (validation) + the proxy's tie-breaker"), (other, "mIoU (validation)")):
+        figure = pareto_figure(views_of([results])).to_dict()
+        trained = next(t for t in figure["data"] if t["meta"]["kind"] == "trained")
+        assert list(trained["y"]) == [r.score for r in sorted(results.trials, key=lambda r: r.number) if r.scored]
+        assert figure["layout"]["yaxis"]["title"]["text"] == title
+    notes = " ".join(page_notes(views_of([main, other])))
+    assert "score accuracy differently" in notes and main.proxy in notes
 
 
 def test_serve_starts_optuna_dashboard_on_the_study_storage(studies, monkeypatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import json
 import multiprocessing
@@ -26,14 +27,17 @@ from typer.testing import CliRunner
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.cli.search import _baseline_table
+from nasseg.errors import ConfigError
 from nasseg.latency.predict import calibration
-from nasseg.search.results import StudyResults, TrialRow, study_results
+from nasseg.search.proxy import DEFAULT_PROXY, get_proxy
+from nasseg.search.results import StudyResults, TrialRow, hypervolume, pareto_front, study_results
 from nasseg.search.run import run_search
-from nasseg.search.spec import StudySpec
-from nasseg.search.study import Study, load_study, open_storage, record_of
-from nasseg.search.trial import evaluate_architecture
+from nasseg.search.spec import StudySpec, parse_spec
+from nasseg.search.study import RECORD_ATTR, SPEC_ATTR, Study, hopeless, load_study, open_storage, record_of
+from nasseg.search.trial import TrialRecord, evaluate_architecture
 from nasseg.spaces import all_spaces, load_space
-from nasseg.train.runs import make_run, run_training
+from nasseg.train.runs import build_seeded, make_run, resolve_schedule, run_training
+from nasseg.train.zero_cost import synflow
 
 runner = CliRunner()
 DATA = "synthetic:train=8,val=2,test=2"  # the study machinery is under test, not the learning
@@ -191,7 +195,13 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_repeating(sig, tmp_p
         except KeyError:  # the file exists, the study in it not yet
             continue
         trials = study.get_trials()
-        running_now = [t for t in trials if t.state.name == "RUNNING"]
+        # Running for a second: its architecture is sampled whole (a trial interrupted while sampling is
+        # enqueued again with the parameters it had, which this test could not match).
+        running_now = [
+            t
+            for t in trials
+            if t.state.name == "RUNNING" and (datetime.datetime.now() - t.datetime_start).total_seconds() > 1
+        ]
         if running_now and any(t.state.name == "COMPLETE" for t in trials):
             before = {t.number: (t.values, t.params) for t in trials if t.state.name == "COMPLETE"}
             running = running_now[0]
@@ -249,17 +259,19 @@ def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:
             }
         )
     )
-    done = runner.invoke(app, ["search", str(path), "--budget", "1", "--json"])
+    done = runner.invoke(app, ["search", str(path), "--budget", "1", "--proxy", "miou", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
     assert report["study"] == "mine" and (tmp_path / "mine" / "study.db").is_file()
     assert len(report["trials"]) == 1 and set(report) >= {"study", "space", "target", "trials", "pareto", "hypervolume"}
     trial = report["trials"][0]
+    assert report["proxy"] == "miou" and trial["score"] == trial["miou"]
     assert set(trial) >= {
         "number",
         "state",
         "baseline",
         "miou",
+        "score",
         "latency_ms",
         "latency_kind",
         "params",
@@ -268,7 +280,7 @@ def test_a_study_file_runs_and_flags_override_it(tmp_path) -> None:
         "failure",
     }
     assert trial["latency_kind"] == "estimated" and report["pareto"] == [0]
-    again = runner.invoke(app, ["search", str(path), "--budget", "1"])
+    again = runner.invoke(app, ["search", str(path), "--budget", "1", "--proxy", "miou"])
     assert again.exit_code == 0 and "already has its budget" in again.output
     results = runner.invoke(app, ["results", str(path), "--json", "--csv", str(tmp_path / "t.csv")])
     assert results.exit_code == 0 and json.loads(results.stdout)["pareto"] == [0]
@@ -402,6 +414,70 @@ def test_early_stopping_stops_a_trial_dominated_at_the_same_step(tmp_path) -> No
     assert stop(step, miou - 0.1, record.latency_ms - 1) is True  # faster: not dominated
 
 
+def test_the_default_proxy_adds_synflow_at_initialisation_to_the_miou(tmp_path) -> None:
+    run_search(tiny(budget=2, baselines=True), base=tmp_path)
+    study, settings = load_study("espnet-jetson-nano", base=tmp_path)
+    proxy = get_proxy(DEFAULT_PROXY)
+    assert settings["proxy"] == proxy.id and proxy.zero_cost == "synflow"
+    trials = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(trials) == len(load_space("espnet").baselines) + 2
+    for trial in trials:
+        record = record_of(trial)
+        run = make_run("x", record.config, DATA, resolve_schedule("tiny", "espnet", 2), 0)
+        initial = synflow(build_seeded(run.config, run.seed), run.train_hw)  # not the trained weights'
+        assert record.zero_cost == {"synflow": initial}
+        expected = record.miou + proxy.weight * (initial - proxy.mean) / proxy.spread
+        assert trial.values[0] == record.score == pytest.approx(expected, abs=1e-12)
+    assert len({round(record_of(t).score - record_of(t).miou, 9) for t in trials}) > 1  # it breaks ties
+    url = f"sqlite:///{tmp_path / 'espnet-jetson-nano' / 'study.db'}"
+    shown = runner.invoke(app, ["results", "espnet-jetson-nano", "--storage", url], terminal_width=200)
+    assert shown.exit_code == 0 and f"accuracy objective: {proxy.id}" in shown.output
+    assert any("score" in line and "mIoU" in line for line in shown.output.splitlines())  # a column each
+    assert "(score x ms" in shown.output
+
+
+def test_the_miou_proxy_scores_by_the_miou_alone_and_proxies_never_mix(tmp_path) -> None:
+    run_search(tiny(budget=1, proxy="miou"), base=tmp_path)
+    study, settings = load_study("espnet-jetson-nano", base=tmp_path)
+    record = done_records(study)[0]
+    assert settings["proxy"] == "miou" and record.zero_cost == {} and record.score == record.miou
+    assert study.get_trials()[0].values[0] == record.miou
+    with pytest.raises(ConfigError, match=r"other settings \(proxy: stored 'miou', asked 'miou\+synflow: mIoU \+"):
+        run_search(tiny(budget=2), base=tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown accuracy proxy 'synflow'; choose one of: miou, miou\+synflow"):
+        parse_spec({"space": "espnet", "target": "jetson-nano", "budget": 1, "proxy": "synflow"}, "nasseg search")
+
+
+def test_a_study_made_before_proxies_continues_as_a_miou_study(tmp_path) -> None:
+    study = Study(tiny(budget=1, proxy="miou"), base=tmp_path)
+    study.run_worker()
+    stored = study.study.user_attrs[SPEC_ATTR]
+    study.study.set_user_attr(SPEC_ATTR, {k: v for k, v in stored.items() if k != "proxy"})
+    trial = study.study.get_trials()[0]
+    old = {k: v for k, v in trial.user_attrs[RECORD_ATTR].items() if k not in ("score", "zero_cost")}
+    assert TrialRecord.from_dict(old).score == old["miou"] and TrialRecord.from_dict(old).zero_cost == {}
+    run_search(tiny(budget=2, proxy="miou"), base=tmp_path)  # accepted: it was scored by the mIoU
+    with pytest.raises(ConfigError, match=r"proxy: stored 'miou'"):
+        run_search(tiny(budget=3), base=tmp_path)
+
+
+def test_early_stopping_compares_scores_with_their_tie_breakers() -> None:
+    finished = [
+        {"status": "complete", "latency": {"median_ms": 5.0}, "history": [[10, 0.50]], "miou": 0.5, "score": 0.6}
+    ]
+    assert hopeless(10, 0.55, 6.0, finished)  # 0.50 + its tie-breaker 0.10 is past 0.55 + the margin
+    assert not hopeless(10, 0.58, 6.0, finished)
+    before_proxies = [{k: v for k, v in finished[0].items() if k != "score"}]
+    assert not hopeless(10, 0.55, 6.0, before_proxies)  # no tie-breaker: 0.50 is below 0.55
+
+
+def test_the_front_is_drawn_by_the_score_not_the_miou() -> None:
+    # Trial 1 has the higher mIoU but the lower score, at the higher latency: the score dominates it.
+    rows = [_row(0, None, miou=0.50, score=0.58, latency_ms=5.0), _row(1, None, miou=0.52, score=0.55, latency_ms=6.0)]
+    assert [r.number for r in pareto_front(rows)] == [0]
+    assert hypervolume(pareto_front(rows), 10.0) == pytest.approx(0.58 * 5.0)
+
+
 def test_postgresql_storage_two_workers_one_study(tmp_path) -> None:
     url = os.environ.get("NASSEG_TEST_POSTGRES_URL")
     if not url:
@@ -470,9 +546,11 @@ def _row(
     miou: float | None = 0.5,
     latency_ms: float | None = 10.0,
     failure: str | None = None,
+    score: float | None = None,
 ) -> TrialRow:
+    score = miou if score is None else score
     return TrialRow(
-        number, state, status, baseline, miou, latency_ms, "estimated", "estimated", 1, 1, {}, failure, 1.0, 1.0
+        number, state, status, baseline, miou, score, latency_ms, "estimated", "estimated", 1, 1, {}, failure, 1.0, 1.0
     )
 
 

@@ -43,13 +43,15 @@ def _fmt(value: float | None, pattern: str) -> str:
 def _front_table(results: StudyResults) -> Table:
     rows = {t.number: t for t in results.trials}
     table = Table(title=f"Pareto front of {results.study} ({results.space} on {results.target})")
-    for col in ("trial", "baseline", "mIoU", "latency ms", "latency from", "params", "GMACs"):
+    score = ["score"] if results.tie_broken else []
+    for col in ("trial", "baseline", *score, "mIoU", "latency ms", "latency from", "params", "GMACs"):
         table.add_column(col, justify="right" if col not in ("baseline", "latency from") else "left")
     for number in results.pareto:
         t = rows[number]
         table.add_row(
             str(number),
             t.baseline or "",
+            *[_fmt(t.score, ".4f") for _ in score],
             _fmt(t.miou, ".4f"),
             _fmt(t.latency_ms, ".2f"),
             t.latency_kind or "",
@@ -62,7 +64,8 @@ def _front_table(results: StudyResults) -> Table:
 def _baseline_table(results: StudyResults) -> Table:
     rows = {t.number: t for t in results.trials}
     table = Table(title="Published baselines, trained and timed as the study's trials")
-    for col in ("baseline", "trial", "mIoU", "latency ms", "dominated by"):
+    score = ["score"] if results.tie_broken else []
+    for col in ("baseline", "trial", *score, "mIoU", "latency ms", "dominated by"):
         table.add_column(col)
     for t in results.baseline_rows():
         doms = results.dominated_by.get(t.baseline or "")
@@ -70,11 +73,12 @@ def _baseline_table(results: StudyResults) -> Table:
             t.outcome()
             if not t.scored
             else ", ".join(
-                f"#{n} ({_fmt(rows[n].miou, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or []
+                f"#{n} ({_fmt(rows[n].score, '.3f')}, {_fmt(rows[n].latency_ms, '.1f')} ms)" for n in doms or []
             )
             or "nothing found"
         )
-        table.add_row(t.baseline, str(t.number), _fmt(t.miou, ".4f"), _fmt(t.latency_ms, ".2f"), text)
+        scores = [_fmt(t.score, ".4f") for _ in score]
+        table.add_row(t.baseline, str(t.number), *scores, _fmt(t.miou, ".4f"), _fmt(t.latency_ms, ".2f"), text)
     return table
 
 
@@ -86,10 +90,12 @@ def print_results(results: StudyResults) -> None:
     console.print(_baseline_table(results))
     kinds = {t.latency_kind for t in results.trials if t.latency_kind}
     label = next((t.latency_label for t in results.trials if t.latency_label), None)
+    unit = "score" if results.tie_broken else "mIoU"
     console.print(
         f"trials: {', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}; hypervolume "
-        f"{results.hypervolume:.4g} (mIoU x ms, up to {_fmt(results.reference_ms, '.2f')} ms)"
+        f"{results.hypervolume:.4g} ({unit} x ms, up to {_fmt(results.reference_ms, '.2f')} ms)"
     )
+    console.print(f"accuracy objective: {results.proxy}", highlight=False, soft_wrap=True)
     if label:
         console.print(f"latency: {' and '.join(sorted(kinds))}, e.g. {label}", highlight=False, soft_wrap=True)
 
@@ -115,17 +121,17 @@ class _Display:
 
     def __call__(self, record: TrialRecord | None, state: StudyProgress) -> None:
         self.trials += record is not None
-        if record is not None and record.status == "complete" and record.miou is not None and record.latency_ms:
-            self.front = [p for p in self.front if not (p[0] <= record.miou and p[1] >= record.latency_ms)]
-            if not any(p[0] >= record.miou and p[1] <= record.latency_ms for p in self.front):
-                self.front.append((record.miou, record.latency_ms))
+        if record is not None and record.status == "complete" and record.score is not None and record.latency_ms:
+            self.front = [p for p in self.front if not (p[0] <= record.score and p[1] >= record.latency_ms)]
+            if not any(p[0] >= record.score and p[1] <= record.latency_ms for p in self.front):
+                self.front.append((record.score, record.latency_ms))
         what = "" if record is None else f"last: {record.baseline or record.arch_hash[:8]} {record.status}"
         best = max(self.front, default=None)
         self.progress.update(
             self.task,
             completed=state.baselines + state.sampled,
             total=state.baselines + state.sampled + state.slots,
-            info=f"front {len(self.front)}" + (f", best mIoU {best[0]:.3f}" if best else "") + f"; {what}",
+            info=f"front {len(self.front)}" + (f", best score {best[0]:.3f}" if best else "") + f"; {what}",
         )
 
 
@@ -145,6 +151,9 @@ def search_command(
         None, "--schedule", help="Training schedule per trial (default short): tiny, short, paper."
     ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the schedule's length."),
+    proxy: str | None = typer.Option(
+        None, "--proxy", help="Accuracy objective (default miou+synflow): miou, miou+synflow. See docs/search.md."
+    ),
     max_latency: float | None = typer.Option(None, "--max-latency", help="Constraint: latency in ms at most this."),
     max_params: int | None = typer.Option(None, "--max-params", help="Constraint: parameters at most this."),
     sampler: str | None = typer.Option(None, "--sampler", help=f"{' | '.join(SAMPLERS)} (default tpe)."),
@@ -191,6 +200,7 @@ def search_command(
             "data": data,
             "schedule": schedule,
             "steps": steps,
+            "proxy": proxy,
             "max_latency_ms": max_latency,
             "max_params": max_params,
             "sampler": sampler,

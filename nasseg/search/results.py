@@ -1,5 +1,6 @@
-"""What a study found, read only from what it recorded: every trial, the Pareto front of mIoU against
-latency, its hypervolume, and which found architectures dominate each published baseline."""
+"""What a study found, read only from what it recorded: every trial, the Pareto front of the accuracy
+objective (the proxy's score: the mIoU, or the mIoU with a tie-breaker) against latency, its
+hypervolume, and which found architectures dominate each published baseline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import optuna
 
+from nasseg.search.proxy import LEGACY_PROXY, get_proxy
 from nasseg.search.study import BASELINE_ATTR, record_of
 from nasseg.search.trial import TrialRecord
 
@@ -19,6 +21,7 @@ class TrialRow:
     status: str | None  # the record's: complete, constrained, stopped, rejected, failed; None before one exists
     baseline: str | None
     miou: float | None
+    score: float | None  # the study's accuracy objective: the mIoU, or the mIoU with the proxy's tie-breaker
     latency_ms: float | None
     latency_kind: str | None  # "measured" | "estimated"
     latency_label: str | None  # where the number came from, in words
@@ -40,6 +43,7 @@ class TrialRow:
             status=record.status if record else None,
             baseline=trial.user_attrs.get(BASELINE_ATTR),
             miou=record.miou if record else None,
+            score=record.score if record else None,
             latency_ms=latency.median_ms if latency else None,
             latency_kind=latency.kind if latency else None,
             latency_label=latency.label() if latency else None,
@@ -55,7 +59,7 @@ class TrialRow:
     @property
     def scored(self) -> bool:
         """Trained to the end and timed: a point that can stand on the front."""
-        return self.status == "complete" and self.miou is not None and self.latency_ms is not None
+        return self.status == "complete" and self.score is not None and self.latency_ms is not None
 
     def outcome(self) -> str:
         """Why a trial has no point, in words: its status and reason, or how Optuna left it."""
@@ -67,21 +71,21 @@ class TrialRow:
 
 
 def dominates(a: TrialRow, b: TrialRow) -> bool:
-    """``a`` is at least as accurate and as fast as ``b``, and better in one of the two."""
-    assert a.miou is not None and a.latency_ms is not None and b.miou is not None and b.latency_ms is not None
-    no_worse = a.miou >= b.miou and a.latency_ms <= b.latency_ms
-    return no_worse and (a.miou > b.miou or a.latency_ms < b.latency_ms)
+    """``a`` scores at least as well and is as fast as ``b``, and is better in one of the two."""
+    assert a.score is not None and a.latency_ms is not None and b.score is not None and b.latency_ms is not None
+    no_worse = a.score >= b.score and a.latency_ms <= b.latency_ms
+    return no_worse and (a.score > b.score or a.latency_ms < b.latency_ms)
 
 
 def pareto_front(rows: list[TrialRow]) -> list[TrialRow]:
     """The scored rows no other scored row dominates, fastest first."""
     scored = [r for r in rows if r.scored]
     front = [r for r in scored if not any(dominates(o, r) for o in scored if o is not r)]
-    return sorted(front, key=lambda r: (r.latency_ms, -(r.miou or 0)))
+    return sorted(front, key=lambda r: (r.latency_ms, -(r.score or 0)))
 
 
 def hypervolume(front: list[TrialRow], reference_ms: float) -> float:
-    """Area (mIoU x ms) dominated by the front and bounded by mIoU 0 and ``reference_ms``."""
+    """Area (score x ms) dominated by the front and bounded by score 0 and ``reference_ms``."""
     area, best = 0.0, 0.0
     points = sorted(
         (r for r in front if r.latency_ms is not None and r.latency_ms < reference_ms),
@@ -89,7 +93,7 @@ def hypervolume(front: list[TrialRow], reference_ms: float) -> float:
     )
     edges = [r.latency_ms for r in points[1:]] + [reference_ms]
     for row, right in zip(points, edges, strict=False):
-        best = max(best, row.miou or 0.0)
+        best = max(best, row.score or 0.0)
         area += best * ((right or 0.0) - (row.latency_ms or 0.0))
     return area
 
@@ -105,6 +109,16 @@ class StudyResults:
     hypervolume: float
     reference_ms: float | None  # the latency bound of the hypervolume
     dominated_by: dict[str, list[int]]  # each baseline -> the found trials that dominate it
+
+    @property
+    def proxy(self) -> str:
+        """How the study scored accuracy (the proxy's id, as stored with its settings)."""
+        return str(self.settings.get("proxy", get_proxy(LEGACY_PROXY).id))
+
+    @property
+    def tie_broken(self) -> bool:
+        """The score is not the mIoU alone."""
+        return self.proxy != get_proxy(LEGACY_PROXY).id
 
     def baseline_rows(self) -> list[TrialRow]:
         """One row per published baseline, in the study's order: its scored attempt, else its last one
@@ -122,6 +136,7 @@ class StudyResults:
             "status",
             "baseline",
             "miou",
+            "score",
             "latency_ms",
             "latency_kind",
             "params",
@@ -133,6 +148,7 @@ class StudyResults:
             "study": self.study,
             "space": self.space,
             "target": self.target,
+            "proxy": self.proxy,
             "trials": [{k: asdict(t)[k] for k in keep} for t in self.trials],
             "pareto": self.pareto,
             "hypervolume": self.hypervolume,

@@ -2,7 +2,8 @@
 
 ``StudySpec`` is read from a study file (``studies/<name>.yaml``) or built from ``nasseg search``'s
 flags, which are the same fields. ``identity`` is what may not change once a study has trials:
-reopening a name with another space, target, data, schedule or constraint is refused, never mixed;
+reopening a name with another space, target, data, schedule, accuracy proxy or constraint is refused,
+never mixed;
 so is reopening an estimated study under another calibration (after an upgrade of nasseg, or a user's
 own ``nasseg calibrate``), whose estimates would not compare with those already recorded.
 """
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nasseg.errors import ConfigError
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.latency.predict.calibration import find_calibration
+from nasseg.search.proxy import DEFAULT_PROXY, PROXIES, get_proxy
 from nasseg.yamlio import read_yaml
 
 SamplerName = Literal["tpe", "nsga2", "gp", "random"]
@@ -36,6 +38,7 @@ class StudySpec(BaseModel):
     data: str = "synthetic"
     schedule: str = "short"
     steps: int | None = Field(default=None, ge=1, description="override the schedule's length")
+    proxy: str = Field(default=DEFAULT_PROXY, description="the accuracy objective: miou, or miou+synflow")
     budget: int = Field(ge=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
     max_params: int | None = Field(default=None, ge=1)
@@ -53,6 +56,13 @@ class StudySpec(BaseModel):
     baselines: bool = True
     early_stopping: bool = False
     device: str = "cpu"
+
+    @pydantic.field_validator("proxy")
+    @classmethod
+    def _known_proxy(cls, name: str) -> str:
+        if name not in PROXIES:
+            raise ValueError(f"unknown accuracy proxy {name!r}; choose one of: {', '.join(PROXIES)}")
+        return name
 
     @property
     def study_name(self) -> str:
@@ -75,6 +85,7 @@ class StudySpec(BaseModel):
         )
         identity = {key: getattr(self, key) for key in keys}
         identity["input"] = list(self.input) if self.input else None
+        identity["proxy"] = get_proxy(self.proxy).id
         measured = self.agent or latency_backend(self.target, self.backend, self.agent) != PREDICTOR
         identity["latency"] = "measured" if measured else "estimated"
         if not measured:

@@ -1,4 +1,5 @@
-"""The study: an Optuna multi-objective study (maximise mIoU, minimise latency) over one space.
+"""The study: an Optuna multi-objective study (maximise the accuracy proxy's score, minimise latency) over
+one space.
 
 A study lives in a storage (by default ``studies/<name>/study.db``, SQLite, beside its study file;
 any database URL Optuna supports, PostgreSQL for several machines). Its settings are stored with it,
@@ -32,6 +33,7 @@ from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
+from nasseg.search.proxy import LEGACY_PROXY, get_proxy
 from nasseg.search.spec import StudySpec, load_study_file
 from nasseg.search.trial import LatencySource, TrialPlan, TrialRecord, evaluate_architecture
 from nasseg.spaces import SearchSpace, load_space
@@ -40,7 +42,7 @@ from nasseg.train.trainer import check_device
 
 DB_FILE = "study.db"
 SPEC_ATTR, RECORD_ATTR, BASELINE_ATTR = "nasseg_spec", "record", "baseline"
-DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")  # mIoU, latency in ms
+DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")  # proxy score, latency in ms
 # Heartbeat every HEARTBEAT_S seconds; a trial silent for 3x that is taken for dead. NASSEG_HEARTBEAT_S
 # shortens it (tests, or a quick restart after a crash).
 HEARTBEAT_S = int(os.environ.get("NASSEG_HEARTBEAT_S", "20"))
@@ -193,6 +195,7 @@ class Study:
             max_latency_ms=spec.max_latency_ms,
             max_params=spec.max_params,
             device=spec.device,
+            proxy=get_proxy(spec.proxy),
         )
         self.storage = open_storage(self.storage_url, heartbeat_s)
         self.study = optuna.create_study(
@@ -224,6 +227,7 @@ class Study:
                         params = self.space.encode(self.space.baseline(name).params)
                         self.study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name})
                 return
+            stored = {"proxy": get_proxy(LEGACY_PROXY).id, **stored}  # created before studies chose a proxy
             differs = {k: (stored.get(k), v) for k, v in mine.items() if stored.get(k) != v}
             if differs:
                 what = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differs.items())
@@ -342,9 +346,9 @@ class Study:
             trial.set_constraint("latency_ms", record.latency.median_ms - self.spec.max_latency_ms)
         if self.spec.max_params is not None:
             trial.set_constraint("params", record.params - self.spec.max_params)
-        # A constrained architecture is not trained: 0 stands in for its mIoU, and the sampler learns
+        # A constrained architecture is not trained: 0 stands in for its score, and the sampler learns
         # from the constraint values that it is infeasible.
-        return (record.miou or 0.0) if record.status == "complete" else 0.0, record.latency.median_ms
+        return (record.score or 0.0) if record.status == "complete" else 0.0, record.latency.median_ms
 
 
 class EarlyStop:
@@ -355,22 +359,24 @@ class EarlyStop:
     def __init__(self, storage_url: str, study_name: str) -> None:
         self.storage_url, self.study_name = storage_url, study_name
 
-    def __call__(self, step: int, miou: float, latency_ms: float) -> bool:
+    def __call__(self, step: int, score: float, latency_ms: float) -> bool:
         study = optuna.load_study(study_name=self.study_name, storage=self.storage_url)
         finished = [
             t.user_attrs.get(RECORD_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         ]
-        return not hopeless(step, miou, latency_ms, [r for r in finished if r])
+        return not hopeless(step, score, latency_ms, [r for r in finished if r])
 
 
-def hopeless(step: int, miou: float, latency_ms: float, finished: list[dict[str, Any]]) -> bool:
-    """The early-stopping rule: a finished, complete trial (its stored record) of no higher latency was
-    better by more than ``HOPELESS_MARGIN`` at the same step, so it would dominate this one."""
+def hopeless(step: int, score: float, latency_ms: float, finished: list[dict[str, Any]]) -> bool:
+    """The early-stopping rule: a finished, complete trial (its stored record) of no higher latency
+    scored better by more than ``HOPELESS_MARGIN`` at the same step (its mIoU then, with its
+    tie-breaker), so it would dominate this one."""
     for other in finished:
         if other["status"] != "complete" or other["latency"]["median_ms"] > latency_ms:
             continue
         at_step = dict(other["history"])
-        if at_step.get(step) is not None and at_step[step] > miou + HOPELESS_MARGIN:
+        tie_breaker = (other.get("score", other["miou"]) or 0.0) - (other["miou"] or 0.0)  # 0 recorded before proxies
+        if at_step.get(step) is not None and at_step[step] + tie_breaker > score + HOPELESS_MARGIN:
             return True
     return False
 

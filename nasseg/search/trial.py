@@ -26,6 +26,7 @@ from nasseg.latency.measure.measure import PREDICTOR, measure_config
 from nasseg.latency.result import LatencyResult
 from nasseg.models import ArchConfig
 from nasseg.profile import count_macs, count_params
+from nasseg.search.proxy import LEGACY_PROXY, PROXIES, AccuracyProxy
 from nasseg.spaces import SearchSpace
 from nasseg.train.runs import build_seeded, make_run, train_run
 from nasseg.train.schedule import Schedule
@@ -53,6 +54,8 @@ class TrialRecord:
     macs: int | None = None
     latency: LatencyResult | None = None
     miou: float | None = None
+    score: float | None = None
+    zero_cost: dict[str, float] = field(default_factory=dict)  # at the initial weights (the proxy's tie-breaker)
     per_class_iou: dict[str, float | None] = field(default_factory=dict)
     pixel_accuracy: float | None = None
     history: list[tuple[int, float | None]] = field(default_factory=list)
@@ -87,13 +90,14 @@ class TrialRecord:
         data["config"] = ArchConfig.from_dict(data["config"])
         data["latency"] = None if data["latency"] is None else LatencyResult.from_dict(data["latency"])
         data["history"] = [tuple(item) for item in data["history"]]
+        data.setdefault("score", data["miou"])  # recorded before proxies: scored by the mIoU alone
         return cls(**data)
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """How every trial of a study is scored: data, schedule and seed; the latency input, target and
-    source; the constraints."""
+    """How every trial of a study is scored: data, schedule, seed and accuracy proxy; the latency
+    input, target and source; the constraints."""
 
     data: str
     schedule: Schedule
@@ -106,6 +110,7 @@ class TrialPlan:
     max_latency_ms: float | None = None
     max_params: int | None = None
     device: str = "cpu"
+    proxy: AccuracyProxy = PROXIES[LEGACY_PROXY]
 
 
 class LatencySource:
@@ -149,8 +154,8 @@ def evaluate_architecture(
 
     A sampled architecture follows its space's ``degenerate`` rule; a baseline is always accepted.
     ``on_timed`` sees the record once params, MACs and latency are known (before training);
-    ``keep_training(step, mIoU, latency_ms)`` is called after every evaluation and stops the run by
-    returning False. Errors in ``STOPS_STUDY`` propagate; any other becomes a failed record.
+    ``keep_training(step, score, latency_ms)`` is called after every evaluation (the score of the mIoU
+    so far) and stops the run by returning False. Errors in ``STOPS_STUDY`` propagate; any other becomes a failed record.
     """
     started = time.perf_counter()
     record = TrialRecord(config=config, status="complete", baseline=baseline)
@@ -192,11 +197,16 @@ def _score(
     if record.violations:
         record.status = "constrained"
         return
+    record.zero_cost = plan.proxy.zero_cost_scores(model, run.train_hw)  # before training changes the weights
     latency_ms = record.latency.median_ms
-    callback = None if keep_training is None else (lambda step, miou: keep_training(step, miou, latency_ms))
+    tie_breaker = plan.proxy.tie_breaker(record.zero_cost)
+    callback = (
+        None if keep_training is None else (lambda step, miou: keep_training(step, miou + tie_breaker, latency_ms))
+    )
     result = train_run(run, model, device=plan.device, callback=callback, progress=False)
     record.status = "stopped" if result.stopped == "callback" else "complete"
     record.miou = None if result.miou != result.miou else result.miou  # NaN: no class present at all
+    record.score = plan.proxy.score(record.miou, record.zero_cost)
     record.per_class_iou = result.to_dict()["per_class_iou"]
     record.pixel_accuracy = result.pixel_accuracy
     record.history = [(step, None if miou != miou else miou) for step, miou in result.history]

@@ -1,12 +1,13 @@
 """One self-contained HTML page that shows what one or more studies found (``nasseg dashboard``).
 
 Read only from what the studies recorded (``StudyResults``, and the Optuna study for parameter
-importances): the Pareto plot of mIoU against latency with the published baselines labelled and every
-trial that was not trained greyed on a strip below it; latency against MACs and params; the
-optimisation history and hypervolume; parameter importances per objective; parallel coordinates of
-the configs; the per-class IoU of the front and the baselines. Several studies share the page, one
-colour each. Plotly's JavaScript is inlined once, so the page opens offline. Past ``GL_POINTS``
-points a scatter is drawn with WebGL (``Scattergl``), which keeps 1,000 trials quick to draw.
+importances): the Pareto plot of the accuracy objective (mIoU, or a proxy's score) against latency
+with the published baselines labelled and every trial that was not trained greyed on a strip below
+it; latency against MACs and params; the optimisation history and hypervolume; parameter importances
+per objective; parallel coordinates of the configs; the per-class IoU of the front and the baselines.
+Several studies share the page, one colour each. Plotly's JavaScript is inlined once, so the page opens
+offline. Past ``GL_POINTS`` points a scatter is drawn with WebGL (``Scattergl``), which keeps 1,000
+trials quick to draw.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from nasseg.search.results import StudyResults, TrialRow, dominates, hypervolume
 GL_POINTS = 300  # a scatter trace with more points than this is drawn with WebGL
 GREY = "#8c8c8c"
 PALETTE = qualitative.Plotly
-OBJECTIVES = (("mIoU", 0), ("latency", 1))
+OBJECTIVES = (("accuracy", 0), ("latency", 1))  # "accuracy" is each study's mIoU or score
 # Why a trial is not on the Pareto plot, as the strip below it says: its symbol, and what it means.
 UNTRAINED = {
     "constrained": ("square-open", "constrained: over --max-latency / --max-params, timed but not trained"),
@@ -70,6 +71,11 @@ class StudyView:
         if row.number not in cache:
             cache[row.number] = hover_text(row, self, set(self.results.pareto), several)
         return cache[row.number]
+
+    @property
+    def accuracy(self) -> str:
+        """What the study's accuracy objective is called on its axes."""
+        return "score" if self.results.tie_broken else "mIoU"
 
     @property
     def front(self) -> list[TrialRow]:
@@ -135,6 +141,7 @@ def hover_text(row: TrialRow, view: StudyView, front: set[int], several: bool) -
         head,
         f"{status}"
         + (" · on the Pareto front" if row.number in front else "")
+        + (f" · score {_fmt(row.score, '.4f')}" if view.results.tie_broken else "")
         + f" · mIoU {_fmt(row.miou, '.4f')} · latency {_fmt(row.latency_ms, '.2f')} ms",
     ]
     if row.latency_label:
@@ -154,7 +161,7 @@ def _short_hover(row: TrialRow, view: StudyView, several: bool) -> str:
     name = f" {html.escape(row.baseline)}" if row.baseline else ""
     where = f" · {html.escape(view.label)}" if several else ""
     return (
-        f"trial #{row.number}{name}{where}<br>mIoU {_fmt(row.miou, '.4f')} · "
+        f"trial #{row.number}{name}{where}<br>{view.accuracy} {_fmt(row.score, '.4f')} · "
         f"{_fmt(row.latency_ms, '.2f')} ms ({row.latency_kind or 'no latency'})"
     )
 
@@ -186,6 +193,17 @@ def _several(views: list[StudyView]) -> bool:
     return len(views) > 1
 
 
+def _accuracy(views: list[StudyView]) -> str:
+    """The accuracy objective's name: mIoU, or score where a study scored it with a tie-breaker."""
+    return "score" if any(v.results.tie_broken for v in views) else "mIoU"
+
+
+def _accuracy_axis(views: list[StudyView]) -> str:
+    if _accuracy(views) == "mIoU":
+        return "mIoU (validation)"
+    return "score: mIoU (validation) + the proxy's tie-breaker"
+
+
 def _latency_axis(views: list[StudyView]) -> str:
     targets = sorted({v.results.target or "?" for v in views})
     kinds = sorted({r.latency_kind for v in views for r in v.rows if r.latency_kind})
@@ -208,7 +226,7 @@ def pareto_figure(views: list[StudyView]) -> go.Figure:
             _scatter(
                 len(scored),
                 x=[r.latency_ms for r in scored],
-                y=[r.miou for r in scored],
+                y=[r.score for r in scored],
                 mode="markers",
                 name=f"{view.label}: trained ({len(scored)})" if several else f"trained trials ({len(scored)})",
                 legendgroup=view.label,
@@ -224,7 +242,7 @@ def pareto_figure(views: list[StudyView]) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=[r.latency_ms for r in members],
-                y=[r.miou for r in members],
+                y=[r.score for r in members],
                 mode="lines+markers",
                 line_shape="hv",
                 line={"color": view.color, "width": 2},
@@ -241,7 +259,7 @@ def pareto_figure(views: list[StudyView]) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=[r.latency_ms for r in baselines],
-                y=[r.miou for r in baselines],
+                y=[r.score for r in baselines],
                 mode="markers+text",
                 text=[r.baseline for r in baselines],
                 textposition="top center",
@@ -322,7 +340,7 @@ def pareto_figure(views: list[StudyView]) -> go.Figure:
         fig.update_yaxes(showticklabels=False, row=2, col=1)
         if not note:
             _message(fig, "every trial was trained: none constrained, stopped, failed or rejected", row=2, col=1)
-    fig.update_yaxes(title_text="mIoU (validation)", row=1, col=1)
+    fig.update_yaxes(title_text=_accuracy_axis(views), row=1, col=1)
     fig.update_yaxes(title_text="not trained", row=2, col=1)
     fig.update_xaxes(title_text=_latency_axis(views), row=2, col=1)
     fig.update_layout(
@@ -419,23 +437,25 @@ def hypervolume_history(rows: list[TrialRow], reference_ms: float | None) -> lis
 
 
 def history_figure(views: list[StudyView]) -> go.Figure:
-    """mIoU and latency of every trained trial in trial order, with the best so far; the hypervolume."""
+    """The accuracy objective (mIoU, or score) and latency of every trained trial in trial order, with the
+    best so far; the hypervolume."""
     several = _several(views)
+    accuracy = _accuracy(views)
     fig = make_subplots(
         rows=3,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.05,
         subplot_titles=(
-            "mIoU of each trained trial, and the best so far",
+            f"{accuracy} of each trained trial, and the best so far",
             "latency of each trained trial, and the fastest so far",
-            "hypervolume of the front so far (mIoU x ms)",
+            f"hypervolume of the front so far ({accuracy} x ms)",
         ),
     )
     for view in views:
         scored = view.scored
         prefix = f"{view.label}: " if several else ""
-        for row_no, attr, best in ((1, "miou", max), (2, "latency_ms", min)):
+        for row_no, attr, best in ((1, "score", max), (2, "latency_ms", min)):
             values = [getattr(r, attr) for r in scored]
             fig.add_trace(
                 _scatter(
@@ -464,7 +484,7 @@ def history_figure(views: list[StudyView]) -> go.Figure:
                     y=so_far,
                     mode="lines",
                     line={"color": view.color, "shape": "hv"},
-                    name=f"{prefix}{'best' if attr == 'miou' else 'fastest'} so far",
+                    name=f"{prefix}{'best' if attr == 'score' else 'fastest'} so far",
                     legendgroup=view.label,
                     hoverinfo="skip",
                     meta={"kind": f"best-{attr}", "study": view.label},
@@ -488,9 +508,9 @@ def history_figure(views: list[StudyView]) -> go.Figure:
         )
     if not any(v.scored for v in views):
         _message(fig, "No trial was trained to the end: no history to draw yet.")
-    fig.update_yaxes(title_text="mIoU", row=1, col=1)
+    fig.update_yaxes(title_text=_accuracy(views), row=1, col=1)
     fig.update_yaxes(title_text="ms", row=2, col=1)
-    fig.update_yaxes(title_text="mIoU x ms", row=3, col=1)
+    fig.update_yaxes(title_text=f"{_accuracy(views)} x ms", row=3, col=1)
     fig.update_xaxes(title_text="trial number (the baselines come first)", row=3, col=1)
     fig.update_layout(
         height=760, legend={"orientation": "h", "y": -0.1}, margin={"t": 40}, hoverlabel={"align": "left"}
@@ -551,8 +571,9 @@ def importance_figure(
     """One bar chart per study and objective; where importances cannot be computed, the reason."""
     compute = importances or (lambda v, i: param_importances(v.study, v.rows, i))
     titles = [
-        (f"{v.label}: " if _several(views) else "") + f"importance for {name} "
-        f"({len(importance_trials(v.rows, index))} trials)"
+        (f"{v.label}: " if _several(views) else "")
+        + f"importance for {v.accuracy if name == 'accuracy' else name} "
+        + f"({len(importance_trials(v.rows, index))} trials)"
         for v in views
         for name, index in OBJECTIVES
     ]
@@ -727,6 +748,17 @@ def page_notes(views: list[StudyView]) -> list[str]:
             f"Latency is on each study's own target ({html.escape(', '.join(targets))}): the same "
             "architecture runs at a different speed on each board."
         )
+    proxies = {v.results.proxy for v in views}
+    if len(proxies) > 1:
+        notes.append(
+            f"The studies score accuracy differently ({html.escape('; '.join(sorted(proxies)))}): the Pareto "
+            "plot's vertical axis is each study's own accuracy objective; hover a point for its mIoU."
+        )
+    elif any(v.results.tie_broken for v in views):
+        notes.append(
+            f"Accuracy is the study's score, not its mIoU: {html.escape(next(iter(proxies)))} (docs/search.md says "
+            "why). Hover a point for its mIoU."
+        )
     for key, what in (("data", "data"), ("schedule", "training schedule"), ("steps", "number of steps")):
         values = {str(v.results.settings.get(key)) for v in views}
         if len(values) > 1:
@@ -773,7 +805,7 @@ def _summary_table(views: list[StudyView]) -> str:
             f"<td>{html.escape(str(r.space))}</td><td>{html.escape(str(r.target))}</td>"
             f"<td>{html.escape(str(s.get('data', '?')))}</td><td>{html.escape(schedule)}</td>"
             f"<td>{len(v.rows)}: {html.escape(', '.join(f'{n} {k}' for k, n in sorted(counts.items())))}</td>"
-            f"<td>{len(r.pareto)}</td><td>{r.hypervolume:.4g} (mIoU x ms up to {_fmt(r.reference_ms, '.2f')} ms)</td>"
+            f"<td>{len(r.pareto)}</td><td>{r.hypervolume:.4g} ({v.accuracy} x ms up to {_fmt(r.reference_ms, '.2f')} ms)</td>"
             f"<td>{latency}</td></tr>"
         )
     return f"<table class='summary'>{head}{''.join(body)}</table>"
@@ -811,7 +843,7 @@ def build_sections(views: list[StudyView]) -> list[Section]:
     sections = [
         Section(
             "pareto",
-            "Pareto front: mIoU against latency",
+            f"Pareto front: {_accuracy(views)} against latency",
             "Every trained trial; the front as a step line; the published baselines as labelled diamonds, "
             "trained and timed as the study's trials. The strip below holds the trials that were not "
             "trained (greyed), at their latency. Hover a point for its architecture, size, and where its "
@@ -834,7 +866,7 @@ def build_sections(views: list[StudyView]) -> list[Section]:
         Section(
             "importance",
             "Parameter importances per objective",
-            "fANOVA (Optuna's default evaluator) over the parameters every trial has: mIoU over the trained "
+            "fANOVA (Optuna's default evaluator) over the parameters every trial has: accuracy over the trained "
             f"trials, latency over every timed one; a forest of 64 trees, of 16 past {FANOVA_FULL} trials "
             "(it stays quick at 1,000).",
             importance_figure(views),
