@@ -58,7 +58,7 @@ from proxy_candidates import Candidate, choose, cross_validate, judge, tau
 from nasseg.data import dataset_info, load_split
 from nasseg.errors import TrialFailed
 from nasseg.models import ArchConfig
-from nasseg.search.proxy import get_proxy
+from nasseg.search.proxy import Z_CLIP, get_proxy
 from nasseg.search.spec import StudySpec
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
@@ -485,7 +485,11 @@ def candidates(runs: Path) -> list[Candidate]:
                     found.append(
                         Candidate(
                             f"short+{weight:g}z({proxy})",
-                            {n: short[n]["miou"] + weight * (scores[n] - mean) / spread for n in with_short},
+                            {
+                                n: short[n]["miou"]
+                                + weight * float(np.clip((scores[n] - mean) / spread, -Z_CLIP, Z_CLIP))
+                                for n in with_short
+                            },
                             1.0 + ratio,
                             "short plus the proxy's seconds",
                         )

@@ -209,11 +209,12 @@ def early_stopping_replay(study_file: Path) -> dict[str, Any]:
                 if t is not trial and t.datetime_complete < getattr(trial, before)
             ]
             latency = record["latency"]["median_ms"]
+            tie_breaker = (record.get("score", record["miou"]) or 0.0) - (record["miou"] or 0.0)  # 0 before proxies
             at = next(
                 (
                     step
                     for step, miou in record["history"]
-                    if miou is not None and hopeless(step, miou, latency, finished)
+                    if miou is not None and hopeless(step, miou + tie_breaker, latency, finished)
                 ),
                 None,
             )

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import io
 import json
+import math
 import multiprocessing
 import multiprocessing.synchronize
 import os
@@ -27,7 +28,7 @@ from typer.testing import CliRunner
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.cli.search import _baseline_table
-from nasseg.errors import ConfigError
+from nasseg.errors import ConfigError, TrialFailed
 from nasseg.latency.predict import calibration
 from nasseg.search.proxy import DEFAULT_PROXY, get_proxy
 from nasseg.search.results import StudyResults, TrialRow, hypervolume, pareto_front, study_results
@@ -399,7 +400,7 @@ def test_results_of_a_study_that_does_not_exist(tmp_path, monkeypatch) -> None:
 
 
 def test_early_stopping_stops_a_trial_dominated_at_the_same_step(tmp_path) -> None:
-    study = Study(tiny(budget=0, early_stopping=True), base=tmp_path)
+    study = Study(tiny(budget=0, early_stopping=True, proxy="miou"), base=tmp_path)  # scores are mIoUs here
     from nasseg.search.study import EarlyStop
 
     good = study.space.baseline("espnet-c", 11)
@@ -444,6 +445,8 @@ def test_the_miou_proxy_scores_by_the_miou_alone_and_proxies_never_mix(tmp_path)
     assert study.get_trials()[0].values[0] == record.miou
     with pytest.raises(ConfigError, match=r"other settings \(proxy: stored 'miou', asked 'miou\+synflow: mIoU \+"):
         run_search(tiny(budget=2), base=tmp_path)
+    with pytest.raises(ConfigError, match=r"choose another --study name, or continue it with --proxy miou$"):
+        run_search(tiny(budget=2), base=tmp_path)
     with pytest.raises(ConfigError, match=r"unknown accuracy proxy 'synflow'; choose one of: miou, miou\+synflow"):
         parse_spec({"space": "espnet", "target": "jetson-nano", "budget": 1, "proxy": "synflow"}, "nasseg search")
 
@@ -456,9 +459,22 @@ def test_a_study_made_before_proxies_continues_as_a_miou_study(tmp_path) -> None
     trial = study.study.get_trials()[0]
     old = {k: v for k, v in trial.user_attrs[RECORD_ATTR].items() if k not in ("score", "zero_cost")}
     assert TrialRecord.from_dict(old).score == old["miou"] and TrialRecord.from_dict(old).zero_cost == {}
+    trial.set_user_attr(RECORD_ATTR, old)  # this copy of the trial holds a record written before proxies
+    assert TrialRow.of(trial).score == TrialRow.of(trial).miou == old["miou"] is not None
     run_search(tiny(budget=2, proxy="miou"), base=tmp_path)  # accepted: it was scored by the mIoU
     with pytest.raises(ConfigError, match=r"proxy: stored 'miou'"):
         run_search(tiny(budget=3), base=tmp_path)
+    results = study_results(*load_study("espnet-jetson-nano", base=tmp_path))
+    assert results.proxy == "miou" and not results.tie_broken
+    assert [r.score for r in results.trials] == [r.miou for r in results.trials] and results.trials[0].score is not None
+
+
+def test_the_tie_breaker_is_clipped_and_a_non_finite_synflow_fails_the_trial() -> None:
+    proxy = get_proxy(DEFAULT_PROXY)
+    assert proxy.tie_breaker({"synflow": proxy.mean + proxy.spread}) == pytest.approx(proxy.weight)
+    assert proxy.tie_breaker({"synflow": proxy.mean - 10 * proxy.spread}) == pytest.approx(-3 * proxy.weight)
+    with pytest.raises(TrialFailed, match="synflow is -inf at initialisation"):
+        proxy.tie_breaker({"synflow": -math.inf})
 
 
 def test_early_stopping_compares_scores_with_their_tie_breakers() -> None:

@@ -12,17 +12,21 @@ standardisation are data below, checked against the stored benchmark by ``tests/
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 
-from nasseg.errors import ConfigError
+from nasseg.errors import ConfigError, TrialFailed
 from nasseg.train.zero_cost import synflow
+
+Z_CLIP = 3.0  # standard deviations
 
 
 @dataclass(frozen=True)
 class AccuracyProxy:
-    """``score = mIoU + weight * (zero_cost - mean) / spread``; without ``zero_cost``, the mIoU."""
+    """``score = mIoU + weight * clip((zero_cost - mean) / spread, +-Z_CLIP)``; without ``zero_cost``, the mIoU."""
 
     name: str
     zero_cost: str | None = None
@@ -46,10 +50,15 @@ class AccuracyProxy:
         return {self.zero_cost: synflow(model, train_hw)}
 
     def tie_breaker(self, zero_cost: dict[str, float]) -> float:
-        """What the score adds to the mIoU (0 without a zero-cost score)."""
+        """What the score adds to the mIoU (0 without a zero-cost score): the weight times the standardised
+        score, clipped to +-Z_CLIP so that one extreme network cannot outweigh training (on the benchmark's
+        architectures |z| stays under 2). A score that is not finite fails the trial."""
         if self.zero_cost is None:
             return 0.0
-        return self.weight * (zero_cost[self.zero_cost] - self.mean) / self.spread
+        value = zero_cost[self.zero_cost]
+        if not math.isfinite(value):
+            raise TrialFailed(f"{self.zero_cost} is {value} at initialisation: the proxy cannot score this network")
+        return self.weight * float(np.clip((value - self.mean) / self.spread, -Z_CLIP, Z_CLIP))
 
     def score(self, miou: float | None, zero_cost: dict[str, float]) -> float | None:
         return None if miou is None else miou + self.tie_breaker(zero_cost)

@@ -33,7 +33,7 @@ from nasseg.latency.measure.cache import LatencyCache
 from nasseg.latency.measure.measure import PREDICTOR, latency_backend
 from nasseg.latency.targets import get_target
 from nasseg.models import ArchConfig
-from nasseg.search.proxy import LEGACY_PROXY, get_proxy
+from nasseg.search.proxy import LEGACY_PROXY, PROXIES, get_proxy
 from nasseg.search.spec import StudySpec, load_study_file
 from nasseg.search.trial import LatencySource, TrialPlan, TrialRecord, evaluate_architecture
 from nasseg.spaces import SearchSpace, load_space
@@ -233,7 +233,7 @@ class Study:
                 what = "; ".join(f"{k}: stored {a!r}, asked {b!r}" for k, (a, b) in differs.items())
                 raise ConfigError(
                     f"study {self.spec.study_name!r} in {self.storage_url} was created with other "
-                    f"settings ({what}); choose another --study name"
+                    f"settings ({what}); choose another --study name{_proxy_hint(stored['proxy'], differs)}"
                 )
 
     @contextmanager
@@ -349,6 +349,14 @@ class Study:
         # A constrained architecture is not trained: 0 stands in for its score, and the sampler learns
         # from the constraint values that it is infeasible.
         return (record.score or 0.0) if record.status == "complete" else 0.0, record.latency.median_ms
+
+
+def _proxy_hint(stored: str, differs: dict[str, Any]) -> str:
+    """How to continue a study whose proxy is the only thing asked differently, where nasseg still has it."""
+    name = stored.split(":")[0]
+    if set(differs) != {"proxy"} or name not in PROXIES or get_proxy(name).id != stored:
+        return ""
+    return f", or continue it with --proxy {name}"
 
 
 class EarlyStop:

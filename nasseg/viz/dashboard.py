@@ -214,9 +214,9 @@ def _latency_axis(views: list[StudyView]) -> str:
 
 # ----- the figures -------------------------------------------------------------------------------
 def pareto_figure(views: list[StudyView]) -> go.Figure:
-    """mIoU against latency: every trained trial, the front as a step line, the baselines labelled; a
-    strip below holds the trials that were timed but not trained (constrained, stopped, failed,
-    rejected), greyed, at their latency."""
+    """The accuracy objective (mIoU, or a proxy's score) against latency: every trained trial, the front
+    as a step line, the baselines labelled; a strip below holds the trials that were timed but not
+    trained (constrained, stopped, failed, rejected), greyed, at their latency."""
     several = _several(views)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.03)
     unplaced: Counter[str] = Counter()
