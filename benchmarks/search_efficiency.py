@@ -39,7 +39,15 @@ from nasseg.profile import count_params
 from nasseg.search.results import TrialRow, hypervolume, pareto_front, study_results
 from nasseg.search.run import run_search
 from nasseg.search.spec import StudySpec, load_study_file
-from nasseg.search.study import BASELINE_ATTR, RECORD_ATTR, hopeless, load_study, make_sampler, record_of
+from nasseg.search.study import (
+    BASELINE_ATTR,
+    RECORD_ATTR,
+    hopeless,
+    load_study,
+    make_sampler,
+    record_of,
+    tie_breaker_of,
+)
 from nasseg.spaces import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search_efficiency"
@@ -209,7 +217,7 @@ def early_stopping_replay(study_file: Path) -> dict[str, Any]:
                 if t is not trial and t.datetime_complete < getattr(trial, before)
             ]
             latency = record["latency"]["median_ms"]
-            tie_breaker = (record.get("score", record["miou"]) or 0.0) - (record["miou"] or 0.0)  # 0 before proxies
+            tie_breaker = tie_breaker_of(record)
             at = next(
                 (
                     step

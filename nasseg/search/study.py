@@ -383,10 +383,14 @@ def hopeless(step: int, score: float, latency_ms: float, finished: list[dict[str
         if other["status"] != "complete" or other["latency"]["median_ms"] > latency_ms:
             continue
         at_step = dict(other["history"])
-        tie_breaker = (other.get("score", other["miou"]) or 0.0) - (other["miou"] or 0.0)  # 0 recorded before proxies
-        if at_step.get(step) is not None and at_step[step] + tie_breaker > score + HOPELESS_MARGIN:
+        if at_step.get(step) is not None and at_step[step] + tie_breaker_of(other) > score + HOPELESS_MARGIN:
             return True
     return False
+
+
+def tie_breaker_of(record: dict[str, Any]) -> float:
+    """What a stored record's score adds to its mIoU: its proxy's tie-breaker (0 for a record without one)."""
+    return (record.get("score", record["miou"]) or 0.0) - (record["miou"] or 0.0)
 
 
 def load_study(name: str, storage: str | None = None, base: Path | None = None) -> tuple[optuna.Study, dict[str, Any]]:
