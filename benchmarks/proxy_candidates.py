@@ -5,14 +5,15 @@ per trial relative to ``short``. The reference is the mean mIoU of the long runs
 Each candidate is judged by Kendall tau and Spearman rho against the reference, a bootstrap 95 %
 interval on tau (architectures resampled), the share of same-space pairs it orders as the reference
 does (what a search inside one space decides), and tau (with its bootstrap interval: three to six
-architectures give wide ones) and rho within each space. A candidate that failed on
-an architecture (its training diverged) keeps that architecture, scored below every success, as a
-search ranks a failed trial: the failure is listed with its reason.
+architectures give wide ones) and rho within each space. A candidate that failed on an architecture
+(its training diverged) keeps that architecture, scored below every success, as a search ranks a
+failed trial: the failure is listed with its reason.
 
 Choosing by the numbers: among the candidates within the cost limit that a search can compute one
 trial at a time (a score that needs the whole population, such as a rank mean, is judged but cannot
-win), the one with the highest tau wins; repeated k-fold cross-validation over architectures shows how often that choice is made on part
-of the data and what tau the choice reaches on the architectures it did not see.
+win), the one with the highest tau wins; repeated k-fold cross-validation over architectures shows how
+often that choice is made on part of the data and what tau the choice reaches on the architectures it
+did not see.
 """
 
 from __future__ import annotations

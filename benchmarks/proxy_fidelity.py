@@ -480,7 +480,7 @@ def candidates(runs: Path) -> list[Candidate]:
                 )
                 # A score one trial can compute alone, as a search needs: mIoU plus a weight times the proxy
                 # standardised over the architectures it scores (a fixed mean and spread: nasseg.search.proxy).
-                mean, spread, _ = standardisation(runs, proxy)
+                mean, spread, _ = _standardised_by([scores[n] for n in with_short])
                 for weight in PROXY_WEIGHTS:
                     found.append(
                         Candidate(
@@ -502,9 +502,16 @@ def standardisation(runs: Path, proxy: str) -> tuple[float, float, int]:
     weighted candidates standardise by (and the search's ``nasseg.search.proxy`` holds as constants),
     and how many architectures that is."""
     short = _load(runs, "short")
-    scored = [
-        json.loads(p.read_text())["scores"][proxy] for p in sorted((runs / ZERO_COST).glob("*.json")) if p.stem in short
-    ]
+    return _standardised_by(
+        [
+            json.loads(p.read_text())["scores"][proxy]
+            for p in sorted((runs / ZERO_COST).glob("*.json"))
+            if p.stem in short
+        ]
+    )
+
+
+def _standardised_by(scored: list[float]) -> tuple[float, float, int]:
     return float(np.mean(scored)), float(np.std(scored)), len(scored)
 
 
