@@ -542,8 +542,10 @@ def _rescored(runs: Path, folder: str, done: dict[str, dict], short: dict[str, d
     """The candidates a folder's rescored runs add (``rescore``): its last weights (``short`` trained again),
     the validation loss of either weights, and the mIoU of either at full scale. Scoring at full scale costs
     every evaluation's extra time (median over architectures, relative to ``short``'s run)."""
-    rescored = {
-        p.parent.name: json.loads(p.read_text())["scores"] for p in sorted((runs / folder).glob(f"*/{RESCORED_FILE}"))
+    rescored = {  # of runs whose metrics were read: a shard may finish one while a report runs
+        p.parent.name: json.loads(p.read_text())["scores"]
+        for p in sorted((runs / folder).glob(f"*/{RESCORED_FILE}"))
+        if p.parent.name in done
     }
     if not rescored:
         return []
