@@ -73,7 +73,7 @@ PROXIES = {
         AccuracyProxy(
             "miou+synflow",
             zero_cost="synflow",
-            weight=0.08,
+            weight=0.04,
             mean=80.6487,
             spread=29.7327,
         ),
