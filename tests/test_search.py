@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from nasseg.cli import app
 from nasseg.cli.common import EXIT_BAD_INPUT
 from nasseg.cli.search import _baseline_table
+from nasseg.data import dataset_info
 from nasseg.errors import ConfigError, TrialFailed
 from nasseg.latency.predict import calibration
 from nasseg.search.proxy import DEFAULT_PROXY, get_proxy
@@ -65,6 +66,21 @@ def done_records(study: optuna.Study) -> list:
         for t in study.get_trials()
         if (r := record_of(t)) is not None and r.status != "rejected" and r.duplicate_of is None
     ]
+
+
+def test_a_search_can_score_with_short_evaluated_on_whole_frames(tmp_path) -> None:
+    """``--schedule short-eval1`` (docs/search.md): trained as ``short``, every evaluation at the native frames."""
+    run_search(tiny(schedule="short-eval1", budget=1), base=tmp_path)
+    study, _settings = load_study("espnet-jetson-nano", base=tmp_path)
+    (record,) = done_records(study)
+    assert record.status == "complete" and record.miou is not None
+    schedule = resolve_schedule("short-eval1", "espnet", steps=2)
+    run = make_run("x", record.config, DATA, schedule, 0)
+    assert run.eval_hw == dataset_info(DATA).frame_hw() and run.train_hw == resolve_schedule(
+        "short", "espnet"
+    ).input_hw(dataset_info(DATA).frame_hw())
+    metrics = run_training(run, tmp_path / "again", progress=False)
+    assert metrics["miou"] == record.miou  # the trial was scored at the whole frames
 
 
 @pytest.mark.parametrize("space", [s.name for s in all_spaces()])

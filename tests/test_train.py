@@ -141,6 +141,14 @@ def test_jetloss_is_zero_for_a_perfect_prediction() -> None:
 # --- schedules -------------------------------------------------------------------------------------
 
 
+def test_short_eval1_trains_as_short_and_evaluates_whole_frames() -> None:
+    """The benchmark's candidate ``short-eval1``, by name: ``short`` but for its evaluation resolution."""
+    short, whole = get_schedule("short"), get_schedule("short-eval1")
+    assert short.eval_hw((360, 480)) == (180, 240) and whole.eval_hw((360, 480)) == (360, 480)
+    assert whole.input_hw((360, 480)) == short.input_hw((360, 480))
+    assert whole.with_overrides(name="short", eval_scale=short.eval_scale) == short
+
+
 def test_named_schedules_load() -> None:
     assert {"tiny", "short", "paper"} <= set(schedule_names())
     short = get_schedule("short")

@@ -20,6 +20,7 @@ from nasseg.search.spec import SAMPLERS, StudySpec, load_study_file, parse_spec
 from nasseg.search.study import Progress as StudyProgress
 from nasseg.search.study import Study, load_study, open_study
 from nasseg.search.trial import TrialRecord
+from nasseg.train.schedule import schedule_names
 
 EXIT_INTERRUPTED = 130
 
@@ -148,7 +149,7 @@ def search_command(
         None, "--data", help="Dataset URI (default synthetic): synthetic, camvid:PATH, cityscapes:PATH."
     ),
     schedule: str | None = typer.Option(
-        None, "--schedule", help="Training schedule per trial (default short): tiny, short, paper."
+        None, "--schedule", help=f"Training schedule per trial (default short): {', '.join(schedule_names())}."
     ),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Override the schedule's length."),
     proxy: str | None = typer.Option(

@@ -24,6 +24,7 @@ from nasseg.errors import TrainingDiverged
 from nasseg.models import check
 from nasseg.spaces import load_architecture
 from nasseg.train.runs import evaluate_run, make_run, resolve_schedule, run_training
+from nasseg.train.schedule import schedule_names
 from nasseg.train.trainer import check_device
 
 EXIT_INTERRUPTED = 130  # as a shell reports a process stopped by Ctrl-C
@@ -74,7 +75,9 @@ def training_errors(out: Path | None = None) -> Iterator[None]:
 def train_command(
     architecture: str = typer.Argument(..., help="A baseline name (e.g. espnet-c) or an ArchConfig YAML/JSON file."),
     data: str = typer.Option("synthetic", "--data", help="Dataset URI: synthetic, camvid:PATH, cityscapes:PATH."),
-    schedule_name: str = typer.Option("short", "--schedule", help="tiny, short, or paper (the family's recipe)."),
+    schedule_name: str = typer.Option(
+        "short", "--schedule", help=f"{', '.join(schedule_names())} (paper: the family's recipe)."
+    ),
     steps: int = typer.Option(None, "--steps", min=1, help="Override the schedule's length in optimiser steps."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Override the schedule's batch size."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batch order and augmentation."),
