@@ -26,8 +26,9 @@ images, and so about its cost, with twice the updates (``short-600-b4/``); ``--t
 ``--proxy-ema`` run is also scored with its last weights, at full scale and by validation loss (``rescore``);
 ``--zero-cost`` scores every architecture's zero-cost proxies at its initial weights (``zero_cost/``).
 Scores read off stored runs (the mean of ``short``'s last two evaluations, its learning curve carried on)
-and combinations (``short`` with a zero-cost proxy as tie-breaker) need no training. A run whose training diverges is recorded as
-that candidate's failure on that architecture (``failed.json``, with the reason), not retried.
+and combinations (``short``, and ``short-eval1`` with synflow, plus a zero-cost proxy as tie-breaker) need no
+training. A run whose training diverges is recorded as that candidate's failure on that architecture
+(``failed.json``, with the reason), not retried.
 A long run expected to outlast ``--max-hours`` is skipped; a space left with fewer than ``--per-space``
 architectures whose long run fits draws further samples, each judged by a few timed training steps
 (``cost_estimates/``) before anything trains it.
@@ -82,6 +83,9 @@ LOCK_FILE, FAILED_FILE, ZERO_COST, COST_ESTIMATES = ".lock", "failed.json", "zer
 RESCORED_FILE = "rescored.json"
 PACE_STEPS = 3  # timed training steps behind a cost estimate
 PROXY_WEIGHTS = (0.01, 0.02, 0.04, 0.08, 0.16)  # mIoU per standard deviation of a zero-cost score: 1 to 16 points
+# short's own winner among the zero-cost scores; the full-scale evaluation is tried with it alone, as each
+# further family of sums makes the cross-validated choice noisier
+TIE_BREAKER_OF_EVAL1 = "synflow"
 MAX_EXTRA_DRAWS = 8  # further samples a space short of affordable architectures may try
 ZERO_COST_BATCH = 8  # images of one training batch of short
 # One or two named networks per paper: the published points a user compares a search against.
@@ -465,6 +469,7 @@ def candidates(runs: Path) -> list[Candidate]:
             if with_short
             else float("nan")
         )
+        trained = {c.name: c for c in found}
         for proxy in PROXIES:
             scores = {n: z["scores"][proxy] for n, z in zero.items()}
             found.append(Candidate(proxy, scores, ratio, "seconds, median over architectures"))
@@ -478,23 +483,31 @@ def candidates(runs: Path) -> list[Candidate]:
                         per_trial=False,  # ranks need every architecture's scores at once
                     )
                 )
-                # A score one trial can compute alone, as a search needs: mIoU plus a weight times the proxy
-                # standardised over the architectures it scores (a fixed mean and spread: nasseg.search.proxy).
-                mean, spread, _ = _standardised_by([scores[n] for n in with_short])
-                for weight in PROXY_WEIGHTS:
-                    found.append(
-                        Candidate(
-                            f"short+{weight:g}z({proxy})",
-                            {
-                                n: short[n]["miou"]
-                                + weight * float(np.clip((scores[n] - mean) / spread, -Z_CLIP, Z_CLIP))
-                                for n in with_short
-                            },
-                            1.0 + ratio,
-                            "short plus the proxy's seconds",
-                        )
-                    )
+                standardised = _standardised_by([scores[n] for n in with_short])[:2]
+                found += _tie_broken(trained["short"], proxy, scores, standardised, ratio)
+                if "short-eval1" in trained and proxy == TIE_BREAKER_OF_EVAL1:
+                    found += _tie_broken(trained["short-eval1"], proxy, scores, standardised, ratio)
     return found
+
+
+def _tie_broken(
+    base: Candidate, proxy: str, scores: dict[str, float], standardised: tuple[float, float], ratio: float
+) -> list[Candidate]:
+    """``base`` plus each weight times ``proxy``, as a score one trial can compute alone (what a search
+    needs): the proxy standardised by a fixed mean and spread, those over the architectures with a
+    ``short`` run, which ``nasseg.search.proxy`` holds as constants."""
+    mean, spread = standardised
+    both = [n for n in base.scores if n in scores]
+    return [
+        Candidate(
+            f"{base.name}+{weight:g}z({proxy})",
+            {n: base.scores[n] + weight * float(np.clip((scores[n] - mean) / spread, -Z_CLIP, Z_CLIP)) for n in both},
+            base.cost_ratio + ratio,
+            f"{base.name} plus the proxy's seconds",
+            {n: why for n, why in base.failures.items() if n in scores},
+        )
+        for weight in PROXY_WEIGHTS
+    ]
 
 
 def standardisation(runs: Path, proxy: str) -> tuple[float, float, int]:
