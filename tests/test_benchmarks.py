@@ -248,6 +248,24 @@ def test_one_averaged_run_is_rescored_into_the_candidates_it_stands_for(tmp_path
     assert found["short-eval1"].cost_ratio == pytest.approx(1.0 + extra)
 
 
+def test_a_run_that_diverges_is_its_candidates_failure_with_the_reason(tmp_path: Path) -> None:
+    """A candidate's diverged run is recorded beside its results, read back as a failure on that architecture
+    with its reason, and judged (ranked last), not dropped: the issue's bad input."""
+    data, arch = "synthetic:train=16,val=8", proxy_fidelity._baseline("fassd-net-l2")
+    short = get_schedule("short").with_overrides(steps=4, eval_every=2, warmup_steps=1)
+    wild = short.with_overrides(name="short-wild", lr=1e9, warmup_steps=0)
+    for name in ("a", "b"):
+        assert proxy_fidelity._train(tmp_path / "short" / name, "short", make_run(name, arch, data, short, 0))
+    assert proxy_fidelity._train(tmp_path / "short-wild" / "a", "wild", make_run("a", arch, data, short, 0))
+    assert not proxy_fidelity._train(tmp_path / "short-wild" / "b", "wild", make_run("b", arch, data, wild, 0))
+    stored = json.loads((tmp_path / "short-wild" / "b" / "failed.json").read_text())
+    assert stored["reason"].startswith("training diverged at step"), stored["reason"]
+    found = {c.name: c for c in proxy_fidelity.candidates(tmp_path)}
+    assert found["short-wild"].failures == {"b": stored["reason"]} and found["short-wild"].covers("b")
+    judged = proxy_candidates.judge(found["short-wild"], {"a": 0.5, "b": 0.4}, {"a": "fassd", "b": "fassd"})
+    assert judged.architectures == 2 and judged.failures == {"b": stored["reason"]}
+
+
 def test_host_measurements_only_grow_on_the_cpu_they_were_taken_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(latency_accuracy, "cpu_name", lambda: "Some Other CPU")
     method = latency_accuracy.MEASURED_WITH
