@@ -59,7 +59,7 @@ from proxy_candidates import Candidate, choose, cross_validate, judge, tau
 from nasseg.data import dataset_info, load_split
 from nasseg.errors import TrialFailed
 from nasseg.models import ArchConfig
-from nasseg.search.proxy import Z_CLIP, get_proxy
+from nasseg.search.proxy import AccuracyProxy, get_proxy
 from nasseg.search.spec import StudySpec
 from nasseg.spaces import SearchSpace, all_spaces, find_baseline
 from nasseg.train import Schedule, get_schedule
@@ -493,21 +493,24 @@ def candidates(runs: Path) -> list[Candidate]:
 def _tie_broken(
     base: Candidate, proxy: str, scores: dict[str, float], standardised: tuple[float, float], ratio: float
 ) -> list[Candidate]:
-    """``base`` plus each weight times ``proxy``, as a score one trial can compute alone (what a search
-    needs): the proxy standardised by a fixed mean and spread, those over the architectures with a
-    ``short`` run, which ``nasseg.search.proxy`` holds as constants."""
+    """``base`` plus each weight times ``proxy``, scored as the search scores a trial
+    (``nasseg.search.proxy.AccuracyProxy``): the proxy standardised by a fixed mean and spread, those over
+    the architectures with a ``short`` run. A score the search would fail the trial on is this candidate's
+    failure on that architecture."""
     mean, spread = standardised
-    both = [n for n in base.scores if n in scores]
-    return [
-        Candidate(
-            f"{base.name}+{weight:g}z({proxy})",
-            {n: base.scores[n] + weight * float(np.clip((scores[n] - mean) / spread, -Z_CLIP, Z_CLIP)) for n in both},
-            base.cost_ratio + ratio,
-            f"{base.name} plus the proxy's seconds",
-            {n: why for n, why in base.failures.items() if n in scores},
+    found = []
+    for weight in PROXY_WEIGHTS:
+        scored = AccuracyProxy(f"{base.name}+{weight:g}z({proxy})", proxy, weight, mean, spread)
+        values, failures = {}, {n: why for n, why in base.failures.items() if n in scores}
+        for n in (n for n in base.scores if n in scores):
+            try:
+                values[n] = scored.score(base.scores[n], {proxy: scores[n]})
+            except TrialFailed as exc:
+                failures[n] = str(exc)
+        found.append(
+            Candidate(scored.name, values, base.cost_ratio + ratio, f"{base.name} plus the proxy's seconds", failures)
         )
-        for weight in PROXY_WEIGHTS
-    ]
+    return found
 
 
 def standardisation(runs: Path, proxy: str) -> tuple[float, float, int]:
