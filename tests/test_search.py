@@ -74,11 +74,9 @@ def test_a_search_can_score_with_short_evaluated_on_whole_frames(tmp_path) -> No
     study, _settings = load_study("espnet-jetson-nano", base=tmp_path)
     (record,) = done_records(study)
     assert record.status == "complete" and record.miou is not None
-    schedule = resolve_schedule("short-eval1", "espnet", steps=2)
-    run = make_run("x", record.config, DATA, schedule, 0)
-    assert run.eval_hw == dataset_info(DATA).frame_hw() and run.train_hw == resolve_schedule(
-        "short", "espnet"
-    ).input_hw(dataset_info(DATA).frame_hw())
+    native = dataset_info(DATA).frame_hw()
+    run = make_run("x", record.config, DATA, resolve_schedule("short-eval1", "espnet", steps=2), 0)
+    assert run.eval_hw == native and run.train_hw == resolve_schedule("short", "espnet").input_hw(native)
     metrics = run_training(run, tmp_path / "again", progress=False)
     assert metrics["miou"] == record.miou  # the trial was scored at the whole frames
 
